@@ -1,0 +1,146 @@
+"""The meta-learning engine: pure functions on parameter dicts, built on torch.func.
+
+A task supplies ``loss(params, batch) -> scalar``; the engine never knows whether that loss
+is a synthetic quadratic or a CNN. Every method of the project (MAML, FO-MAML,
+Sharp-MAML low/up/both) is the same three functions with different settings:
+
+- ``inner_gradient``: the lower-level step direction of one task, with the optional SAM
+  ascent of radius alpha_low (gradient taken at the perturbed point, step applied at the
+  unperturbed one; PAPER.md "Update equations").
+- ``task_meta_loss``: adapt on the support batch, evaluate the adapted parameters on the
+  query batch. Its torch.func gradient is the per-task meta-gradient.
+- ``meta_gradient``: the batch-mean meta-gradient through an executor, with the optional
+  two-pass upper perturbation of radius alpha_up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from torch.func import grad, grad_and_value, vmap
+
+from harness.config import MetaConfig
+from harness.precision import float32_precision
+from harness.tasks import TaskBatch
+from harness.tree import Params, tree_add, tree_detach, tree_map, tree_normalized
+
+LossFn = Callable[[Params, Any], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class MetaStep:
+    """Result of one outer step: the meta-gradient to apply at theta and the meta-loss.
+
+    ``loss`` is the batch-mean meta-loss at theta (pass 1); for the two-pass methods
+    ``perturbed_loss`` is the meta-loss at theta + eps (pass 2), else None.
+    """
+
+    grad: Params
+    loss: torch.Tensor
+    perturbed_loss: torch.Tensor | None = None
+
+
+def inner_gradient(loss: LossFn, params: Params, support: Any, cfg: MetaConfig) -> Params:
+    """Direction of one inner step of one task (before scaling by -inner_lr).
+
+    Plain methods: grad L(theta; D_m). Lower-perturbed methods: eps_m = alpha_low g/(|g|+eps),
+    then grad L(theta + eps_m; D_m). ``cfg.diff_through_perturbation`` decides whether eps_m
+    carries its graph into the meta-gradient; ``cfg.first_order`` drops the graph of the
+    whole direction.
+    """
+    g = grad(loss)(params, support)
+    if cfg.uses_lower_perturbation:
+        direction = g if cfg.diff_through_perturbation else tree_detach(g)
+        eps = tree_normalized(direction, cfg.alpha_low, cfg.eps)
+        g = grad(loss)(tree_add(params, eps), support)
+    if cfg.first_order:
+        g = tree_detach(g)
+    return g
+
+
+def adapt(loss: LossFn, params: Params, support: Any, cfg: MetaConfig) -> Params:
+    """theta_m after ``cfg.inner_steps`` inner steps on the support batch."""
+    for _ in range(cfg.inner_steps):
+        params = tree_add(params, inner_gradient(loss, params, support, cfg), -cfg.inner_lr)
+    return params
+
+
+def task_meta_loss(
+    loss: LossFn, params: Params, support: Any, query: Any, cfg: MetaConfig
+) -> torch.Tensor:
+    """L(theta_m(theta); D'_m): the meta-objective of one task."""
+    return loss(adapt(loss, params, support, cfg), query)
+
+
+def task_meta_grad_fn(loss: LossFn, cfg: MetaConfig) -> Callable[..., tuple[Params, torch.Tensor]]:
+    """(params, support, query) -> (meta-gradient, meta-loss) of one task.
+
+    The single per-task function both executors run. The outer gradient is taken inside
+    torch.func, which keeps second-order meta-gradients exact under vmap also with BatchNorm
+    batch statistics (an outer ordinary-autograd gradient over a vmapped torch.func.grad is
+    not, see tests/test_engine_exactness.py).
+    """
+
+    def meta_objective(params: Params, support: Any, query: Any) -> torch.Tensor:
+        return task_meta_loss(loss, params, support, query, cfg)
+
+    return grad_and_value(meta_objective)
+
+
+def resolve_executor(cfg: MetaConfig, device: torch.device) -> str:
+    """``auto`` -> vmap on CUDA, loop elsewhere."""
+    if cfg.executor != "auto":
+        return cfg.executor
+    return "vmap" if device.type == "cuda" else "loop"
+
+
+def loop_executor(loss: LossFn, params: Params, tasks: TaskBatch, cfg: MetaConfig) -> MetaStep:
+    """Batch-mean meta-gradient, one task at a time (exact; memory of a single task)."""
+    per_task = task_meta_grad_fn(loss, cfg)
+    n = tasks.num_tasks
+    total_grad, total_loss = per_task(params, *tasks.task(0))
+    for i in range(1, n):
+        g, value = per_task(params, *tasks.task(i))
+        total_grad, total_loss = tree_add(total_grad, g), total_loss + value
+    return MetaStep(grad=tree_map(lambda v: v / n, total_grad), loss=total_loss / n)
+
+
+def vmap_executor(loss: LossFn, params: Params, tasks: TaskBatch, cfg: MetaConfig) -> MetaStep:
+    """Batch-mean meta-gradient with torch.func.vmap over tasks (chunked if cfg.chunk_size)."""
+    per_task = vmap(
+        task_meta_grad_fn(loss, cfg), in_dims=(None, 0, 0), chunk_size=cfg.chunk_size
+    )
+    grads, values = per_task(params, tasks.support, tasks.query)
+    return MetaStep(grad=tree_map(lambda v: v.mean(0), grads), loss=values.mean())
+
+
+EXECUTOR_FUNCTIONS = {"loop": loop_executor, "vmap": vmap_executor}
+
+
+def plain_meta_gradient(
+    loss: LossFn, params: Params, tasks: TaskBatch, cfg: MetaConfig
+) -> MetaStep:
+    """Batch-mean meta-gradient at params, no upper perturbation (pass 1 of SAM)."""
+    params = tree_detach(params)
+    device = next(iter(params.values())).device
+    executor = EXECUTOR_FUNCTIONS[resolve_executor(cfg, device)]
+    with float32_precision(device, cfg.allow_tf32):
+        return executor(loss, params, tasks, cfg)
+
+
+def meta_gradient(loss: LossFn, params: Params, tasks: TaskBatch, cfg: MetaConfig) -> MetaStep:
+    """The meta-gradient a method applies at theta, and the meta-loss.
+
+    MAML / FO-MAML / Sharp-MAML_low: the batch-mean meta-gradient. Sharp-MAML_up/_both: the
+    two-pass SAM step on the same task batch: eps = alpha_up * g/(|g| + eps) from pass 1
+    (a constant), then the meta-gradient recomputed at theta + eps (the lower perturbation
+    recomputed there too), to be applied at theta.
+    """
+    first = plain_meta_gradient(loss, params, tasks, cfg)
+    if not cfg.uses_upper_perturbation:
+        return first
+    eps = tree_normalized(first.grad, cfg.alpha_up, cfg.eps)
+    second = plain_meta_gradient(loss, tree_add(tree_detach(params), eps), tasks, cfg)
+    return MetaStep(grad=second.grad, loss=first.loss, perturbed_loss=second.loss)

@@ -1,0 +1,1 @@
+"""Problem families with known constants; importing this package registers every family."""
