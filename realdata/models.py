@@ -1,7 +1,8 @@
 """Conv4, the few-shot backbone of MAML and Sharp-MAML, as a pure function of a parameter dict.
 
 Each block: 3x3 convolution (padding 1), BatchNorm with batch statistics (also at test time,
-as MAML does), ReLU, 2x2 max-pool; then a linear head. BatchNorm is written from primitive
+as MAML does), ReLU, 2x2 max-pool; then a linear head. A smooth variant (softplus,
+average pooling) exists for finite-difference tests. BatchNorm is written from primitive
 ops (mean, variance, affine), which keeps vmap-over-tasks meta-gradients exact.
 """
 
@@ -17,6 +18,10 @@ import torch.nn.functional as F
 from harness.tree import Params
 
 BN_EPS = 1e-5
+# ReLU and max-pool are the backbone's; the smooth pair exists for finite-difference tests,
+# because an inner gradient of a ReLU net jumps at kinks, and so does the meta-objective.
+ACTIVATIONS = {"relu": F.relu, "softplus": F.softplus}
+POOLINGS = {"max": F.max_pool2d, "avg": F.avg_pool2d}
 
 
 @dataclass(frozen=True)
@@ -28,8 +33,14 @@ class Conv4Spec:
     filters: int = 64
     blocks: int = 4
     num_classes: int = 5
+    activation: str = "relu"
+    pooling: str = "max"
 
     def __post_init__(self) -> None:
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation: expected one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling: expected one of {sorted(POOLINGS)}, got {self.pooling!r}")
         for name in ("in_channels", "image_size", "filters", "blocks", "num_classes"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -67,7 +78,7 @@ def conv4_forward(params: Params, x: torch.Tensor, spec: Conv4Spec) -> torch.Ten
     for i in range(spec.blocks):
         h = F.conv2d(h, params[f"conv{i}.weight"], params[f"conv{i}.bias"], padding=1)
         h = batch_norm(h, params[f"bn{i}.weight"], params[f"bn{i}.bias"])
-        h = F.max_pool2d(F.relu(h), 2)
+        h = POOLINGS[spec.pooling](ACTIVATIONS[spec.activation](h), 2)
     return F.linear(h.flatten(1), params["head.weight"], params["head.bias"])
 
 

@@ -1,0 +1,87 @@
+"""Where the data and the preprocessing cache live.
+
+Data root: ``$SHARPMAML_DATA`` if set, else ``<repo>/../shared/data``; used only if it exists.
+Omniglot is read from ``<data root>/omniglot`` and Mini-ImageNet from
+``<data root>/miniimagenet``. Cache: ``$SHARPMAML_CACHE`` if set, else
+``<repo>/.cache/sharpmaml``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from realdata.datasets.errors import DatasetError
+
+DATA_ENV = "SHARPMAML_DATA"
+CACHE_ENV = "SHARPMAML_CACHE"
+OMNIGLOT_DIR = "omniglot"
+MINIIMAGENET_DIR = "miniimagenet"
+
+
+def repo_root() -> Path:
+    """The repository root (the folder holding the ``realdata`` package)."""
+    return Path(__file__).resolve().parents[2]
+
+
+def default_data_root() -> Path:
+    """``$SHARPMAML_DATA`` if set, else ``<repo>/../shared/data`` (whether or not it exists)."""
+    env = os.environ.get(DATA_ENV)
+    if env:
+        return Path(env).expanduser()
+    return repo_root().parent / "shared" / "data"
+
+
+def find_data_root() -> Path | None:
+    """The data root if it exists, else None (no fallback when ``$SHARPMAML_DATA`` is set)."""
+    root = default_data_root()
+    return root if root.is_dir() else None
+
+
+def _where_to_put(subdir: str, files: str) -> str:
+    return (
+        f"put {files} in <data root>/{subdir}/, where <data root> is ${DATA_ENV} "
+        f"(currently {os.environ.get(DATA_ENV) or 'unset'}) or, when that is unset, "
+        f"{repo_root().parent / 'shared' / 'data'}"
+    )
+
+
+def require_omniglot_root(data_root: Path | None = None) -> Path:
+    """The Omniglot folder ``<data root>/omniglot``; DatasetError saying where to put it if absent."""
+    root = data_root if data_root is not None else find_data_root()
+    folder = None if root is None else Path(root) / OMNIGLOT_DIR
+    if folder is None or not folder.is_dir():
+        looked = default_data_root() / OMNIGLOT_DIR if folder is None else folder
+        raise DatasetError(
+            f"{looked}: Omniglot folder not found; "
+            + _where_to_put(
+                OMNIGLOT_DIR,
+                "images_background.npz and images_evaluation.npz, or Lake's "
+                "images_background.zip and images_evaluation.zip (zipped or unzipped)",
+            )
+            + " (or download them: python -m realdata.datasets.download --help)"
+        )
+    return folder
+
+
+def require_miniimagenet_root(data_root: Path | None = None) -> Path:
+    """The Mini-ImageNet folder ``<data root>/miniimagenet``; DatasetError if absent."""
+    root = data_root if data_root is not None else find_data_root()
+    folder = None if root is None else Path(root) / MINIIMAGENET_DIR
+    if folder is None or not folder.is_dir():
+        looked = default_data_root() / MINIIMAGENET_DIR if folder is None else folder
+        raise DatasetError(
+            f"{looked}: Mini-ImageNet folder not found; "
+            + _where_to_put(
+                MINIIMAGENET_DIR,
+                "images/ with train.csv, val.csv, test.csv (Ravi-Larochelle split) or "
+                "mini-imagenet-cache-{train,val,test}.pkl",
+            )
+        )
+    return folder
+
+
+def cache_dir() -> Path:
+    """``$SHARPMAML_CACHE`` if set, else ``<repo>/.cache/sharpmaml`` (created on first write)."""
+    env = os.environ.get(CACHE_ENV)
+    return Path(env).expanduser() if env else repo_root() / ".cache" / "sharpmaml"
