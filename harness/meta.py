@@ -16,7 +16,7 @@ Sharp-MAML low/up/both) is the same three functions with different settings:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import torch
 from torch.func import grad, grad_and_value, vmap
@@ -27,6 +27,22 @@ from harness.tasks import TaskBatch
 from harness.tree import Params, tree_add, tree_detach, tree_map, tree_normalized
 
 LossFn = Callable[[Params, Any], torch.Tensor]
+Radius = float | torch.Tensor
+
+
+class Radii(NamedTuple):
+    """Perturbation radii for one call; tensors allowed, so vmap can batch over radii.
+
+    ``None`` passed to the engine means the radii of the config. Which perturbations are
+    active is always decided by the config's method.
+    """
+
+    alpha_low: Radius
+    alpha_up: Radius
+
+    @classmethod
+    def of(cls, cfg: MetaConfig, radii: "Radii | None") -> "Radii":
+        return radii if radii is not None else cls(cfg.alpha_low, cfg.alpha_up)
 
 
 @dataclass(frozen=True)
@@ -42,7 +58,9 @@ class MetaStep:
     perturbed_loss: torch.Tensor | None = None
 
 
-def inner_gradient(loss: LossFn, params: Params, support: Any, cfg: MetaConfig) -> Params:
+def inner_gradient(
+    loss: LossFn, params: Params, support: Any, cfg: MetaConfig, radii: Radii | None = None
+) -> Params:
     """Direction of one inner step of one task (before scaling by -inner_lr).
 
     Plain methods: grad L(theta; D_m). Lower-perturbed methods: eps_m = alpha_low g/(|g|+eps),
@@ -53,28 +71,38 @@ def inner_gradient(loss: LossFn, params: Params, support: Any, cfg: MetaConfig) 
     g = grad(loss)(params, support)
     if cfg.uses_lower_perturbation:
         direction = g if cfg.diff_through_perturbation else tree_detach(g)
-        eps = tree_normalized(direction, cfg.alpha_low, cfg.eps)
+        eps = tree_normalized(direction, Radii.of(cfg, radii).alpha_low, cfg.eps)
         g = grad(loss)(tree_add(params, eps), support)
     if cfg.first_order:
         g = tree_detach(g)
     return g
 
 
-def adapt(loss: LossFn, params: Params, support: Any, cfg: MetaConfig) -> Params:
+def adapt(
+    loss: LossFn, params: Params, support: Any, cfg: MetaConfig, radii: Radii | None = None
+) -> Params:
     """theta_m after ``cfg.inner_steps`` inner steps on the support batch."""
     for _ in range(cfg.inner_steps):
-        params = tree_add(params, inner_gradient(loss, params, support, cfg), -cfg.inner_lr)
+        step = inner_gradient(loss, params, support, cfg, radii)
+        params = tree_add(params, step, -cfg.inner_lr)
     return params
 
 
 def task_meta_loss(
-    loss: LossFn, params: Params, support: Any, query: Any, cfg: MetaConfig
+    loss: LossFn,
+    params: Params,
+    support: Any,
+    query: Any,
+    cfg: MetaConfig,
+    radii: Radii | None = None,
 ) -> torch.Tensor:
     """L(theta_m(theta); D'_m): the meta-objective of one task."""
-    return loss(adapt(loss, params, support, cfg), query)
+    return loss(adapt(loss, params, support, cfg, radii), query)
 
 
-def task_meta_grad_fn(loss: LossFn, cfg: MetaConfig) -> Callable[..., tuple[Params, torch.Tensor]]:
+def task_meta_grad_fn(
+    loss: LossFn, cfg: MetaConfig, radii: Radii | None = None
+) -> Callable[..., tuple[Params, torch.Tensor]]:
     """(params, support, query) -> (meta-gradient, meta-loss) of one task.
 
     The single per-task function both executors run. The outer gradient is taken inside
@@ -84,7 +112,7 @@ def task_meta_grad_fn(loss: LossFn, cfg: MetaConfig) -> Callable[..., tuple[Para
     """
 
     def meta_objective(params: Params, support: Any, query: Any) -> torch.Tensor:
-        return task_meta_loss(loss, params, support, query, cfg)
+        return task_meta_loss(loss, params, support, query, cfg, radii)
 
     return grad_and_value(meta_objective)
 
@@ -96,9 +124,11 @@ def resolve_executor(cfg: MetaConfig, device: torch.device) -> str:
     return "vmap" if device.type == "cuda" else "loop"
 
 
-def loop_executor(loss: LossFn, params: Params, tasks: TaskBatch, cfg: MetaConfig) -> MetaStep:
+def loop_executor(
+    loss: LossFn, params: Params, tasks: TaskBatch, cfg: MetaConfig, radii: Radii | None = None
+) -> MetaStep:
     """Batch-mean meta-gradient, one task at a time (exact; memory of a single task)."""
-    per_task = task_meta_grad_fn(loss, cfg)
+    per_task = task_meta_grad_fn(loss, cfg, radii)
     n = tasks.num_tasks
     total_grad, total_loss = per_task(params, *tasks.task(0))
     for i in range(1, n):
@@ -107,10 +137,12 @@ def loop_executor(loss: LossFn, params: Params, tasks: TaskBatch, cfg: MetaConfi
     return MetaStep(grad=tree_map(lambda v: v / n, total_grad), loss=total_loss / n)
 
 
-def vmap_executor(loss: LossFn, params: Params, tasks: TaskBatch, cfg: MetaConfig) -> MetaStep:
+def vmap_executor(
+    loss: LossFn, params: Params, tasks: TaskBatch, cfg: MetaConfig, radii: Radii | None = None
+) -> MetaStep:
     """Batch-mean meta-gradient with torch.func.vmap over tasks (chunked if cfg.chunk_size)."""
     per_task = vmap(
-        task_meta_grad_fn(loss, cfg), in_dims=(None, 0, 0), chunk_size=cfg.chunk_size
+        task_meta_grad_fn(loss, cfg, radii), in_dims=(None, 0, 0), chunk_size=cfg.chunk_size
     )
     grads, values = per_task(params, tasks.support, tasks.query)
     return MetaStep(grad=tree_map(lambda v: v.mean(0), grads), loss=values.mean())
@@ -120,27 +152,30 @@ EXECUTOR_FUNCTIONS = {"loop": loop_executor, "vmap": vmap_executor}
 
 
 def plain_meta_gradient(
-    loss: LossFn, params: Params, tasks: TaskBatch, cfg: MetaConfig
+    loss: LossFn, params: Params, tasks: TaskBatch, cfg: MetaConfig, radii: Radii | None = None
 ) -> MetaStep:
     """Batch-mean meta-gradient at params, no upper perturbation (pass 1 of SAM)."""
     params = tree_detach(params)
     device = next(iter(params.values())).device
     executor = EXECUTOR_FUNCTIONS[resolve_executor(cfg, device)]
     with float32_precision(device, cfg.allow_tf32):
-        return executor(loss, params, tasks, cfg)
+        return executor(loss, params, tasks, cfg, radii)
 
 
-def meta_gradient(loss: LossFn, params: Params, tasks: TaskBatch, cfg: MetaConfig) -> MetaStep:
+def meta_gradient(
+    loss: LossFn, params: Params, tasks: TaskBatch, cfg: MetaConfig, radii: Radii | None = None
+) -> MetaStep:
     """The meta-gradient a method applies at theta, and the meta-loss.
 
     MAML / FO-MAML / Sharp-MAML_low: the batch-mean meta-gradient. Sharp-MAML_up/_both: the
     two-pass SAM step on the same task batch: eps = alpha_up * g/(|g| + eps) from pass 1
     (a constant), then the meta-gradient recomputed at theta + eps (the lower perturbation
-    recomputed there too), to be applied at theta.
+    recomputed there too), to be applied at theta. ``radii`` overrides the config's radii
+    (tensors allowed, e.g. batched by vmap over a grid of radii).
     """
-    first = plain_meta_gradient(loss, params, tasks, cfg)
+    first = plain_meta_gradient(loss, params, tasks, cfg, radii)
     if not cfg.uses_upper_perturbation:
         return first
-    eps = tree_normalized(first.grad, cfg.alpha_up, cfg.eps)
-    second = plain_meta_gradient(loss, tree_add(tree_detach(params), eps), tasks, cfg)
+    eps = tree_normalized(first.grad, Radii.of(cfg, radii).alpha_up, cfg.eps)
+    second = plain_meta_gradient(loss, tree_add(tree_detach(params), eps), tasks, cfg, radii)
     return MetaStep(grad=second.grad, loss=first.loss, perturbed_loss=second.loss)
