@@ -67,7 +67,7 @@ class ClassImages:
         c, h, w = self.images.shape[2:]
         return (c, h, w)
 
-    def to(self, device: torch.device | str) -> "ClassImages":
+    def to(self, device: torch.device | str) -> ClassImages:
         """The same images on another device (episodes are then gathered there)."""
         return ClassImages(self.images.to(device), self.class_ids)
 
@@ -99,7 +99,7 @@ def file_sha256(path: Path) -> str:
 
 
 def source_identity(path: Path) -> str:
-    """A digest naming a source: sha256 of a file's bytes, or of a folder's (path, size, mtime) list."""
+    """Digest of a source: sha256 of a file's bytes, or of a folder's (path, size, mtime) list."""
     path = Path(path)
     if path.is_file():
         return file_sha256(path)

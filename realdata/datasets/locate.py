@@ -19,9 +19,24 @@ OMNIGLOT_DIR = "omniglot"
 MINIIMAGENET_DIR = "miniimagenet"
 
 
+PROJECT_NAME = "sharp-maml-bench"
+
+
+def _is_project_root(folder: Path) -> bool:
+    pyproject = folder / "pyproject.toml"
+    return pyproject.is_file() and f'name = "{PROJECT_NAME}"' in pyproject.read_text("utf-8")
+
+
 def repo_root() -> Path:
-    """The repository root (the folder holding the ``realdata`` package)."""
-    return Path(__file__).resolve().parents[2]
+    """The repository root: the nearest folder holding this project's pyproject.toml above the
+    package (editable install, or a wheel inside the repo's .tox), else above the working
+    directory; failing both, the folder above the ``realdata`` package."""
+    package = Path(__file__).resolve()
+    for start in (package.parent, Path.cwd().resolve()):
+        for folder in (start, *start.parents):
+            if _is_project_root(folder):
+                return folder
+    return package.parents[2]
 
 
 def default_data_root() -> Path:
@@ -47,7 +62,7 @@ def _where_to_put(subdir: str, files: str) -> str:
 
 
 def require_omniglot_root(data_root: Path | None = None) -> Path:
-    """The Omniglot folder ``<data root>/omniglot``; DatasetError saying where to put it if absent."""
+    """The folder ``<data root>/omniglot``; if absent, DatasetError saying where to put it."""
     root = data_root if data_root is not None else find_data_root()
     folder = None if root is None else Path(root) / OMNIGLOT_DIR
     if folder is None or not folder.is_dir():
