@@ -8,6 +8,7 @@ smoothness constants with their numerical verification.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -37,7 +38,10 @@ class ProblemInstance:
 
     ``tasks`` holds all M tasks stacked (support = lower-level data, query = upper-level data).
     ``meta_config`` is the MAML configuration whose objective F the constants describe (one
-    inner step of size beta unless said otherwise).
+    inner step of size beta unless said otherwise). ``settings`` holds the resolved,
+    serialisable settings of the build (plain numbers and strings); ``extras`` holds derived
+    family-specific objects (closed-form tensors, ground-truth grids, samplers), documented
+    per family in docs/families.md.
     """
 
     family: str
@@ -50,6 +54,7 @@ class ProblemInstance:
     settings: dict[str, Any] = field(default_factory=dict)
     exact_objective: Callable[[Params], torch.Tensor] | None = None
     exact_gradient: Callable[[Params], Params] | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
 
     @property
     def num_tasks(self) -> int:
@@ -97,3 +102,117 @@ def build_problem(name: str, seed: int, **settings: Any) -> ProblemInstance:
     if name not in FAMILIES:
         raise ValueError(f"problem family: unknown {name!r}; expected one of {sorted(FAMILIES)}")
     return FAMILIES[name](seed=seed, **settings)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One builder setting: default, validity test, expected value in words, and a converter."""
+
+    default: Any
+    valid: Callable[[Any], bool]
+    expected: str
+    convert: Callable[[Any], Any] = lambda v: v
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def int_setting(default: int, minimum: int, maximum: int | None = None) -> Setting:
+    """An integer setting in [minimum, maximum]."""
+
+    def valid(v: Any) -> bool:
+        is_int = isinstance(v, int) and not isinstance(v, bool)
+        return is_int and v >= minimum and (maximum is None or v <= maximum)
+
+    top = "" if maximum is None else f" and <= {maximum}"
+    return Setting(default, valid, f"an integer >= {minimum}{top}")
+
+
+def float_setting(
+    default: float,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    positive: bool = False,
+) -> Setting:
+    """A finite number (stored as float); ``positive`` requires > 0, ``minimum``/``maximum``
+    bound it inclusively."""
+    limits = (
+        ("> 0", positive),
+        (f">= {minimum}", minimum is not None),
+        (f"<= {maximum}", maximum is not None),
+    )
+    parts = [text for text, active in limits if active]
+
+    def valid(v: Any) -> bool:
+        return (
+            _is_number(v)
+            and (not positive or v > 0)
+            and (minimum is None or v >= minimum)
+            and (maximum is None or v <= maximum)
+        )
+
+    expected = "a finite number" + (" " + " and ".join(parts) if parts else "")
+    return Setting(default, valid, expected, float)
+
+
+def bool_setting(default: bool) -> Setting:
+    """True or False."""
+    return Setting(default, lambda v: isinstance(v, bool), "True or False")
+
+
+def resolve_settings(
+    family: str, spec: dict[str, Setting], given: dict[str, Any]
+) -> dict[str, Any]:
+    """Defaults filled in and every value validated and converted; errors name the setting
+    and what is expected."""
+    unknown = sorted(set(given) - set(spec))
+    if unknown:
+        raise ValueError(
+            f"{family} setting {unknown[0]!r}: unknown setting; expected one of {sorted(spec)}"
+        )
+    resolved = {}
+    for name, setting in spec.items():
+        value = given.get(name, setting.default)
+        if not setting.valid(value):
+            raise ValueError(
+                f"{family} setting {name!r}: expected {setting.expected}, got {value!r}"
+            )
+        resolved[name] = setting.convert(value)
+    return resolved
+
+
+def bound_check(
+    name: str, bound: float, value: float, method: str, rtol: float = 0.0, atol: float = 0.0
+) -> ConstantCheck:
+    """The row 'measured value <= closed-form bound * (1 + rtol) + atol' (the tolerances only
+    absorb rounding-level ties)."""
+    relation = "measured <= closed_form" + (f" * (1 + {rtol:g})" if rtol else "")
+    relation += f" + {atol:g}" if atol else ""
+    return ConstantCheck(name, bound, value, method, value <= bound * (1 + rtol) + atol, relation)
+
+
+def equality_check(
+    name: str, closed_form: float, measured: float, method: str, rtol: float
+) -> ConstantCheck:
+    """The row 'measured equals closed form to relative tolerance rtol'."""
+    error = abs(measured - closed_form) / max(abs(closed_form), 1e-300)
+    relation = f"|measured - closed_form| / |closed_form| = {error:.2e} <= {rtol:g}"
+    return ConstantCheck(name, closed_form, measured, method, error <= rtol, relation)
+
+
+def vector_equality_check(
+    name: str, closed_form: torch.Tensor, measured: torch.Tensor, method: str, rtol: float
+) -> ConstantCheck:
+    """The row 'measured vector equals the closed-form vector to relative tolerance rtol'
+    (the row shows both norms; the relation, the relative error of the vectors)."""
+    scale = torch.linalg.vector_norm(closed_form)
+    error = float(torch.linalg.vector_norm(measured - closed_form) / scale.clamp_min(1e-300))
+    return ConstantCheck(
+        name,
+        float(scale),
+        float(torch.linalg.vector_norm(measured)),
+        method,
+        error <= rtol,
+        f"||measured - closed_form|| / ||closed_form|| = {error:.2e} <= {rtol:g}",
+    )
