@@ -1,0 +1,254 @@
+"""Family L2: logistic-regression tasks (convex tasks, nonconvex MAML objective).
+
+Task m has a true weight w_m = w_bar + N(0, I) with ||w_bar|| = 3; inputs x are uniform on the
+sphere of radius R; labels y = sign(w_m^T x) in {-1, +1}, each flipped with probability 0.1.
+The task loss is the mean logistic loss softplus(-y x^T theta) on m_tr support and m_val query
+points. With ||x|| <= R: L = R^2/4, rho = R^3/(6 sqrt 3), G = R (THEORY.md), and the MAML
+objective is L_bar-smooth with L_bar = L + beta rho G when beta <= 2/L (convex tasks), else
+(1 + beta L)^2 L + beta rho G. See docs/families.md.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as nnf
+from torch.func import grad, vmap
+
+from harness.config import MetaConfig
+from harness.meta import LossFn, adapt
+from harness.seeding import generator
+from harness.tasks import TaskBatch
+from harness.tree import Params
+from synthetic.linalg import hessian_ritz, meta_objective_fn, random_unit_vector, task_objective_fn
+from synthetic.problems.base import (
+    ConstantCheck,
+    ProblemInstance,
+    bool_setting,
+    bound_check,
+    float_setting,
+    int_setting,
+    register_family,
+    resolve_settings,
+)
+
+FAMILY = "L2"
+SETTINGS = {
+    "d": int_setting(10, minimum=1),
+    "M": int_setting(100, minimum=1),
+    "m_tr": int_setting(5, minimum=1),
+    "m_val": int_setting(15, minimum=1),
+    "beta": float_setting(0.5, positive=True),
+    "R": float_setting(1.0, positive=True),
+    "w_norm": float_setting(3.0, minimum=0.0),
+    "task_std": float_setting(1.0, minimum=0.0),
+    "label_noise": float_setting(0.1, minimum=0.0, maximum=1.0),
+    "theta0": float_setting(0.0),
+    "hessian_points": int_setting(4, minimum=0),
+    "task_checks": int_setting(8, minimum=0),
+    "verify": bool_setting(True),
+}
+
+
+def logistic_loss(params: Params, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean of log(1 + exp(-y x^T theta)) over a batch {"x": (n, d), "y": (n,)}, y in {-1, +1}."""
+    return nnf.softplus(-batch["y"] * (batch["x"] @ params["theta"])).mean()
+
+
+def zero_one_loss(params: Params, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Classification error in [0, 1]; the prediction is +1 where x^T theta >= 0, else -1."""
+    prediction = torch.where(batch["x"] @ params["theta"] >= 0, 1.0, -1.0).to(batch["y"])
+    return (prediction != batch["y"]).to(batch["y"]).mean()
+
+
+def clipped_logistic_loss(params: Params, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """min(1, softplus(-y x^T theta) / log 2): in [0, 1], >= the 0-1 loss, differentiable a.e."""
+    margin_loss = nnf.softplus(-batch["y"] * (batch["x"] @ params["theta"])) / math.log(2)
+    return torch.clamp(margin_loss, max=1.0).mean()
+
+
+def bounded_meta_loss(
+    problem: ProblemInstance, params: Params, tasks: TaskBatch, eval_loss: LossFn = zero_one_loss
+) -> torch.Tensor:
+    """mean_m eval_loss(theta_m, D'_m): adapt with the logistic loss on the support data
+    (problem.meta_config), evaluate the bounded loss on the query data. In [0, 1]; with
+    ``clipped_logistic_loss`` it is differentiable, for max-in-ball gradient ascent."""
+    cfg = problem.meta_config
+
+    def per_task(support: Any, query: Any) -> torch.Tensor:
+        return eval_loss(adapt(problem.loss, params, support, cfg), query)
+
+    return vmap(per_task)(tasks.support, tasks.query).mean()
+
+
+@dataclass(frozen=True)
+class LogisticTaskDistribution:
+    """The task distribution of L2 (w_bar fixed by the seed); ``sample`` draws fresh tasks."""
+
+    w_bar: torch.Tensor
+    radius: float
+    task_std: float
+    label_noise: float
+    m_tr: int
+    m_val: int
+
+    def sample(
+        self, gen: torch.Generator, n: int, m_tr: int | None = None, m_val: int | None = None
+    ) -> TaskBatch:
+        """n tasks with m_tr support and m_val query points each (defaults: the problem's)."""
+        d = self.w_bar.numel()
+        w = self.w_bar + self.task_std * torch.randn(n, d, generator=gen, dtype=self.w_bar.dtype)
+        support = self._points(gen, w, self.m_tr if m_tr is None else m_tr)
+        query = self._points(gen, w, self.m_val if m_val is None else m_val)
+        return TaskBatch(support=support, query=query)
+
+    def _points(self, gen: torch.Generator, w: torch.Tensor, m: int) -> dict[str, torch.Tensor]:
+        x = torch.randn(w.shape[0], m, w.shape[1], generator=gen, dtype=w.dtype)
+        x = self.radius * x / torch.linalg.vector_norm(x, dim=-1, keepdim=True)
+        clean = torch.where((x @ w.unsqueeze(-1)).squeeze(-1) >= 0, 1.0, -1.0).to(w.dtype)
+        flip = torch.rand(clean.shape, generator=gen, dtype=w.dtype) < self.label_noise
+        return {"x": x, "y": torch.where(flip, -clean, clean)}
+
+
+def logistic_constants(R: float, beta: float) -> dict[str, float]:
+    """L = R^2/4, rho = R^3/(6 sqrt 3), G = R and the two L_bar bounds of THEORY.md."""
+    L, rho, G = R**2 / 4, R**3 / (6 * math.sqrt(3)), R
+    generic = (1 + beta * L) ** 2 * L + beta * rho * G
+    convex = L + beta * rho * G
+    return {
+        "L": L,
+        "rho": rho,
+        "G": G,
+        "L_bar_generic": generic,
+        "L_bar_convex": convex,
+        "L_bar": convex if beta <= 2 / L else generic,
+    }
+
+
+@register_family(FAMILY)
+def build_l2(seed: int, **settings: Any) -> ProblemInstance:
+    """L2 with THEORY.md's defaults (d=10, M=100, m_tr=5, m_val=15, beta=0.5, R=1)."""
+    s = resolve_settings(FAMILY, SETTINGS, settings)
+    w_bar = s["w_norm"] * random_unit_vector(s["d"], generator(seed, FAMILY, "w_bar"))
+    distribution = LogisticTaskDistribution(
+        w_bar, float(s["R"]), float(s["task_std"]), float(s["label_noise"]), s["m_tr"], s["m_val"]
+    )
+    tasks = distribution.sample(generator(seed, FAMILY, "tasks"), s["M"])
+    cfg = MetaConfig(method="maml", inner_steps=1, inner_lr=float(s["beta"]))
+    theta0 = torch.full((s["d"],), float(s["theta0"]), dtype=torch.float64)
+    constants = logistic_constants(float(s["R"]), float(s["beta"]))
+    checks: list[ConstantCheck] = []
+    measured: dict[str, float] = {}
+    if s["verify"]:
+        checks, measured = verify_constants(
+            constants, tasks, cfg, theta0, s, generator(seed, FAMILY, "verify")
+        )
+    return ProblemInstance(
+        family=FAMILY,
+        loss=logistic_loss,
+        tasks=tasks,
+        init_params={"theta": theta0},
+        meta_config=cfg,
+        constants=constants,
+        checks=checks,
+        settings=s,
+        extras={
+            "task_distribution": distribution,
+            "sample_tasks": distribution.sample,
+            "w_bar": w_bar,
+            "measured": measured,
+        },
+    )
+
+
+def verify_constants(
+    constants: dict[str, float],
+    tasks: TaskBatch,
+    cfg: MetaConfig,
+    theta0: torch.Tensor,
+    s: dict[str, Any],
+    g: torch.Generator,
+) -> tuple[list[ConstantCheck], dict[str, float]]:
+    """Sampled Hessian norms and gradient norms (``measure``) against the closed-form bounds."""
+    measured = measure(tasks, cfg, theta0, s, g)
+    L_bar, n_points, n_tasks = constants["L_bar"], s["hessian_points"] + 1, s["task_checks"]
+    lanczos = "Lanczos on autodiff HVPs"
+    rows = [
+        ("||Hess F(theta0)|| <= L_bar", L_bar, "hessian_F_theta0", f"{lanczos} of F"),
+        (
+            "max sampled ||Hess F|| <= L_bar",
+            L_bar,
+            "hessian_F_max",
+            f"{n_points} points, {lanczos}",
+        ),
+        (
+            "max sampled ||Hess F_m|| <= L_bar",
+            L_bar,
+            "hessian_F_m_max",
+            f"{n_tasks} tasks x {n_points} points, {lanczos}",
+        ),
+        (
+            "max sampled ||Hess l_m|| <= L",
+            constants["L"],
+            "hessian_l_max",
+            f"support losses, {lanczos}",
+        ),
+        (
+            "max sampled ||grad l_m|| <= G",
+            constants["G"],
+            "grad_l_max",
+            "support losses, autodiff gradients",
+        ),
+    ]
+    checks = [bound_check(name, bound, measured[key], method) for name, bound, key, method in rows]
+    checks.append(
+        bound_check(
+            "L_bar <= L_bar_generic",
+            constants["L_bar_generic"],
+            L_bar,
+            "convex refinement L + beta rho G vs (1+beta L)^2 L + beta rho G",
+        )
+    )
+    return checks, measured
+
+
+def measure(
+    tasks: TaskBatch, cfg: MetaConfig, theta0: torch.Tensor, s: dict[str, Any], g: torch.Generator
+) -> dict[str, float]:
+    """Hessian norms (Lanczos on exact autodiff HVPs) and gradient norms at sampled points.
+
+    Points: theta0 and ``hessian_points`` draws of N(0, I). F: the engine's meta-objective
+    over all M tasks; per task, on ``task_checks`` random tasks at every point: F_m, and the
+    support loss l_m (for L and G).
+    """
+    points = [theta0] + [
+        torch.randn(theta0.shape, generator=g, dtype=theta0.dtype)
+        for _ in range(s["hessian_points"])
+    ]
+    pairs = [
+        (m, p)
+        for m in torch.randperm(s["M"], generator=g)[: s["task_checks"]].tolist()
+        for p in points
+    ]
+    F = meta_objective_fn(logistic_loss, tasks, cfg)
+    hess_F = [hessian_ritz(F, p, g).norm for p in points]
+    hess_Fm = [
+        hessian_ritz(task_objective_fn(logistic_loss, tasks, m, cfg), p, g).norm for m, p in pairs
+    ]
+    hess_l = [hessian_ritz(_support_loss(tasks, m), p, g).norm for m, p in pairs]
+    grad_l = [float(torch.linalg.vector_norm(grad(_support_loss(tasks, m))(p))) for m, p in pairs]
+    return {
+        "hessian_F_theta0": hess_F[0],
+        "hessian_F_max": max(hess_F),
+        "hessian_F_m_max": max(hess_Fm, default=0.0),
+        "hessian_l_max": max(hess_l, default=0.0),
+        "grad_l_max": max(grad_l, default=0.0),
+    }
+
+
+def _support_loss(tasks: TaskBatch, m: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    support = tasks.task(m)[0]
+    return lambda theta: logistic_loss({"theta": theta}, support)
