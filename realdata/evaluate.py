@@ -1,0 +1,149 @@
+"""Meta-test evaluation of a checkpoint on the fixed, seeded test episodes.
+
+Every method and training seed is scored on the same episodes (``fixed_test_episodes`` with
+one test seed, default ``DEFAULT_SEED``; at least 600 episodes, 1000 by default), each adapted
+with the test-time inner loop of the run (``TrainConfig.eval_meta_config``). The result is
+one row (accuracy and 95% CI in percent, the test-set fingerprint, config hash and
+provenance) appended to a results table, ``results/realdata/evaluations.parquet`` by default.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from harness.config import ConfigError
+from harness.provenance import provenance
+from harness.seeding import DEFAULT_SEED
+from harness.store import read_table, write_table
+from realdata.checkpoint import CheckpointError, load_checkpoint
+from realdata.datasets import DatasetSplits, accuracy_ci, fixed_test_episodes
+from realdata.datasets.episodes import DEFAULT_TEST_EPISODES, MIN_TEST_EPISODES
+from realdata.models import Conv4Loss, Conv4Spec
+from realdata.presets import TrainConfig
+from realdata.train import (
+    DataOptions,
+    episode_accuracies,
+    load_dataset,
+    model_spec,
+    resolve_device,
+)
+
+RESULTS_TABLE = Path("results/realdata/evaluations.parquet")
+EVAL_BATCH = 25  # test episodes adapted at a time
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The results row and the per-episode accuracies (fractions) behind it."""
+
+    row: dict[str, Any]
+    per_episode: torch.Tensor
+
+
+def _check_arguments(n_episodes: Any, test_seed: Any, batch_size: Any, results: Path | None) -> None:
+    if isinstance(n_episodes, bool) or not isinstance(n_episodes, int) or (
+        n_episodes < MIN_TEST_EPISODES
+    ):
+        raise ConfigError(
+            f"n_episodes (--episodes): expected an integer >= {MIN_TEST_EPISODES} (default "
+            f"{DEFAULT_TEST_EPISODES}) for a meaningful 95% CI, got {n_episodes!r}"
+        )
+    for name, flag, value, minimum in (("test_seed", "test-seed", test_seed, 0),
+                                       ("batch_size", "batch-size", batch_size, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ConfigError(f"{name} (--{flag}): expected an integer >= {minimum}, got {value!r}")
+    if results is not None and Path(results).suffix not in (".parquet", ".csv"):
+        raise ConfigError(f"results (--out): expected a .parquet or .csv path, got {results}")
+
+
+def evaluate_checkpoint(
+    checkpoint: Path | str,
+    *,
+    n_episodes: int = DEFAULT_TEST_EPISODES,
+    test_seed: int = DEFAULT_SEED,
+    eval_inner_loop: str | None = None,
+    device: str | torch.device | None = None,
+    data: DatasetSplits | None = None,
+    data_options: DataOptions = DataOptions(),
+    results: Path | None = RESULTS_TABLE,
+    batch_size: int = EVAL_BATCH,
+) -> Evaluation:
+    """Score a checkpoint on the fixed test episodes; append its row to ``results`` (if given).
+
+    ``eval_inner_loop`` ("same" or "plain") overrides the run's test-time inner loop; ``data``
+    skips loading the dataset. Arguments are checked before the data is touched.
+    """
+    _check_arguments(n_episodes, test_seed, batch_size, results)
+    device = device if isinstance(device, torch.device) else resolve_device(device)
+    state = load_checkpoint(checkpoint)
+    config = TrainConfig.from_dict(state["config"])
+    cfg = config.eval_meta_config(eval_inner_loop)
+    splits = data if data is not None else load_dataset(config.preset.dataset, data_options)
+    spec = Conv4Spec(**state["model"])
+    if model_spec(config, splits.test) != spec:
+        raise CheckpointError(
+            f"{checkpoint}: the model takes {spec.in_channels}x{spec.image_size}x"
+            f"{spec.image_size} images; the test split has {splits.test.image_shape}"
+        )
+    p = config.preset
+    episodes = fixed_test_episodes(splits.test.to(device), p.ways, p.shots, p.queries,
+                                   n_episodes=n_episodes, seed=test_seed, stream="test")
+    params = {k: v.to(device) for k, v in state["params"].items()}
+    acc = episode_accuracies(Conv4Loss(spec), params, episodes.batches(batch_size), cfg, device)
+    summary = accuracy_ci(acc)
+    row = {
+        "preset": p.name, "dataset": p.dataset, "ways": p.ways, "shots": p.shots,
+        "queries": p.queries, "method": config.method, "alpha_low": config.alpha_low,
+        "alpha_up": config.alpha_up,
+        "eval_inner_loop": config.eval_inner_loop if eval_inner_loop is None else eval_inner_loop,
+        "test_inner_steps": cfg.inner_steps, "accuracy": 100 * summary.mean,
+        "ci95": 100 * summary.ci95, "n_episodes": summary.n, "test_seed": test_seed,
+        "seed": config.seed, "iterations": int(state["iteration"]),
+        "checkpoint_kind": state.get("kind", ""), "checkpoint": str(checkpoint),
+        "test_fingerprint": episodes.fingerprint(), "config_hash": config.hash(),
+        "train_git_sha": state.get("provenance", {}).get("git_sha", "unknown"),
+        **provenance(device),
+    }
+    if results is not None:
+        append_row(Path(results), row)
+    return Evaluation(row, acc)
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``<path>.lock`` so concurrent appends do not lose rows."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def append_row(path: Path, row: dict[str, Any]) -> Path:
+    """Append one row to a results table (created if absent), rewriting it atomically."""
+    with _locked(path):
+        frame = pd.DataFrame([row])
+        if path.exists():
+            frame = pd.concat([read_table(path), frame], ignore_index=True)
+        return write_table(frame, path)
+
+
+def format_row(row: dict[str, Any]) -> str:
+    """One line for the terminal: setting, method, radii, accuracy +- CI, test set."""
+    return (
+        f"{row['preset']} {row['method']} (alpha_low={row['alpha_low']:g}, "
+        f"alpha_up={row['alpha_up']:g}, seed {row['seed']}, {row['iterations']} iterations, "
+        f"test-time inner loop {row['eval_inner_loop']}): {row['accuracy']:.2f} +- "
+        f"{row['ci95']:.2f} % over {row['n_episodes']} test episodes (test seed "
+        f"{row['test_seed']}, fingerprint {row['test_fingerprint'][:12]})"
+    )

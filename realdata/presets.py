@@ -1,0 +1,283 @@
+"""The paper's real-data settings as presets, and the validated configuration of one training run.
+
+Every value of a preset names its source (``Preset.sources``):
+
+- ``README``: the authors' README commands (PAPER.md, "Protocol": Mini-ImageNet);
+- ``CODE``: the defaults of the authors' training scripts (pytorch-maml argparse);
+- ``MAML``: Finn et al. 2017, the MAML paper (Sec. 5.2);
+- ``HERE``: a choice of this project (bookkeeping, or where the sources disagree).
+
+A run is a preset, a method and its radii, a seed and the test-time inner loop
+(``TrainConfig``). ``train_config`` validates the user's choices before any compute, with
+errors that name the command-line flag and the value expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.config import METHODS, ConfigError, MetaConfig
+from harness.provenance import config_hash
+
+README = "authors' README commands (PAPER.md, Protocol)"
+CODE = "authors' code default (pytorch-maml argparse)"
+MAML = "Finn et al. 2017 (MAML paper, Sec. 5.2)"
+HERE = "choice of this project"
+
+DATASETS = ("omniglot", "miniimagenet")
+# Test-time inner loop: "same" adapts exactly as in training (the lower perturbation included
+# for sharp_low/sharp_both, as the authors' lower/test.py); "plain" drops it (as both/test.py).
+EVAL_INNER_LOOPS = ("same", "plain")
+
+
+def _is_number(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _label(name: str, flag: str | None) -> str:
+    """``alpha_low (--alpha-low)``: the field and, where there is one, its command-line flag."""
+    return f"{name} (--{flag})" if flag else name
+
+
+def _require_int(value: Any, name: str, flag: str | None, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(
+            f"{_label(name, flag)}: expected an integer >= {minimum}, got {value!r}"
+        )
+
+
+def _require_radius(value: Any, name: str, flag: str | None) -> None:
+    if not _is_number(value) or value < 0:
+        raise ConfigError(f"{_label(name, flag)}: expected a finite radius >= 0, got {value!r}")
+
+
+def _require_choice(value: Any, name: str, flag: str | None, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{_label(name, flag)}: expected one of {list(choices)}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Data, model and optimisation settings of one benchmark (one row of a paper table).
+
+    ``alpha`` is the radius every active perturbation gets unless a run sets its own (the
+    authors' one ``--alpha`` flag sets both). ``train_classes`` keeps only the first n
+    meta-training classes (None: all). Validation runs every ``val_every`` iterations on
+    ``val_episodes`` fixed validation episodes; the "last" checkpoint is written then too.
+    """
+
+    name: str
+    description: str
+    dataset: str
+    ways: int
+    shots: int
+    queries: int
+    meta_batch: int
+    inner_steps: int
+    test_inner_steps: int
+    inner_lr: float
+    meta_lr: float
+    iterations: int
+    alpha: float
+    filters: int
+    val_every: int
+    val_episodes: int
+    log_every: int
+    train_classes: int | None = None
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.dataset not in DATASETS:
+            raise ConfigError(f"dataset: expected one of {list(DATASETS)}, got {self.dataset!r}")
+        for name in ("ways", "shots", "queries", "meta_batch", "inner_steps", "test_inner_steps",
+                     "iterations", "filters", "val_every", "log_every"):
+            _require_int(getattr(self, name), name, None, minimum=1)
+        _require_int(self.val_episodes, "val_episodes", None, minimum=2)
+        if self.train_classes is not None:
+            _require_int(self.train_classes, "train_classes", None, minimum=self.ways)
+        for name in ("inner_lr", "meta_lr"):
+            value = getattr(self, name)
+            if not _is_number(value) or value <= 0:
+                raise ConfigError(f"{name}: expected a finite number > 0, got {value!r}")
+        _require_radius(self.alpha, "alpha", None)
+
+    def replace(self, **changes: Any) -> "Preset":
+        """A validated copy with some fields changed (e.g. fewer iterations)."""
+        return dataclasses.replace(self, **changes)
+
+
+def _sources(**overrides: str) -> dict[str, str]:
+    """Per-field sources: bookkeeping fields are this project's choice unless overridden."""
+    base = {name: HERE for name in ("val_every", "val_episodes", "log_every", "train_classes")}
+    return {**base, **overrides}
+
+
+_OMNIGLOT_5WAY = dict(
+    dataset="omniglot", ways=5, queries=15, meta_batch=32, inner_steps=1, test_inner_steps=3,
+    inner_lr=0.4, meta_lr=1e-3, iterations=60_000, alpha=0.05, filters=64,
+    val_every=1000, val_episodes=500, log_every=100,
+    sources=_sources(
+        ways=MAML, shots=MAML, queries=CODE + " (--num-shots-test 15; MAML used K queries)",
+        meta_batch=MAML, inner_steps=MAML, test_inner_steps=MAML, inner_lr=MAML,
+        meta_lr=CODE, iterations=MAML,
+        alpha=CODE + " (--alpha 0.05; the paper's Omniglot radius is not available)",
+        filters=MAML + " and " + CODE,
+    ),
+)
+_OMNIGLOT_20WAY = dict(
+    _OMNIGLOT_5WAY, ways=20, meta_batch=16, inner_steps=5, test_inner_steps=5, inner_lr=0.1,
+)
+_MINI = dict(
+    dataset="miniimagenet", ways=5, queries=15, meta_batch=4, inner_steps=5, test_inner_steps=10,
+    inner_lr=0.01, meta_lr=1e-3, iterations=60_000, alpha=0.0005, filters=32,
+    val_every=1000, val_episodes=500, log_every=100,
+    sources=_sources(
+        ways=README, shots=README, queries=README, meta_batch=README + " (MAML: 2 for 5-shot)",
+        inner_steps=README, test_inner_steps=MAML,
+        inner_lr=MAML + " (the code default is 0.1)", meta_lr=README,
+        iterations=README + " (600 epochs x 100 batches)", alpha=README,
+        filters=MAML + " (the authors' code uses 64)",
+    ),
+)
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in (
+        Preset("omniglot-5w1s", "Omniglot 5-way 1-shot (MAML protocol)", shots=1, **_OMNIGLOT_5WAY),
+        Preset("omniglot-5w5s", "Omniglot 5-way 5-shot (MAML protocol)", shots=5, **_OMNIGLOT_5WAY),
+        Preset("omniglot-20w1s", "Omniglot 20-way 1-shot (MAML protocol)", shots=1,
+               **_OMNIGLOT_20WAY),
+        Preset("omniglot-20w5s", "Omniglot 20-way 5-shot (MAML protocol)", shots=5,
+               **_OMNIGLOT_20WAY),
+        Preset("mini-5w1s", "Mini-ImageNet 5-way 1-shot (paper Table 1)", shots=1, **_MINI),
+        Preset("mini-5w5s", "Mini-ImageNet 5-way 5-shot (paper Table 1)", shots=5, **_MINI),
+        Preset(
+            "ci",
+            "CPU smoke benchmark: Omniglot 5-way 1-shot, small Conv4, 400 training classes",
+            dataset="omniglot", ways=5, shots=1, queries=5, meta_batch=8, inner_steps=1,
+            test_inner_steps=3, inner_lr=0.4, meta_lr=3e-3, iterations=300, alpha=0.05,
+            filters=32, val_every=100, val_episodes=100, log_every=25, train_classes=400,
+            sources=_sources(
+                **{k: HERE for k in ("ways", "shots", "queries", "meta_batch", "iterations",
+                                     "filters", "meta_lr", "alpha")},
+                inner_steps=MAML, test_inner_steps=MAML, inner_lr=MAML,
+            ),
+        ),
+    )
+}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a training run's numbers (stored in every checkpoint).
+
+    The seed decides the initial parameters and the training episodes, the same for every
+    method (common random numbers); the validation and test episodes do not depend on it.
+    """
+
+    preset: Preset
+    method: str
+    alpha_low: float
+    alpha_up: float
+    seed: int = 0
+    eval_inner_loop: str = "same"
+    executor: str = "auto"
+
+    def __post_init__(self) -> None:
+        _require_choice(self.method, "method", "method", tuple(METHODS))
+        _require_int(self.seed, "seed", "seed", minimum=0)
+        _require_choice(self.eval_inner_loop, "eval_inner_loop", "eval-inner-loop", EVAL_INNER_LOOPS)
+        self.meta_config()  # the engine's own validation of method, radii and executor
+
+    def meta_config(self) -> MetaConfig:
+        """The engine's config for the training meta-step."""
+        p = self.preset
+        return MetaConfig(
+            method=self.method, inner_steps=p.inner_steps, inner_lr=p.inner_lr,
+            alpha_low=self.alpha_low, alpha_up=self.alpha_up, executor=self.executor,
+        )
+
+    def eval_meta_config(self, eval_inner_loop: str | None = None) -> MetaConfig:
+        """The engine's config for test-time adaptation (validation and evaluation).
+
+        ``test_inner_steps`` steps of size ``inner_lr``; with ``eval_inner_loop="same"`` (the
+        default) the lower perturbation of sharp_low/sharp_both is kept, with "plain" it is not.
+        """
+        mode = self.eval_inner_loop if eval_inner_loop is None else eval_inner_loop
+        _require_choice(mode, "eval_inner_loop", "eval-inner-loop", EVAL_INNER_LOOPS)
+        perturbed = mode == "same" and self.meta_config().uses_lower_perturbation
+        return MetaConfig(
+            method="sharp_low" if perturbed else "maml",
+            inner_steps=self.preset.test_inner_steps,
+            inner_lr=self.preset.inner_lr,
+            alpha_low=self.alpha_low if perturbed else 0.0,
+            executor=self.executor,
+        )
+
+    @property
+    def run_name(self) -> str:
+        """Folder name of the run: preset, method, radii, seed."""
+        return (f"{self.preset.name}-{self.method}-lo{self.alpha_low:g}-up{self.alpha_up:g}"
+                f"-s{self.seed}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (strings, numbers, None): safe for ``torch.load(weights_only=True)``."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        """Inverse of ``to_dict`` (validated again)."""
+        fields = dict(data)
+        fields["preset"] = Preset(**fields["preset"])
+        return cls(**fields)
+
+    def hash(self) -> str:
+        """Short stable hash of the config (the ``config_hash`` column)."""
+        return config_hash(self.to_dict())
+
+
+def train_config(
+    preset: str | Preset,
+    method: str,
+    *,
+    alpha_low: float | None = None,
+    alpha_up: float | None = None,
+    iterations: int | None = None,
+    seed: int = 0,
+    eval_inner_loop: str = "same",
+) -> TrainConfig:
+    """A validated run config; errors name the flag (``--alpha-low``...) and the value expected.
+
+    A radius left as None is the preset's ``alpha`` for a perturbation the method uses and 0
+    otherwise; an explicit non-zero radius for a perturbation the method lacks is an error.
+    """
+    if isinstance(preset, str):
+        _require_choice(preset, "preset", "preset", tuple(PRESETS))
+        preset = PRESETS[preset]
+    _require_choice(method, "method", "method", tuple(METHODS))
+    probe = MetaConfig(method=method)
+    radii = {}
+    for name, value, used in (
+        ("alpha_low", alpha_low, probe.uses_lower_perturbation),
+        ("alpha_up", alpha_up, probe.uses_upper_perturbation),
+    ):
+        flag = name.replace("_", "-")
+        if value is None:
+            radii[name] = preset.alpha if used else 0.0
+            continue
+        _require_radius(value, name, flag)
+        if not used and value != 0:
+            kind = "lower" if name == "alpha_low" else "upper"
+            raise ConfigError(
+                f"{name} (--{flag}): method {method!r} has no {kind} perturbation; expected the "
+                f"flag omitted or 0, got {value} (methods with it: "
+                f"{'sharp_low, sharp_both' if kind == 'lower' else 'sharp_up, sharp_both'})"
+            )
+        radii[name] = float(value)
+    if iterations is not None:
+        _require_int(iterations, "iterations", "iterations", minimum=1)
+        preset = preset.replace(iterations=iterations)
+    return TrainConfig(preset, method, seed=seed, eval_inner_loop=eval_inner_loop, **radii)
