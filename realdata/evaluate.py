@@ -48,7 +48,9 @@ class Evaluation:
     per_episode: torch.Tensor
 
 
-def _check_arguments(n_episodes: Any, test_seed: Any, batch_size: Any, results: Path | None) -> None:
+def _check_arguments(
+    n_episodes: Any, test_seed: Any, batch_size: Any, results: Path | None
+) -> None:
     if isinstance(n_episodes, bool) or not isinstance(n_episodes, int) or (
         n_episodes < MIN_TEST_EPISODES
     ):

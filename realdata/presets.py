@@ -189,7 +189,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _require_choice(self.method, "method", "method", tuple(METHODS))
         _require_int(self.seed, "seed", "seed", minimum=0)
-        _require_choice(self.eval_inner_loop, "eval_inner_loop", "eval-inner-loop", EVAL_INNER_LOOPS)
+        _require_choice(
+            self.eval_inner_loop, "eval_inner_loop", "eval-inner-loop", EVAL_INNER_LOOPS
+        )
         self.meta_config()  # the engine's own validation of method, radii and executor
 
     def meta_config(self) -> MetaConfig:
@@ -224,7 +226,7 @@ class TrainConfig:
                 f"-s{self.seed}")
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain nested dict (strings, numbers, None): safe for ``torch.load(weights_only=True)``."""
+        """Plain nested dict (strings, numbers, None), safe under ``weights_only=True``."""
         return dataclasses.asdict(self)
 
     @classmethod

@@ -7,15 +7,24 @@ trains the ``ci`` preset on the real Omniglot when it is present.
 from __future__ import annotations
 
 import math
+import random
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
+from benchmarks.realdata_speed import (
+    Case,
+    make_problem,
+    meta_config,
+    reference_meta_gradient,
+    relative_error,
+)
 from harness.cli import main
 from harness.config import ConfigError
-from realdata.checkpoint import load_checkpoint, restore_rng_state, rng_state
+from harness.meta import meta_gradient
+from realdata.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
 from realdata.datasets import ClassImages, DatasetSplits, find_data_root, fixed_test_episodes
 from realdata.evaluate import evaluate_checkpoint
 from realdata.presets import PRESETS, TrainConfig, train_config
@@ -54,7 +63,8 @@ def tiny_config(method: str = "sharp_both", **kwargs) -> TrainConfig:
 
 def test_presets_state_their_sources_and_the_papers_settings():
     mini = PRESETS["mini-5w1s"]
-    assert (mini.queries, mini.meta_batch, mini.inner_steps, mini.test_inner_steps) == (15, 4, 5, 10)
+    assert (mini.queries, mini.meta_batch, mini.inner_steps) == (15, 4, 5)
+    assert mini.test_inner_steps == 10
     assert (mini.inner_lr, mini.meta_lr, mini.iterations, mini.alpha, mini.filters) == (
         0.01, 1e-3, 60_000, 0.0005, 32)
     omni = PRESETS["omniglot-5w1s"]
@@ -148,13 +158,11 @@ def test_checkpoint_is_plain_data_loadable_with_weights_only(tiny, tmp_path):
 
 
 def test_rng_state_round_trips_through_a_checkpoint(tmp_path):
-    from realdata.checkpoint import save_checkpoint
-
     state = rng_state()
-    expected = (torch.rand(3), np.random.rand(3), __import__("random").random())
+    expected = (torch.rand(3), np.random.rand(3), random.random())
     save_checkpoint(tmp_path / "rng.pt", {"rng": state})
     restore_rng_state(torch.load(tmp_path / "rng.pt", weights_only=True)["rng"])
-    again = (torch.rand(3), np.random.rand(3), __import__("random").random())
+    again = (torch.rand(3), np.random.rand(3), random.random())
     assert torch.equal(expected[0], again[0]) and np.array_equal(expected[1], again[1])
     assert expected[2] == again[2]
 
@@ -209,6 +217,20 @@ def test_evaluation_checks_its_arguments_before_loading_anything(tmp_path):
         evaluate_checkpoint(missing, n_episodes=599)
     with pytest.raises(ConfigError, match=r"--out.*\.parquet or \.csv"):
         evaluate_checkpoint(missing, results=tmp_path / "rows.txt")
+
+
+# ----------------------------------------------------------------------------- speed benchmark
+
+
+@pytest.mark.parametrize("method", ["maml", "sharp_both"])
+def test_benchmark_reference_computes_the_engines_meta_gradient(method):
+    """The authors'-style autograd loop of benchmarks/realdata_speed.py, in float64."""
+    case = Case("tiny", channels=1, image_size=16, filters=4, tasks=2, queries=2, inner_steps=2)
+    loss, params, tasks = make_problem(case, torch.device("cpu"), torch.float64)
+    for executor in ("loop", "vmap"):
+        cfg = meta_config(case, method, executor)
+        engine = meta_gradient(loss, params, tasks, cfg).grad
+        assert relative_error(engine, reference_meta_gradient(loss, params, tasks, cfg)) < 1e-10
 
 
 # ----------------------------------------------------------------------------- command line
@@ -272,8 +294,9 @@ def test_ci_preset_learns_real_omniglot_on_cpu(tmp_path):
     """MAML, ci preset (32 filters, 400 training classes), 200 iterations, 5-way 1-shot.
 
     Measured here: held-out-character test accuracy 89.5 +- 0.8% (600 episodes, 3 test steps)
-    after 40 s of training and 9 s of evaluation on 2 CPU cores; chance is 20%. The threshold leaves room for other
-    BLAS builds and thread counts, while still failing a model that does not learn.
+    after 40 s of training and 9 s of evaluation on 2 CPU cores; chance is 20%. The threshold
+    leaves room for other BLAS builds and thread counts, and still fails a model that does
+    not learn.
     """
     splits = load_dataset("omniglot", DataOptions())
     config = train_config("ci", "maml", iterations=200)
