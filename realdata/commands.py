@@ -136,7 +136,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     try:
         evaluation = evaluate_checkpoint(
             args.checkpoint, n_episodes=args.episodes, eval_inner_loop=args.eval_inner_loop,
-            device=args.device, batch_size=args.batch_size, results=args.out,
+            device=args.device, batch_size=args.batch_size, results=args.out, progress=True,
             data_options=DataOptions(data_root=args.data_root, allow_pickle=args.allow_pickle),
             **extra,
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from harness.config import ConfigError
 from harness.provenance import provenance
@@ -77,11 +79,13 @@ def evaluate_checkpoint(
     data_options: DataOptions = DataOptions(),
     results: Path | None = RESULTS_TABLE,
     batch_size: int = EVAL_BATCH,
+    progress: bool = False,
 ) -> Evaluation:
     """Score a checkpoint on the fixed test episodes; append its row to ``results`` (if given).
 
     ``eval_inner_loop`` ("same" or "plain") overrides the run's test-time inner loop; ``data``
-    skips loading the dataset. Arguments are checked before the data is touched.
+    skips loading the dataset; ``progress`` shows a bar over the episode batches. Arguments
+    are checked before the data is touched.
     """
     _check_arguments(n_episodes, test_seed, batch_size, results)
     device = device if isinstance(device, torch.device) else resolve_device(device)
@@ -99,7 +103,9 @@ def evaluate_checkpoint(
     episodes = fixed_test_episodes(splits.test.to(device), p.ways, p.shots, p.queries,
                                    n_episodes=n_episodes, seed=test_seed, stream="test")
     params = {k: v.to(device) for k, v in state["params"].items()}
-    acc = episode_accuracies(Conv4Loss(spec), params, episodes.batches(batch_size), cfg, device)
+    batches = tqdm(episodes.batches(batch_size), total=math.ceil(n_episodes / batch_size),
+                   desc="test episodes", unit="batch", disable=not progress)
+    acc = episode_accuracies(Conv4Loss(spec), params, batches, cfg, device)
     summary = accuracy_ci(acc)
     row = {
         "preset": p.name, "dataset": p.dataset, "ways": p.ways, "shots": p.shots,

@@ -236,9 +236,16 @@ class TrainConfig:
         fields["preset"] = Preset(**fields["preset"])
         return cls(**fields)
 
+    def settings(self) -> dict[str, Any]:
+        """``to_dict`` without the preset's labels (description, sources): what decides numbers."""
+        data = self.to_dict()
+        data["preset"] = {k: v for k, v in data["preset"].items()
+                          if k not in ("description", "sources")}
+        return data
+
     def hash(self) -> str:
-        """Short stable hash of the config (the ``config_hash`` column)."""
-        return config_hash(self.to_dict())
+        """Short stable hash of the settings (the ``config_hash`` column)."""
+        return config_hash(self.settings())
 
 
 def train_config(

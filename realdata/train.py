@@ -182,7 +182,7 @@ def _config_differences(stored: TrainConfig, config: TrainConfig) -> list[str]:
     """Fields (other than the iteration budget) in which two configs differ."""
     flat = []
     for c in (stored, config):
-        d = c.to_dict()
+        d = c.settings()
         preset = d.pop("preset")
         preset.pop("iterations")
         flat.append({**d, **{f"preset.{k}": v for k, v in preset.items()}})
