@@ -100,11 +100,14 @@ def resolve_device(name: str | None) -> torch.device:
         device = torch.device(name)
     except (RuntimeError, ValueError) as exc:
         raise ConfigError(f"device (--device): expected cpu, cuda or cuda:N, got {name!r}") from exc
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device (--device): expected cpu, cuda or cuda:N, got {name!r}")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device (--device): {name!r} requested but CUDA is not available; "
                           "expected cpu")
-    if device.type not in ("cpu", "cuda"):
-        raise ConfigError(f"device (--device): expected cpu, cuda or cuda:N, got {name!r}")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ConfigError(f"device (--device): {name!r} requested; expected cuda:0 to "
+                          f"cuda:{torch.cuda.device_count() - 1}")
     return device
 
 
