@@ -1,0 +1,1 @@
+"""One module per family of predictions; each returns Prediction rows and tidy tables."""

@@ -1,0 +1,50 @@
+"""``sharpmaml convergence``: the synthetic theory track's command."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from harness.cli import CliError
+from harness.seeding import DEFAULT_SEED
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("convergence", help="synthetic theory track: predictions table")
+    scale = parser.add_mutually_exclusive_group()
+    scale.add_argument("--quick", action="store_const", dest="scale", const="quick", help="smoke-sized grid")
+    scale.add_argument("--full", action="store_const", dest="scale", const="full", help="THEORY.md grids")
+    parser.add_argument("--out", type=Path, default=Path("results/synthetic"), help="results folder")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="global seed (>= 0)")
+    parser.add_argument("--fresh", action="store_true", help="ignore cached cells of an earlier run")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.set_defaults(handler=run, scale="default")
+
+
+def validate(args: argparse.Namespace) -> None:
+    if args.seed < 0:
+        raise CliError(f"--seed: expected an integer >= 0, got {args.seed}")
+    if args.out.exists() and not args.out.is_dir():
+        raise CliError(f"--out: expected a folder, but {args.out} is a file")
+
+
+def print_table(predictions: pd.DataFrame) -> None:
+    cols = ["id", "source", "predicted", "measured", "ratio", "verdict"]
+    with pd.option_context("display.max_rows", None, "display.width", 200, "display.max_colwidth", 48):
+        print(predictions[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    counts = predictions["verdict"].value_counts().to_dict()
+    print("verdicts: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+
+
+def run(args: argparse.Namespace) -> int:
+    validate(args)
+    from synthetic.suites import any_failed, run_convergence_suite
+
+    torch.set_num_threads(min(torch.get_num_threads(), 2))
+    predictions = run_convergence_suite(args.scale, args.out, args.seed, args.fresh, not args.no_progress)
+    print_table(predictions)
+    print(f"results written to {args.out}/")
+    return 1 if any_failed(predictions) else 0

@@ -1,0 +1,124 @@
+"""The convergence suite: builds the problems, runs every check, writes the results store.
+
+Results under ``out``: predictions.parquet/.csv (the table), runs.parquet (one row per run x
+T x seed, with config and provenance), curves.parquet (per-iteration ||grad F||^2),
+constants.parquet (every family constant with its verification), cells/ (per-cell cache
+that makes an interrupted suite resume where it stopped).
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from harness.provenance import config_hash, git_sha, provenance
+from harness.store import atomic_write_bytes, write_table
+from synthetic.checks.bias import BiasGrid, run_bias_check
+from synthetic.checks.common import CheckOutput
+from synthetic.checks.floor import FloorGrid, run_floor_check
+from synthetic.checks.rate import RateGrid, run_rate_check
+from synthetic.problems.base import ProblemInstance, build_problem
+from synthetic.theory import DERIVED, FAIL, Prediction, verdict
+
+
+@dataclass(frozen=True)
+class SuiteScale:
+    """Grid sizes of one scale of the suite."""
+
+    rate: RateGrid
+    floor: FloorGrid
+    bias: BiasGrid
+
+
+SCALES: dict[str, SuiteScale] = {
+    "quick": SuiteScale(
+        RateGrid(horizons=(100, 316, 1000), seeds=4, batch_sizes=(8,)),
+        FloorGrid(etas=(2.0, 4.0), steps=1500, fo_steps=1500),
+        BiasGrid(alphas=(0.005, 0.02, 0.05, 0.2), steps=400),
+    ),
+    "default": SuiteScale(
+        RateGrid(horizons=(100, 316, 1000, 3162), seeds=8, batch_sizes=(8,)),
+        FloorGrid(etas=(1.0, 2.0, 4.0), steps=3000, fo_steps=2500),
+        BiasGrid(steps=800),
+    ),
+    "full": SuiteScale(
+        RateGrid(horizons=(100, 316, 1000, 3162, 10000, 31623), seeds=20, batch_sizes=(1, 8)),
+        FloorGrid(steps=8000, fo_steps=8000),
+        BiasGrid(steps=4000),
+    ),
+}
+FAMILIES = ("Q1", "L2", "E2")
+
+
+class CellCache:
+    """Per-cell results on disk, keyed by the cell's config hash and the code version."""
+
+    def __init__(self, folder: Path, fresh: bool, progress: tqdm | None) -> None:
+        self.folder, self.fresh, self.progress = folder, fresh, progress
+
+    def __call__(self, name: str, key: dict[str, Any], compute: Callable[[], Any]) -> Any:
+        path = self.folder / f"{name.replace('/', '_')}-{config_hash({**key, 'git': git_sha()})}.pkl"
+        if self.progress is not None:
+            self.progress.set_description(name)
+        if path.exists() and not self.fresh:
+            result = pickle.loads(path.read_bytes())
+        else:
+            result = compute()
+            atomic_write_bytes(path, pickle.dumps(result))
+        if self.progress is not None:
+            self.progress.update(1)
+        return result
+
+
+def smooth_predictions(problem: ProblemInstance) -> list[Prediction]:
+    """One row per constant check of a family (closed form vs numerical verification)."""
+    return [
+        Prediction(
+            f"smooth/{problem.family}/{check.name}", f"{check.relation} ({check.method})", DERIVED,
+            check.closed_form, check.measured, check.relation, verdict(check.holds),
+        )
+        for check in problem.checks
+    ]
+
+
+def constants_table(problems: list[ProblemInstance]) -> pd.DataFrame:
+    rows = [{"family": p.family, "constant": k, "value": v} for p in problems for k, v in p.constants.items()]
+    rows += [{"family": p.family, "constant": f"check:{c.name}", "value": c.measured,
+              "closed_form": c.closed_form, "holds": c.holds, "method": c.method} for p in problems for c in p.checks]
+    return pd.DataFrame(rows)
+
+
+def run_convergence_suite(scale: str, out: Path, seed: int, fresh: bool = False, progress: bool = True) -> pd.DataFrame:
+    """Run the suite at ``scale`` and write the results store; returns the predictions table."""
+    grids = SCALES[scale]
+    problems = [build_problem(name, seed=seed) for name in FAMILIES]
+    q1 = problems[0]
+    n_cells = 5 * len(grids.rate.batch_sizes) + 3
+    bar = tqdm(total=n_cells, disable=not progress, unit="cell")
+    cache = CellCache(out / "cells", fresh, bar)
+    result = CheckOutput()
+    for p in problems:
+        result.predictions += smooth_predictions(p)
+    result.extend(run_rate_check(q1, grids.rate, seed, cache))
+    result.extend(run_floor_check(q1, grids.floor, cache))
+    result.extend(run_bias_check(q1, grids.bias, cache))
+    bar.close()
+    stamp = provenance("cpu", seed=seed, scale=scale, config_hash=config_hash(asdict(grids)))
+    predictions = pd.DataFrame([p.to_row() for p in result.predictions]).assign(**stamp)
+    runs = pd.DataFrame(result.runs).assign(**stamp)
+    write_table(predictions, out / "predictions.parquet")
+    write_table(predictions, out / "predictions.csv")
+    write_table(runs, out / "runs.parquet")
+    write_table(pd.concat(result.curves, ignore_index=True).assign(**stamp), out / "curves.parquet")
+    write_table(constants_table(problems).assign(**stamp), out / "constants.parquet")
+    return predictions
+
+
+def any_failed(predictions: pd.DataFrame) -> bool:
+    return bool((predictions["verdict"] == FAIL).any())

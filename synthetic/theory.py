@@ -1,0 +1,149 @@
+"""Every bound and rate formula the suites check, each labelled with its source.
+
+Sources (THEORY.md): "derived here" (derived for this project, the algorithm as
+implemented), "paper claim (shape)" (the widely stated form of the paper's results, exact
+constants not available), "literature" (other papers).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+DERIVED = "derived here"
+PAPER_SHAPE = "paper claim (shape)"
+LITERATURE = "literature"
+
+PASS, FAIL, NOT_APPLICABLE, INFO = "PASS", "FAIL", "N/A", "INFO"
+VERDICTS = (PASS, FAIL, NOT_APPLICABLE, INFO)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One row of the predictions table: what theory says, what we measured, the verdict.
+
+    ``ratio`` is measured / predicted where both are numbers. A FAIL is a finding.
+    """
+
+    id: str
+    prediction: str
+    source: str
+    predicted: float | None
+    measured: float | None
+    tolerance: str
+    verdict: str
+    details: str = ""
+
+    def __post_init__(self) -> None:
+        if self.verdict not in VERDICTS:
+            raise ValueError(f"verdict: expected one of {VERDICTS}, got {self.verdict!r}")
+
+    @property
+    def ratio(self) -> float | None:
+        if self.predicted is None or self.measured is None or self.predicted == 0:
+            return None
+        return self.measured / self.predicted
+
+    def to_row(self) -> dict[str, Any]:
+        return {**asdict(self), "ratio": self.ratio}
+
+
+def verdict(ok: bool) -> str:
+    """PASS or FAIL."""
+    return PASS if ok else FAIL
+
+
+# ----- smoothness ---------------------------------------------------------------------------
+
+def maml_smoothness_bound(L: float, rho: float, G: float, beta: float) -> float:
+    """Generic bound on the smoothness of F_m: (1 + beta L)^2 L + beta rho G [derived]."""
+    return (1 + beta * L) ** 2 * L + beta * rho * G
+
+
+def maml_smoothness_bound_convex(L: float, rho: float, G: float, beta: float) -> float:
+    """Refinement for convex tasks with beta <= 2/L: L + beta rho G [derived]."""
+    return L + beta * rho * G
+
+
+def quadratic_task_smoothness(eigenvalues: np.ndarray, beta: float) -> float:
+    """Exact smoothness of F_m for a quadratic task: max lambda (1 - beta lambda)^2 [derived]."""
+    lam = np.asarray(eigenvalues, dtype=float)
+    return float(np.max(lam * (1 - beta * lam) ** 2))
+
+
+# ----- R1: stochastic Sharp-MAML_up rate -----------------------------------------------------
+
+def r1_bound(
+    delta: float,
+    eta: float,
+    steps: int,
+    l_bar: float,
+    alpha: float,
+    sigma2: float,
+    batch: int,
+) -> float:
+    """(1/T) sum E||grad F(theta_t)||^2 <= 4 Delta/(eta T) + 2 L^2 a^2 + 4 L eta (s^2/B + L^2 a^2).
+
+    Holds for eta <= 1/(4 L_bar) [derived]; MAML is alpha = 0.
+    """
+    if eta > 1 / (4 * l_bar) * (1 + 1e-12):
+        raise ValueError(f"eta: R1 needs eta <= 1/(4 L_bar) = {1 / (4 * l_bar):.6g}, got {eta}")
+    return (
+        4 * delta / (eta * steps)
+        + 2 * l_bar**2 * alpha**2
+        + 4 * l_bar * eta * (sigma2 / batch + l_bar**2 * alpha**2)
+    )
+
+
+def rate_step_size(steps: int, l_bar: float, c: float = 0.25) -> float:
+    """eta = c / (L_bar sqrt T): the rate suite's step size (c = 1/4 keeps eta <= 1/(4 L_bar))."""
+    return c / (l_bar * math.sqrt(steps))
+
+
+def rate_radius(steps: int, schedule: str, a: float = 0.5) -> float:
+    """alpha = a / sqrt(T) ("sqrt") or a / T^(1/4) ("quarter"), constant within a run of length T."""
+    if schedule == "sqrt":
+        return a / math.sqrt(steps)
+    if schedule == "quarter":
+        return a / steps**0.25
+    raise ValueError(f"schedule: expected 'sqrt' or 'quarter', got {schedule!r}")
+
+
+# ----- R2: constant-radius 2-cycle -----------------------------------------------------------
+
+def r2_cycle_gradient_norm(eta: float, lambda1: float, alpha: float) -> float:
+    """||grad F|| on the 2-cycle of deterministic Sharp-MAML_up: eta l1^2 a / (2 - eta l1)."""
+    if not 0 < eta * lambda1 < 2:
+        raise ValueError(f"eta * lambda1: expected in (0, 2), got {eta * lambda1}")
+    return eta * lambda1**2 * alpha / (2 - eta * lambda1)
+
+
+# ----- R3: Sharp-MAML_low bias ---------------------------------------------------------------
+
+def r3_bias_bound(beta: float, alpha_low: float, L: float) -> float:
+    """||grad F_low(theta*)|| <= 2 beta alpha_low L^2 (1 + beta L) + O(alpha_low^2) [derived]."""
+    return 2 * beta * alpha_low * L**2 * (1 + beta * L)
+
+
+# ----- fits ----------------------------------------------------------------------------------
+
+def loglog_slope(x: np.ndarray, y: np.ndarray) -> float:
+    """Least-squares slope of log y against log x."""
+    lx, ly = np.log(np.asarray(x, float)), np.log(np.asarray(y, float))
+    return float(np.polyfit(lx, ly, 1)[0])
+
+
+def bootstrap_slope_ci(
+    x: np.ndarray, per_seed_y: np.ndarray, rng: np.random.Generator, n_boot: int = 1000
+) -> tuple[float, float]:
+    """95% CI of the log-log slope of the seed mean, resampling seeds (rows of per_seed_y)."""
+    seeds = per_seed_y.shape[0]
+    slopes = np.empty(n_boot)
+    for b in range(n_boot):
+        pick = rng.integers(0, seeds, seeds)
+        slopes[b] = loglog_slope(x, per_seed_y[pick].mean(axis=0))
+    lo, hi = np.quantile(slopes, [0.025, 0.975])
+    return float(lo), float(hi)

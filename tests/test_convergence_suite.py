@@ -1,0 +1,102 @@
+"""The convergence suite end to end on the quick grid, theory formulas, and its CLI contract."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from harness.cli import main
+from synthetic import theory
+from synthetic.theory import FAIL, Prediction
+
+
+def test_r1_r2_r3_against_hand_computed_values() -> None:
+    # R1: 4*1/(0.1*100) + 2*0.25*0.01 + 4*0.5*0.1*(2/4 + 0.25*0.01) = 0.4 + 0.005 + 0.1005
+    assert theory.r1_bound(1.0, 0.1, 100, 0.5, 0.1, 2.0, 4) == pytest.approx(0.5055, rel=1e-12)
+    with pytest.raises(ValueError, match="eta"):
+        theory.r1_bound(1.0, 1.0, 100, 0.5, 0.1, 2.0, 4)
+    # R2: 1 * 0.25 * 0.1 / (2 - 0.5)
+    assert theory.r2_cycle_gradient_norm(1.0, 0.5, 0.1) == pytest.approx(0.025 / 1.5, rel=1e-12)
+    # R3: 2 * 0.3 * 0.1 * 1 * 1.3
+    assert theory.r3_bias_bound(0.3, 0.1, 1.0) == pytest.approx(0.078, rel=1e-12)
+    assert theory.maml_smoothness_bound(1.0, 0.0, 0.0, 0.3) == pytest.approx(1.69)
+    assert theory.loglog_slope([1, 10, 100], [1, 0.1, 0.01]) == pytest.approx(-1.0)
+    assert theory.rate_radius(10000, "quarter") == pytest.approx(0.05)
+    assert theory.rate_step_size(100, 0.5) == pytest.approx(0.05)
+    assert math.isnan(theory.Prediction("x", "", "", None, 1.0, "", "N/A").ratio or math.nan)
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("conv")
+    code = main(["convergence", "--quick", "--out", str(out), "--seed", "3", "--no-progress"])
+    return code, out
+
+
+@pytest.mark.slow
+def test_quick_suite_end_to_end(quick_run, capsys) -> None:
+    code, out = quick_run
+    predictions = pd.read_parquet(out / "predictions.parquet")
+    assert code == (1 if (predictions["verdict"] == FAIL).any() else 0)
+    assert {"rate.bound/maml/B8", "floor/eta=4/alpha=0.1", "bias.shift_slope", "fo.floor/deterministic"} <= set(predictions["id"])
+    floor = predictions.set_index("id").loc["floor/eta=4/alpha=0.1"]
+    assert floor["verdict"] == "PASS" and abs(floor["ratio"] - 1) < 1e-6
+    runs = pd.read_parquet(out / "runs.parquet")
+    assert {"git_sha", "versions", "device", "seed", "config_hash", "status"} <= set(runs.columns)
+    assert len(runs[runs["check"] == "rate"]) == 4 * 3 * (2 + 3 * 2)  # seeds x T x (maml, fo, 3 sharp x 2 schedules)
+    assert pd.read_parquet(out / "curves.parquet")["grad_norm2"].notna().any()
+
+
+@pytest.mark.slow
+def test_rerun_is_bit_identical_and_resumes_from_cells(quick_run, tmp_path) -> None:
+    _, out = quick_run
+    first = pd.read_parquet(out / "runs.parquet")
+    main(["convergence", "--quick", "--out", str(tmp_path), "--seed", "3", "--no-progress", "--fresh"])
+    second = pd.read_parquet(tmp_path / "runs.parquet")
+    numeric = ["grad_norm2_avg", "grad_norm2_min", "final_grad_norm", "shift", "gap2"]
+    pd.testing.assert_frame_equal(first[numeric], second[numeric], check_exact=True)
+
+
+def test_a_wrong_prediction_fails_the_suite(monkeypatch, tmp_path) -> None:
+    """A deliberately wrong R2 formula must produce FAIL rows and exit code 1."""
+    from synthetic.checks import floor
+
+    monkeypatch.setattr(floor, "r2_cycle_gradient_norm", lambda eta, l1, a: 1.1 * eta * l1**2 * a / (2 - eta * l1))
+    code = main(["convergence", "--quick", "--out", str(tmp_path), "--no-progress"])
+    predictions = pd.read_parquet(tmp_path / "predictions.parquet")
+    assert code == 1
+    assert (predictions[predictions["id"].str.startswith("floor/")]["verdict"] == FAIL).all()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [(["--seed", "-1"], "--seed: expected an integer >= 0"), (["--quick", "--full"], "not allowed with")],
+)
+def test_bad_flags_exit_2(argv, message, capsys, tmp_path) -> None:
+    with pytest.raises(SystemExit) if "--full" in argv else _no_raise():
+        code = main(["convergence", "--out", str(tmp_path / "r"), *argv])
+        assert code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_out_that_is_a_file_is_rejected(tmp_path, capsys) -> None:
+    target = tmp_path / "file"
+    target.write_text("keep me")
+    assert main(["convergence", "--out", str(target)]) == 2
+    assert "--out: expected a folder" in capsys.readouterr().err
+    assert target.read_text() == "keep me"
+
+
+class _no_raise:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_prediction_rejects_unknown_verdict() -> None:
+    with pytest.raises(ValueError, match="verdict"):
+        Prediction("x", "", "", 1.0, 1.0, "", "MAYBE")
