@@ -61,39 +61,35 @@ def _where_to_put(subdir: str, files: str) -> str:
     )
 
 
+def _require_dataset_folder(
+    data_root: Path | None, subdir: str, label: str, expected: str, hint: str = ""
+) -> Path:
+    """``<data root>/<subdir>``; if absent, DatasetError naming the folder and what goes in it."""
+    root = data_root if data_root is not None else find_data_root()
+    folder = None if root is None else Path(root) / subdir
+    if folder is None or not folder.is_dir():
+        looked = default_data_root() / subdir if folder is None else folder
+        raise DatasetError(f"{looked}: {label} folder not found; " + _where_to_put(subdir, expected) + hint)
+    return folder
+
+
 def require_omniglot_root(data_root: Path | None = None) -> Path:
     """The folder ``<data root>/omniglot``; if absent, DatasetError saying where to put it."""
-    root = data_root if data_root is not None else find_data_root()
-    folder = None if root is None else Path(root) / OMNIGLOT_DIR
-    if folder is None or not folder.is_dir():
-        looked = default_data_root() / OMNIGLOT_DIR if folder is None else folder
-        raise DatasetError(
-            f"{looked}: Omniglot folder not found; "
-            + _where_to_put(
-                OMNIGLOT_DIR,
-                "images_background.npz and images_evaluation.npz, or Lake's "
-                "images_background.zip and images_evaluation.zip (zipped or unzipped)",
-            )
-            + " (or download them: python -m realdata.datasets.download --help)"
-        )
-    return folder
+    return _require_dataset_folder(
+        data_root, OMNIGLOT_DIR, "Omniglot",
+        "images_background.npz and images_evaluation.npz, or Lake's "
+        "images_background.zip and images_evaluation.zip (zipped or unzipped)",
+        " (or download them: python -m realdata.datasets.download --help)",
+    )
 
 
 def require_miniimagenet_root(data_root: Path | None = None) -> Path:
     """The Mini-ImageNet folder ``<data root>/miniimagenet``; DatasetError if absent."""
-    root = data_root if data_root is not None else find_data_root()
-    folder = None if root is None else Path(root) / MINIIMAGENET_DIR
-    if folder is None or not folder.is_dir():
-        looked = default_data_root() / MINIIMAGENET_DIR if folder is None else folder
-        raise DatasetError(
-            f"{looked}: Mini-ImageNet folder not found; "
-            + _where_to_put(
-                MINIIMAGENET_DIR,
-                "images/ with train.csv, val.csv, test.csv (Ravi-Larochelle split) or "
-                "mini-imagenet-cache-{train,val,test}.pkl",
-            )
-        )
-    return folder
+    return _require_dataset_folder(
+        data_root, MINIIMAGENET_DIR, "Mini-ImageNet",
+        "images/ with train.csv, val.csv, test.csv (Ravi-Larochelle split) or "
+        "mini-imagenet-cache-{train,val,test}.pkl",
+    )
 
 
 def cache_dir() -> Path:
