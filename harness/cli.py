@@ -13,7 +13,7 @@ from typing import Sequence
 from harness.config import METHODS, ConfigError
 
 # Modules with a ``register(subparsers)`` function, imported in this order.
-COMMAND_MODULES = ("harness.info_command", "synthetic.commands", "realdata.commands")
+COMMAND_MODULES = ("harness.info_command", "synthetic.commands", "realdata.commands", "reports.commands")
 
 
 class CliError(ValueError):

@@ -1,0 +1,580 @@
+"""Build the HTML report of both tracks from the results store alone (nothing is re-run).
+
+``build_report(results, baselines)`` reads the store (reports.store), turns it into sections
+of tables and figures, and renders ``templates/report.html.j2`` with autoescaping. The
+output depends only on the files read: no build date, sorted everything, deterministic
+figures, so building twice from the same results gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import jinja2
+import numpy as np
+import pandas as pd
+from scipy import stats as scipy_stats
+
+from reports import figures
+from reports.store import DEFAULT_BASELINES, DEFAULT_RESULTS, ResultsReader
+from reports.tables import (
+    Cell,
+    Table,
+    fmt,
+    fmt_ci,
+    frame_table,
+    is_missing,
+    make_table,
+    method_label,
+    verdict_class,
+    verdict_counts,
+    verdict_rank,
+)
+from synthetic.theory import FAIL
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+PROVENANCE_COLUMNS = ("git_sha", "versions", "device", "date", "seed", "scale", "config_hash")
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A part of the store that is absent: what it is and the commands that produce it."""
+
+    what: str
+    commands: tuple[str, ...]
+    kind: str = field(default="notice", init=False)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A file that exists but could not be read or lacks the columns the report needs."""
+
+    text: str
+    kind: str = field(default="problem", init=False)
+
+
+@dataclass(frozen=True)
+class Heading:
+    text: str
+    anchor: str = ""
+    kind: str = field(default="heading", init=False)
+
+
+@dataclass(frozen=True)
+class Text:
+    text: str
+    kind: str = field(default="text", init=False)
+
+
+@dataclass
+class Section:
+    """One part of the report: an anchor, a title, a status line and its items in order."""
+
+    id: str
+    title: str
+    status: str = ""
+    items: list[Any] = field(default_factory=list)
+
+
+@dataclass
+class Track:
+    """Verdicts of one track for the summary: counts and the failing rows."""
+
+    name: str
+    anchor: str
+    verdicts: list[str] = field(default_factory=list)
+    failures: list[list[Any]] = field(default_factory=list)
+    ran: bool = False
+
+
+def build_report(results: Path = DEFAULT_RESULTS, baselines: Path = DEFAULT_BASELINES) -> str:
+    """The report's HTML for the store under ``results`` and the stored-baselines CSV."""
+    reader = ResultsReader(results, baselines)
+    tracks: list[Track] = []
+    sections = [
+        synthetic_section(reader, tracks),
+        generalization_section(reader, tracks),
+        realdata_section(reader, tracks),
+    ]
+    sections.insert(0, summary_section(tracks, sections))
+    sections.append(provenance_section(reader))
+    return render(sections, reader)
+
+
+def render(sections: list[Section], reader: ResultsReader) -> str:
+    """Render the template (autoescaped) with the sections."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, undefined=jinja2.StrictUndefined,
+        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+    )
+    return env.get_template("report.html.j2").render(sections=sections, results=reader.root.as_posix())
+
+
+def group_of(prediction_id: str) -> str:
+    """A prediction's group: its id up to the first '/' or '.' ("rate.bound/maml/B8" -> "rate")."""
+    return re.split(r"[./]", str(prediction_id), maxsplit=1)[0]
+
+
+# ----- predictions (synthetic and generalization) --------------------------------------------
+
+PREDICTION_COLUMNS = {
+    "id": "id", "prediction": "prediction", "source": "source", "predicted": "predicted",
+    "measured": "measured", "ratio": "ratio", "tolerance": "tolerance", "verdict": "verdict",
+    "details": "details",
+}
+
+
+def prediction_tables(predictions: pd.DataFrame, track: Track) -> list[Any]:
+    """One table per id group; groups with a FAIL first, and FAIL rows first in each group."""
+    frame = predictions.assign(_group=predictions["id"].map(group_of), _order=range(len(predictions)),
+                               _rank=predictions["verdict"].map(verdict_rank))
+    track.verdicts += frame["verdict"].astype(str).tolist()
+    for row in frame[frame["verdict"] == FAIL].to_dict("records"):
+        track.failures.append([track.name, row["id"], row.get("prediction"), row.get("predicted"),
+                               row.get("measured"), row.get("tolerance"), row["verdict"], row.get("details")])
+    first_seen = frame.groupby("_group", sort=False)["_order"].min()
+    has_fail = frame.groupby("_group", sort=False)["_rank"].min()
+    groups = sorted(first_seen.index, key=lambda g: (has_fail[g], first_seen[g]))
+    items: list[Any] = []
+    for group in groups:
+        part = frame[frame["_group"] == group].sort_values(["_rank", "_order"], kind="stable")
+        counts = ", ".join(f"{n} {v}" for v, n in verdict_counts(part["verdict"]).items())
+        items.append(frame_table(part, PREDICTION_COLUMNS, caption=f"Predictions '{group}' ({counts})"))
+    return items
+
+
+# ----- synthetic ------------------------------------------------------------------------------
+
+def synthetic_section(reader: ResultsReader, tracks: list[Track]) -> Section:
+    """Predictions table, convergence/floor/bias figures, other curves, constants."""
+    section = Section("synthetic", "Synthetic theory track")
+    track = Track("synthetic", "synthetic")
+    tracks.append(track)
+    predictions = reader.table("synthetic/predictions.parquet")
+    command = (f"sharpmaml convergence --out {reader.root.as_posix()}/synthetic", "tox -e convergence")
+    if not needs(predictions, {"id", "verdict"}, "synthetic/predictions.parquet", section):
+        section.items.append(Notice("synthetic predictions", command))
+        section.status = "not run yet"
+        return section
+    track.ran = True
+    section.status = status_line(predictions["verdict"])
+    section.items += [Heading("Predictions", "synthetic-predictions"),
+                      Text("Each row: what theory predicts, what was measured, the verdict. Groups are the "
+                           "id's prefix; groups and rows with a FAIL come first.")]
+    section.items += prediction_tables(predictions, track)
+    runs = reader.table("synthetic/runs.parquet")
+    curves = reader.table("synthetic/curves.parquet")
+    constants = reader.table("synthetic/constants.parquet")
+    section.items.append(Heading("Figures", "synthetic-figures"))
+    if runs is None or curves is None:
+        section.items.append(Notice("synthetic runs and curves (runs.parquet, curves.parquet)", command))
+    runs = runs if runs is not None else pd.DataFrame()
+    curves = curves if curves is not None else pd.DataFrame(columns=["run_id", "lane", "step", "grad_norm2"])
+    family_constants = constants_of(constants, runs)
+    fo = predictions[predictions["id"].astype(str).str.startswith("fo.floor")]["predicted"].dropna()
+    builders: list[Callable[[], Any]] = [
+        lambda: figures.rate_figure(runs, family_constants),
+        lambda: figures.iteration_figure(curves, runs),
+        lambda: figures.floor_figure(curves, runs, float(fo.iloc[0]) if len(fo) else None),
+        lambda: figures.bias_figure(runs),
+    ]
+    covered = {"rate", "floor", "fo", "bias"}
+    for group in sorted(set(curves["run_id"].map(group_of)) - covered):
+        builders.append(lambda g=group: figures.curve_group_figure(
+            curves[curves["run_id"].map(group_of) == g], g))
+    guarded(builders, section.items)
+    section.items.append(Heading("Constants of each family", "synthetic-constants"))
+    if constants is None:
+        section.items.append(Notice("constants.parquet", command))
+    else:
+        section.items += constants_tables(constants)
+    return section
+
+
+def constants_of(constants: pd.DataFrame | None, runs: pd.DataFrame) -> dict[str, float]:
+    """Closed-form constants of the family the rate runs use (for R1)."""
+    if constants is None or runs.empty or "family" not in runs or "check" not in runs:
+        return {}
+    families = runs.loc[runs["check"] == "rate", "family"].unique()
+    part = constants[(constants["family"].isin(families)) & ~constants["constant"].str.startswith("check:")]
+    return {str(k): float(v) for k, v in zip(part["constant"], part["value"])}
+
+
+def constants_tables(constants: pd.DataFrame) -> list[Table]:
+    """Per family: the constants, then each verification (closed form, measured, PASS/FAIL)."""
+    out = []
+    for family in dict.fromkeys(constants["family"]):
+        part = constants[constants["family"] == family]
+        rows = []
+        for r in part.to_dict("records"):
+            name = str(r["constant"])
+            holds = r.get("holds")
+            verdict = None if is_missing(holds) else ("PASS" if bool(holds) else FAIL)
+            is_check = name.startswith("check:")
+            rows.append([name.removeprefix("check:"), "verification" if is_check else "constant", r.get("value"),
+                         r.get("closed_form"), verdict, r.get("method")])
+        rows.sort(key=lambda row: (row[1] == "verification", verdict_rank(row[4]) if row[4] else 9))
+        out.append(make_table(["name", "kind", "value / measured", "closed form", "verdict", "how verified"],
+                              rows, caption=f"Family {family}"))
+    return out
+
+
+# ----- generalization -------------------------------------------------------------------------
+
+def generalization_section(reader: ResultsReader, tracks: list[Track]) -> Section:
+    """Predictions and the gap-versus-M figure of the generalization track."""
+    section = Section("generalization", "Generalization track")
+    track = Track("generalization", "generalization")
+    tracks.append(track)
+    predictions = reader.table("generalization/predictions.parquet")
+    command = (f"sharpmaml generalization --out {reader.root.as_posix()}/generalization", "tox -e generalization")
+    if not needs(predictions, {"id", "verdict"}, "generalization/predictions.parquet", section):
+        section.items.append(Notice("generalization predictions", command))
+        section.status = "not run yet"
+        return section
+    track.ran = True
+    section.status = status_line(predictions["verdict"])
+    section.items += prediction_tables(predictions, track)
+    runs = reader.table("generalization/runs.parquet")
+    if needs(runs, {"M", "gap", "method"}, "generalization/runs.parquet", section):
+        guarded([lambda: figures.generalization_figure(runs)], section.items)
+    else:
+        section.items.append(Notice("generalization runs (runs.parquet)", command))
+    return section
+
+
+# ----- real data --------------------------------------------------------------------------------
+
+SETTING_KEYS = ["dataset", "ways", "shots"]
+ROW_KEYS = SETTING_KEYS + ["method", "alpha_low", "alpha_up"]
+IMPLEMENTATIONS = {"reference": "per-task autograd (authors' style)", "engine_vmap": "engine, vmap",
+                   "engine_loop": "engine, loop"}
+
+
+def realdata_section(reader: ResultsReader, tracks: list[Track]) -> Section:
+    """Accuracy against paper rows and baselines with the gate's verdicts; cost per iteration."""
+    section = Section("realdata", "Real-data track (few-shot classification)")
+    track = Track("real data (regression gate)", "realdata")
+    tracks.append(track)
+    root = reader.root.as_posix()
+    evaluations = reader.table("realdata/evaluations.parquet")
+    stored = reader.read(reader.baselines)
+    check = reader.table("baselines/check.csv")
+    evaluations = evaluations if needs(evaluations, set(ROW_KEYS) | {"accuracy", "ci95"},
+                                       "realdata/evaluations.parquet", section) else None
+    stored = stored if needs(stored, set(SETTING_KEYS) | {"method", "accuracy"}, reader.display(reader.baselines),
+                             section) else None
+    check = check if needs(check, set(ROW_KEYS) | {"verdict"}, "baselines/check.csv", section) else None
+    measured = aggregate_evaluations(evaluations) if evaluations is not None else pd.DataFrame()
+    section.items.append(Heading("Accuracy", "realdata-accuracy"))
+    if evaluations is None:
+        section.items.append(Notice(
+            "test-set evaluations (realdata/evaluations.parquet)",
+            (f"sharpmaml evaluate {root}/realdata/runs/RUN/best.pt --out {root}/realdata/evaluations.parquet",)))
+    if stored is None:
+        section.items.append(Notice(f"stored baselines ({reader.display(reader.baselines)})",
+                                    ("sharpmaml baselines update",)))
+    if check is None:
+        section.items.append(Notice("regression gate table (baselines/check.csv)",
+                                    ("sharpmaml baselines check", "tox -e regression")))
+    else:
+        track.ran = True
+        track.verdicts += check["verdict"].astype(str).tolist()
+        for r in check[check["verdict"] == FAIL].to_dict("records"):
+            track.failures.append([track.name, r.get("row_id", row_name(r)), "accuracy within tolerance of the "
+                                   "stored baseline", r.get("stored"), r.get("measured"), r.get("tolerance"),
+                                   r["verdict"], r.get("reason")])
+    if not measured.empty or stored is not None or check is not None:
+        section.items.append(comparison_table(measured, stored, check))
+        entries = accuracy_entries(measured, stored)
+        guarded([lambda: figures.accuracy_figure(entries)], section.items)
+    if check is not None:
+        section.items.append(gate_table(check))
+    if stored is not None:
+        section.items.append(stored_table(stored))
+    section.items.append(Heading("Cost per meta-iteration", "realdata-cost"))
+    section.items += cost_items(reader)
+    ran = [name for name, frame in (("evaluations", evaluations), ("baselines", stored), ("gate", check))
+           if frame is not None]
+    section.status = (status_line(check["verdict"]) + "; " if check is not None else "") + (
+        f"read: {', '.join(ran)}" if ran else "not run yet")
+    return section
+
+
+def radius_key(value: Any) -> str:
+    """Radii as comparable text (missing -> '')."""
+    return "" if is_missing(value) else f"{float(value):.6g}"
+
+
+def row_name(row: dict[str, Any]) -> str:
+    """'omniglot 5-way 1-shot' style name of a setting."""
+    return f"{row['dataset']} {int(row['ways'])}-way {int(row['shots'])}-shot"
+
+
+def radii_text(row: dict[str, Any]) -> str:
+    parts = [f"{k} = {fmt(row.get(k))}" for k in ("alpha_low", "alpha_up")
+             if not is_missing(row.get(k)) and float(row.get(k)) != 0]
+    return ", ".join(parts) or "—"
+
+
+def aggregate_evaluations(evaluations: pd.DataFrame) -> pd.DataFrame:
+    """One row per setting, method, radii, preset and test-time inner loop, over training seeds.
+
+    The last evaluation of each seed counts. One seed: its test-episode CI. Several seeds:
+    mean of the seed means ± t(0.975, n-1) * sd / sqrt(n), the spread over seeds.
+    """
+    frame = evaluations.copy()
+    for col in ("preset", "eval_inner_loop", "seed", "iterations", "n_episodes"):
+        if col not in frame:
+            frame[col] = np.nan
+    keys = ROW_KEYS + ["preset", "eval_inner_loop"]
+    frame = frame.assign(_lo=frame["alpha_low"].map(radius_key), _up=frame["alpha_up"].map(radius_key))
+    frame = frame.fillna({"preset": "", "eval_inner_loop": ""})
+    group_keys = SETTING_KEYS + ["method", "_lo", "_up", "preset", "eval_inner_loop"]
+    frame = frame.drop_duplicates(group_keys + ["seed"], keep="last")
+    rows = []
+    for _, part in frame.groupby(group_keys, sort=True, dropna=False):
+        first = part.iloc[0]
+        n = len(part)
+        mean = float(part["accuracy"].mean())
+        if n == 1:
+            ci, basis = float(first["ci95"]), f"{fmt(first['n_episodes'])} test episodes"
+        else:
+            ci = float(scipy_stats.t.ppf(0.975, n - 1) * part["accuracy"].std(ddof=1) / np.sqrt(n))
+            basis = f"spread over {n} seeds (t)"
+        rows.append({**{k: first[k] for k in keys}, "seeds": n, "accuracy": mean, "ci95": ci, "ci_basis": basis,
+                     "iterations": ", ".join(sorted({fmt(v) for v in part["iterations"]}))})
+    return pd.DataFrame(rows)
+
+
+def _is_paper(row: dict[str, Any]) -> bool:
+    """Paper rows of the stored baselines (their source says "paper")."""
+    return any(str(row.get(col, "")).lower().startswith("paper") for col in ("kind", "source", "origin"))
+
+
+def _same(row: dict[str, Any], other: dict[str, Any], radii: bool) -> bool:
+    keys = SETTING_KEYS + ["method"]
+    if any(str(row[k]) != str(other[k]) for k in keys):
+        return False
+    return not radii or all(radius_key(row.get(k)) == radius_key(other.get(k)) for k in ("alpha_low", "alpha_up"))
+
+
+def comparison_table(measured: pd.DataFrame, stored: pd.DataFrame | None, check: pd.DataFrame | None) -> Table:
+    """Measured accuracy next to the paper rows, the stored baselines and the gate's verdict."""
+    stored_rows = stored.to_dict("records") if stored is not None else []
+    paper = [r for r in stored_rows if _is_paper(r)]
+    reproduced = [r for r in stored_rows if not _is_paper(r)]
+    checks = check.to_dict("records") if check is not None else []
+    keyed: dict[tuple, dict[str, Any]] = {}
+    for r in measured.to_dict("records") + reproduced + checks:
+        key = tuple(str(r[k]) for k in SETTING_KEYS + ["method"]) + (radius_key(r.get("alpha_low")),
+                                                                    radius_key(r.get("alpha_up")))
+        keyed.setdefault(key, r)
+    order = list(figures.METHOD_STYLES)
+    rows = []
+    for key in sorted(keyed, key=lambda k: (k[:3], order.index(k[3]) if k[3] in order else 99, k[3:])):
+        base = keyed[key]
+        mine = [r for r in measured.to_dict("records") if _same(base, r, True)]
+        gate = [r for r in checks if _same(base, r, True)]
+        worst = min((str(g["verdict"]) for g in gate), key=verdict_rank, default=None)
+        rows.append([
+            row_name(base), method_label(base["method"]), radii_text(base),
+            "; ".join(f"{fmt_ci(r['accuracy'], r['ci95'])} ({r['preset'] or 'no preset'}, {r['ci_basis']})"
+                      for r in mine) or "—",
+            "; ".join(f"{fmt_ci(r['accuracy'], r.get('ci95'))} ({r.get('source', 'paper')})"
+                      for r in paper if _same(base, r, False)) or "—",
+            "; ".join(f"{fmt_ci(r['accuracy'], r.get('ci95'))} ({r.get('scale', r.get('source', ''))})"
+                      for r in reproduced if _same(base, r, True)) or "—",
+            Cell(worst, verdict_class(worst)) if worst else "—",
+            "; ".join(f"Δ {fmt(g.get('delta'), 3)}, tolerance {fmt(g.get('tolerance'), 3)}"
+                      + (f" ({g['scale']})" if not is_missing(g.get("scale")) else "") for g in gate) or "—",
+        ])
+    return make_table(["setting", "method", "radii", "measured accuracy % ± 95% CI", "paper", "stored baseline",
+                       "gate verdict", "gate detail"], rows,
+                      caption="Accuracy per method next to the paper rows and the stored baselines",
+                      note="Paper rows match on setting and method (their radii are the paper's); stored "
+                           "baselines and gate rows also on the radii.")
+
+
+def accuracy_entries(measured: pd.DataFrame, stored: pd.DataFrame | None) -> pd.DataFrame:
+    """The points of the accuracy figure: measured, paper and stored-baseline rows."""
+    entries = []
+    for r in measured.to_dict("records"):
+        radii = radii_text(r)
+        entries.append({**r, "source": "measured", "label": f"{method_label(r['method'])}"
+                        + (f" [{radii}]" if radii != "—" else "") + f" measured ({r['preset'] or 'no preset'})"})
+    for r in stored.to_dict("records") if stored is not None else []:
+        source = "paper" if _is_paper(r) else "stored baseline"
+        detail = r.get("source", "paper") if source == "paper" else f"stored baseline ({r.get('scale', '')})"
+        entries.append({**r, "source": source, "ci95": r.get("ci95", np.nan),
+                        "label": f"{method_label(r['method'])} {detail}"})
+    if not entries:
+        return pd.DataFrame()
+    frame = pd.DataFrame(entries)
+    frame["setting"] = [row_name(r) for r in frame.to_dict("records")]
+    order = list(figures.METHOD_STYLES)
+    frame["_m"] = frame["method"].map(lambda m: order.index(m) if m in order else 99)
+    frame = frame.sort_values(["setting", "_m", "method", "source", "label"], kind="stable")
+    return frame[["setting", "method", "label", "source", "accuracy", "ci95"]].astype({"ci95": float})
+
+
+def gate_table(check: pd.DataFrame) -> Table:
+    """The regression gate's rows, failures first."""
+    frame = check.assign(_rank=check["verdict"].map(verdict_rank)).sort_values("_rank", kind="stable")
+    columns = ["row_id", "dataset", "ways", "shots", "method", "alpha_low", "alpha_up", "scale", "stored",
+               "measured", "delta", "tolerance", "verdict", "reason"]
+    return frame_table(frame, {c: c for c in columns if c in frame},
+                       caption="Regression gate (baselines/check.csv): re-run against stored rows")
+
+
+def stored_table(stored: pd.DataFrame) -> Table:
+    """Every stored baseline row with its source."""
+    columns = ["dataset", "ways", "shots", "method", "alpha_low", "alpha_up", "scale", "accuracy", "ci95",
+               "n_episodes", "n_seeds", "iterations", "source", "device", "git_sha", "date"]
+    return frame_table(stored, {c: c for c in columns if c in stored}, caption="Stored baselines")
+
+
+def cost_items(reader: ResultsReader) -> list[Any]:
+    """Training time per meta-iteration from the runs' metrics, and the speed benchmark."""
+    root = reader.root.as_posix()
+    items: list[Any] = []
+    metrics = reader.run_metrics()
+    if metrics is None or not {"run", "method", "iteration", "elapsed_s"} <= set(metrics.columns):
+        items.append(Notice("training runs (realdata/runs/*/metrics.parquet)",
+                            (f"sharpmaml train --preset ci --method maml --out {root}/realdata/runs/RUN",)))
+    else:
+        items.append(training_cost_table(metrics))
+    speed = reader.table("realdata/speed.json")
+    if speed is None:
+        speed = reader.table("realdata/speed.csv")
+    if speed is None or not {"name", "method"} <= set(speed.columns):
+        items.append(Notice("speed benchmark (realdata/speed.json or .csv)",
+                            (f"python benchmarks/realdata_speed.py --out {root}/realdata/speed.json",)))
+        return items
+    present = {p: label for p, label in IMPLEMENTATIONS.items() if f"{p}_median_s" in speed}
+    items.append(speed_table(speed, present))
+    guarded([lambda: figures.cost_figure(speed, present)], items)
+    return items
+
+
+def training_cost_table(metrics: pd.DataFrame) -> Table:
+    """Per run: iterations, wall time per meta-iteration (validation included), ratio to MAML."""
+    last = metrics.sort_values("iteration", kind="stable").groupby("run", sort=True).tail(1)
+    val = (metrics[metrics["split"] == "val"].groupby("run")["accuracy"].max() if "split" in metrics
+           else pd.Series(dtype=float))
+    last = last.assign(per_it=last["elapsed_s"] / last["iteration"].where(last["iteration"] > 0))
+    for col in ("preset", "device", "alpha_low", "alpha_up", "seed", "status"):
+        if col not in last:
+            last[col] = np.nan
+    maml = last[last["method"] == "maml"].groupby(["preset", "device"], dropna=False)["per_it"].mean()
+    rows = []
+    for r in last.sort_values(["preset", "method", "run"]).to_dict("records"):
+        base = maml.get((r["preset"], r["device"]), np.nan)
+        rows.append([r["run"], r["preset"], method_label(r["method"]), radii_text(r), r["seed"], r["device"],
+                     int(r["iteration"]), 100 * val.get(r["run"], np.nan), 1e3 * r["per_it"], r["per_it"] / base,
+                     r["status"]])
+    return make_table(["run", "preset", "method", "radii", "seed", "device", "iterations", "best val. accuracy %",
+                       "ms / meta-iteration", "× MAML (same preset, device)", "status"], rows,
+                      caption="Training runs: wall time per meta-iteration",
+                      note="Wall time of the whole run (validation included) divided by its iterations.")
+
+
+def speed_table(speed: pd.DataFrame, implementations: dict[str, str]) -> Table:
+    """The speed benchmark: median ms and peak memory per implementation, ratio to MAML."""
+    rows = []
+    for r in speed.to_dict("records"):
+        maml = speed[(speed["name"] == r["name"]) & (speed["method"] == "maml")]
+        for p, label in implementations.items():
+            ratio = r[f"{p}_median_s"] / float(maml[f"{p}_median_s"].iloc[0]) if len(maml) else np.nan
+            peak = r.get(f"{p}_peak_mib", np.nan)
+            rows.append([r["name"], method_label(r["method"]), r.get("tasks"), label, 1e3 * r[f"{p}_median_s"],
+                         ratio, "not measured (CPU)" if is_missing(peak) else peak,
+                         r.get("device_name", r.get("device"))])
+    return make_table(["case", "method", "tasks", "implementation", "ms / meta-iteration (median)", "× MAML",
+                       "peak memory (MiB)", "device"], rows,
+                      caption="Speed benchmark: time and memory per meta-iteration")
+
+
+# ----- summary and provenance -----------------------------------------------------------------
+
+def summary_section(tracks: list[Track], sections: list[Section]) -> Section:
+    """Verdict counts per track and every failing row, first."""
+    section = Section("summary", "Summary")
+    words = sorted({v for t in tracks for v in t.verdicts}, key=lambda v: (verdict_rank(v), v))
+    rows = []
+    for t in tracks:
+        counts = verdict_counts(t.verdicts)
+        rows.append([Cell(t.name), *[counts.get(w, 0) for w in words], len(t.verdicts) if t.ran else "not run yet"])
+    section.items.append(make_table(["track", *words, "rows"], rows, caption="Verdicts per track"))
+    failures = [f for t in tracks for f in t.failures]
+    section.status = f"{len(failures)} failing" if failures else "no failing rows"
+    if failures:
+        section.items.append(make_table(["track", "id", "statement", "predicted / stored", "measured", "tolerance",
+                                          "verdict", "details"], failures, caption="Failing rows (FAIL first)"))
+    else:
+        section.items.append(Text("No prediction or gate row has the verdict FAIL."))
+    section.items.append(make_table(["section", "status"], [[s.title, s.status] for s in sections],
+                                    caption="Sections"))
+    return section
+
+
+def provenance_section(reader: ResultsReader) -> Section:
+    """Files read (sha256) and the provenance the rows of each carry: sha, versions, device, dates."""
+    section = Section("provenance", "Provenance")
+    section.items.append(Text(f"Paths are relative to the results store {reader.root.as_posix()}. The report "
+                              "is built from these files alone and carries no build date, so the same files "
+                              "give the same bytes."))
+    section.items.append(make_table(["file", "rows", "bytes", "sha256"],
+                                    [[f.path, f.rows, f.size, Cell(f.sha256, "hash")] for f in reader.files],
+                                    caption="Results files read"))
+    section.items += [Problem(p) for p in reader.problems]
+    columns = [c for c in PROVENANCE_COLUMNS if any(c in frame for frame in reader.frames.values())]
+    rows = [[name, *[distinct(frame[c]) if c in frame else "—" for c in columns]]
+            for name, frame in reader.frames.items() if any(c in frame for c in columns)]
+    if rows:
+        section.items.append(make_table(["file", *columns], rows,
+                                        caption="Provenance columns of the rows read (distinct values)"))
+    section.status = f"{len(reader.files)} files read" + (f", {len(reader.problems)} unreadable"
+                                                          if reader.problems else "")
+    return section
+
+
+def distinct(values: pd.Series) -> str:
+    """Distinct values, sorted; dates as their range; long lists shortened with a count."""
+    uniq = sorted({fmt(v) for v in values if not is_missing(v)})
+    if values.name == "date" and len(uniq) > 2:
+        return f"{uniq[0]} to {uniq[-1]} ({len(uniq)} distinct)"
+    return ", ".join(uniq[:6]) + (f" and {len(uniq) - 6} more" if len(uniq) > 6 else "")
+
+
+# ----- helpers ----------------------------------------------------------------------------------
+
+def needs(frame: pd.DataFrame | None, columns: set[str], name: str, section: Section) -> bool:
+    """Whether a table is present with the columns needed; a Problem item when it lacks some."""
+    if frame is None:
+        return False
+    missing = sorted(columns - set(frame.columns))
+    if missing:
+        section.items.append(Problem(f"{name}: lacks the columns {', '.join(missing)}; section skipped"))
+        return False
+    return True
+
+
+def guarded(builders: Iterable[Callable[[], Any]], items: list[Any]) -> None:
+    """Build each figure into ``items``; one that fails on unexpected data becomes a Problem."""
+    for build in builders:
+        try:
+            figure = build()
+        except (KeyError, ValueError, TypeError, IndexError) as exc:
+            items.append(Problem(f"a figure could not be drawn ({type(exc).__name__}: {exc})"))
+            continue
+        if figure is not None:
+            items.append(figure)
+
+
+def status_line(verdicts: pd.Series) -> str:
+    """'67 PASS, 4 N/A, 1 INFO' with FAIL first."""
+    return ", ".join(f"{n} {v}" for v, n in verdict_counts(verdicts).items())

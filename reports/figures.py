@@ -1,0 +1,570 @@
+"""The report's figures: matplotlib (Agg, no pyplot state) with seaborn's colour-blind palette.
+
+Each figure comes back as SVG (base64, for an ``<img>`` data URI) with alt text that states
+its numeric finding and a Table of the numbers drawn. The SVG is byte-identical for the
+same data: fixed hash salt, no date or creator metadata, text kept as text.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Sequence
+
+import matplotlib
+import matplotlib.ticker
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure as MplFigure
+from matplotlib.lines import Line2D
+
+from reports.tables import Table, fmt, make_table, method_label
+from synthetic.theory import loglog_slope, r1_bound
+
+QUANTILES = (0.1, 0.9)
+BAND = f"{int(QUANTILES[0] * 100)}–{int(QUANTILES[1] * 100)}% quantile band"
+PALETTE = [matplotlib.colors.to_hex(c) for c in sns.color_palette("colorblind", 10)]
+# Method -> (palette index, marker, line style): status and identity never by colour alone.
+METHOD_STYLES = {
+    "maml": (0, "o", "-"),
+    "fomaml": (7, "s", ":"),
+    "sharp_low": (2, "^", "--"),
+    "sharp_up": (1, "v", "-."),
+    "sharp_both": (3, "D", (0, (5, 1, 1, 1))),
+}
+SERIES_STYLES = [(0, "o", "-"), (1, "v", "--"), (2, "^", "-."), (3, "D", ":"), (4, "P", "-"),
+                 (5, "X", "--"), (6, "*", "-."), (8, "h", ":"), (9, "<", "-"), (7, ">", "--")]
+RC = {
+    **sns.axes_style("whitegrid"),
+    "svg.hashsalt": "sharp-maml-bench",
+    "svg.fonttype": "none",
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "legend.fontsize": 8,
+    "lines.linewidth": 1.6,
+    "lines.markersize": 5,
+}
+SVG_METADATA = {"Date": None, "Creator": None, "Format": None, "Type": None}
+PANEL_WIDTH, PANEL_HEIGHT = 5.0, 3.3
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One rendered figure with its alt text (the finding) and the numbers behind it."""
+
+    id: str
+    title: str
+    alt: str
+    svg_base64: str
+    table: Table
+    kind: str = field(default="figure", init=False)
+
+    @property
+    def data_uri(self) -> str:
+        return "data:image/svg+xml;base64," + self.svg_base64
+
+
+def style(key: Any, index: int = 0) -> dict[str, Any]:
+    """Colour, marker and line style of a method, or of the index-th other series."""
+    colour, marker, line = METHOD_STYLES.get(str(key), SERIES_STYLES[index % len(SERIES_STYLES)])
+    return {"color": PALETTE[colour], "marker": marker, "linestyle": line}
+
+
+def svg_bytes(fig: MplFigure) -> bytes:
+    """The figure as SVG without the XML prolog and DOCTYPE (nothing for a viewer to fetch)."""
+    buffer = io.BytesIO()
+    with matplotlib.rc_context(RC):
+        fig.savefig(buffer, format="svg", metadata=SVG_METADATA)
+    return re.sub(rb"\A.*?(?=<svg)", b"", buffer.getvalue(), flags=re.S)
+
+
+def new_figure(rows: int, cols: int, width: float = PANEL_WIDTH) -> tuple[MplFigure, np.ndarray]:
+    """A figure of rows x cols panels (an array of Axes) drawn with the report's style."""
+    with matplotlib.rc_context(RC):
+        fig = MplFigure(figsize=(width * cols, PANEL_HEIGHT * rows), layout="constrained")
+        axes = fig.subplots(rows, cols, squeeze=False)
+    return fig, axes
+
+
+def shared_legend(fig: MplFigure) -> None:
+    """One legend below the panels with every distinct label, so no data is hidden under it."""
+    entries: dict[str, Any] = {}
+    for ax in fig.axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
+    if entries:
+        with matplotlib.rc_context(RC):
+            fig.legend(list(entries.values()), list(entries), loc="outside lower center",
+                       ncols=min(3, len(entries)), frameon=False)
+
+
+def finish(fig: MplFigure, fid: str, title: str, alt: str, table: Table, legend: bool = True) -> Figure:
+    """Render a figure (with the shared legend) to a Figure record."""
+    if legend:
+        shared_legend(fig)
+    data = base64.b64encode(svg_bytes(fig)).decode("ascii")
+    return Figure(fid, title, alt, data, table)
+
+
+def value_ticks(ax: Axes, values: Iterable[float]) -> None:
+    """Major ticks at the values drawn (plain numbers), no minor tick labels on a log axis."""
+    values = sorted(set(float(v) for v in values))
+    ax.set_xticks(values, [fmt(v) for v in values])
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+
+
+def quantile_band(values: np.ndarray) -> dict[str, np.ndarray]:
+    """Median, mean and the quantile band over the rows (samples) of a (samples, x) array."""
+    with np.errstate(all="ignore"):
+        lo, hi = np.nanquantile(values, QUANTILES, axis=0)
+        return {"median": np.nanmedian(values, axis=0), "mean": np.nanmean(values, axis=0),
+                "lo": lo, "hi": hi, "n": np.sum(np.isfinite(values), axis=0)}
+
+
+def draw_band(ax: Axes, x: np.ndarray, stats: dict[str, np.ndarray], label: str, st: dict[str, Any],
+              markevery: int | None = None) -> None:
+    """Median line with markers and a translucent quantile band in the same colour."""
+    ax.fill_between(x, stats["lo"], stats["hi"], color=st["color"], alpha=0.18, linewidth=0)
+    ax.plot(x, stats["median"], label=label, markevery=markevery, **st)
+
+
+def slope(x: Sequence[float], y: Sequence[float]) -> float:
+    """Log-log slope over the finite positive points (NaN with fewer than two)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    ok = np.isfinite(y) & (y > 0) & (x > 0)
+    return loglog_slope(x[ok], y[ok]) if ok.sum() >= 2 else float("nan")
+
+
+def span(values: Iterable[float]) -> str:
+    """'a to b' (or 'a' when equal) of finite values, three significant figures."""
+    finite = sorted(v for v in values if np.isfinite(v))
+    if not finite:
+        return "n/a"
+    lo, hi = fmt(finite[0], 3), fmt(finite[-1], 3)
+    return lo if lo == hi else f"{lo} to {hi}"
+
+
+SCHEDULE_LABELS = {"sqrt": "alpha ~ 1/sqrt T", "quarter": "alpha ~ 1/T^(1/4)"}
+
+
+def series_name(method: str, schedule: str) -> str:
+    """'MAML' or 'Sharp-MAML_up, alpha ~ 1/sqrt T' for a rate run."""
+    if schedule in ("", "none"):
+        return method_label(method)
+    return f"{method_label(method)}, {SCHEDULE_LABELS.get(schedule, schedule)}"
+
+
+def _method_order(pair: tuple[str, str]) -> tuple[int, str, str]:
+    order = list(METHOD_STYLES)
+    return (order.index(pair[0]) if pair[0] in order else len(order), *pair)
+
+
+SeriesKey = tuple[float, str, str]  # (batch size, method, schedule)
+
+
+def method_panels(
+    frame: pd.DataFrame, x: str, value: str,
+    extra: Callable[[Axes, SeriesKey, dict[str, np.ndarray]], None] | None = None, markevery: int | None = None,
+) -> tuple[MplFigure, np.ndarray, dict[SeriesKey, dict[str, np.ndarray]]]:
+    """Panels batch size x schedule of a rate-style frame, one band per (method, schedule).
+
+    Methods without a schedule (MAML, FO-MAML) appear in every schedule's panel. Samples are
+    the seeds (column ``seed_index``). ``extra(ax, key, stats)`` draws reference lines.
+    Returns the figure, its axes and the band statistics of every series (x in "x").
+    """
+    series: dict[SeriesKey, dict[str, np.ndarray]] = {}
+    for (batch, method, sch), part in frame.groupby(["batch_size", "method", "schedule"], sort=True):
+        table = part.pivot_table(index="seed_index", columns=x, values=value)
+        series[(batch, method, sch)] = {"x": table.columns.to_numpy(float), **quantile_band(table.to_numpy())}
+    batches = sorted({k[0] for k in series})
+    schedules = sorted({k[2] for k in series} - {"none"}) or ["none"]
+    fig, axes = new_figure(len(batches), len(schedules))
+    for i, batch in enumerate(batches):
+        for j, schedule in enumerate(schedules):
+            ax = axes[i, j]
+            keys = sorted(((m, s) for b, m, s in series if b == batch and s in (schedule, "none")),
+                          key=_method_order)
+            for k, (method, sch) in enumerate(keys):
+                stats = series[(batch, method, sch)]
+                draw_band(ax, stats["x"], stats, series_name(method, sch), style(method, k), markevery)
+                if extra is not None:
+                    extra(ax, (batch, method, sch), stats)
+            title = f"B = {fmt(batch)}" + (f", {SCHEDULE_LABELS.get(schedule, schedule)}" if schedule != "none" else "")
+            ax.set(xscale="log", yscale="log", title=title)
+    return fig, axes, series
+
+
+# ----- synthetic: rate (R1) ------------------------------------------------------------------
+
+R1_METHODS = ("maml", "sharp_up")  # the rate check bounds these methods' rows by R1
+
+
+def r1_by_T(part: pd.DataFrame, constants: dict[str, float]) -> dict[float, float]:
+    """R1 at each T of one series, from its lanes' eta and alpha (NaN without the constants)."""
+    out = {}
+    for T, lanes_ in part.groupby("T", sort=True):
+        first = lanes_.iloc[0]
+        try:
+            out[float(T)] = r1_bound(constants["Delta"], float(first["eta"]), int(T), constants["L_bar"],
+                                     float(first["alpha"]), constants["sigma2"], int(first["batch_size"]))
+        except (KeyError, ValueError):
+            out[float(T)] = float("nan")
+    return out
+
+
+def rate_figure(runs: pd.DataFrame, constants: dict[str, float]) -> Figure | None:
+    """G_avg(T) against T (log-log) per method with seed bands, R1 and the −1/2 slope."""
+    rate = runs[runs["check"] == "rate"] if "check" in runs else runs.iloc[0:0]
+    if rate.empty:
+        return None
+    r1 = {key: r1_by_T(part, constants)
+          for key, part in rate.groupby(["batch_size", "method", "schedule"], sort=True) if key[1] in R1_METHODS}
+
+    def references(ax: Axes, key: SeriesKey, stats: dict[str, np.ndarray]) -> None:
+        if key[1] == "maml":
+            ax.plot(stats["x"], [r1[key][T] for T in stats["x"]], color="black", linestyle="--",
+                    linewidth=1.2, label="R1 bound (MAML)")
+            ax.plot(stats["x"], stats["mean"][0] * (stats["x"] / stats["x"][0]) ** -0.5, color="0.45",
+                    linestyle=":", linewidth=1.4, label="predicted slope −1/2")
+
+    fig, axes, series = method_panels(rate, "T", "grad_norm2_avg", references)
+    for ax in axes.flat:
+        ax.set(xlabel="run length T", ylabel="G_avg(T) = mean_t ||grad F(theta_t)||²")
+        value_ticks(ax, rate["T"])
+    rows, findings = [], []
+    for batch in sorted({k[0] for k in series}):
+        keys = sorted(((m, s) for b, m, s in series if b == batch), key=_method_order)
+        slopes, ratios = {}, []
+        for method, sch in keys:
+            stats = series[(batch, method, sch)]
+            bounds = np.asarray([r1.get((batch, method, sch), {}).get(T, np.nan) for T in stats["x"]])
+            ratios += [r for r in stats["mean"] / bounds if np.isfinite(r)]
+            slopes[(method, sch)] = slope(stats["x"], stats["mean"])
+            for row in zip(stats["x"], stats["n"], stats["mean"], stats["median"], stats["lo"], stats["hi"],
+                           bounds, stats["mean"] / bounds):
+                rows.append([batch, series_name(method, sch), *row])
+        findings.append(_rate_finding(batch, series, slopes, ratios))
+    table = make_table(["B", "series", "T", "seeds", "mean G_avg", "median", "q10", "q90", "R1", "mean / R1"], rows)
+    title = "Convergence rate (R1): average stationarity G_avg(T) against the run length"
+    return finish(fig, "fig-rate", title, " ".join(findings) + f" Lines: seed medians; bands: {BAND}.", table)
+
+
+def _rate_finding(batch: float, series: dict[SeriesKey, dict[str, np.ndarray]],
+                  slopes: dict[tuple[str, str], float], ratios: list[float]) -> str:
+    horizons = series[next(k for k in series if k[0] == batch)]["x"]
+    maml = slopes.get(("maml", "none"), float("nan"))
+    sharp = [v for (m, _), v in slopes.items() if m.startswith("sharp")]
+    text = (f"B = {fmt(batch)}: MAML's seed-mean G_avg falls with log-log slope {fmt(maml, 3)} over "
+            f"T = {fmt(horizons[0])} to {fmt(horizons[-1])} (predicted −0.5); Sharp-MAML slopes {span(sharp)}")
+    if ("fomaml", "none") in slopes:
+        text += f"; FO-MAML {fmt(slopes[('fomaml', 'none')], 3)}"
+    if ratios:
+        below = "every mean is below R1" if max(ratios) <= 1 else "some means exceed R1"
+        text += f"; {below} (mean / R1 from {fmt(min(ratios), 3)} to {fmt(max(ratios), 3)})"
+    return text + "."
+
+
+def iteration_figure(curves: pd.DataFrame, runs: pd.DataFrame) -> Figure | None:
+    """||grad F(theta_t)||² against t for the longest rate runs, with bands over seeds."""
+    rate = runs[runs["check"] == "rate"] if "check" in runs else runs.iloc[0:0]
+    if rate.empty or curves.empty:
+        return None
+    longest = rate[rate["T"] == rate["T"].max()]
+    keys = ["run_id", "lane"]
+    joined = curves.merge(longest[keys + ["method", "schedule", "batch_size", "seed_index"]], on=keys)
+    joined = joined[joined["step"] > 0]
+    if joined.empty:
+        return None
+    fig, axes, series = method_panels(joined, "step", "grad_norm2", markevery=4)
+    for ax in axes.flat:
+        ax.set(xlabel="iteration t", ylabel="||grad F(theta_t)||²")
+    names = {key: f"B={fmt(key[0])} {series_name(key[1], key[2])}"
+             for key in sorted(series, key=lambda k: (k[0], *_method_order(k[1:])))}
+    cells = {key: {float(t): f"{fmt(m, 3)} [{fmt(lo, 3)}, {fmt(hi, 3)}]"
+                   for t, m, lo, hi in zip(s["x"], s["median"], s["lo"], s["hi"])} for key, s in series.items()}
+    steps = sorted({t for c in cells.values() for t in c})
+    table = make_table(["t", *[f"{n}: median [q10, q90]" for n in names.values()]],
+                       [[int(t), *[cells[key].get(t, "—") for key in names]] for t in steps])
+    final = {key: float(s["median"][-1]) for key, s in series.items()}
+    by_method = lambda test: span(v for k, v in final.items() if test(k[1]))  # noqa: E731
+    alt = (f"At the last iteration t = {int(steps[-1])} of the runs with T = {int(longest['T'].max())} the "
+           f"seed-median ||grad F||² is {by_method(lambda m: m == 'maml')} for MAML, "
+           f"{by_method(lambda m: m.startswith('sharp'))} for the Sharp-MAML variants and "
+           f"{by_method(lambda m: m == 'fomaml')} for FO-MAML. Bands: {BAND} over seeds.")
+    return finish(fig, "fig-iterations", "Convergence curves: ||grad F(theta_t)||² along the longest runs",
+                  alt, table)
+
+
+# ----- synthetic: floor (R2, FO) and bias (R3) -----------------------------------------------
+
+def floor_figure(curves: pd.DataFrame, runs: pd.DataFrame, fo_floor: float | None) -> Figure | None:
+    """Deterministic Sharp-MAML_up (constant alpha) and FO-MAML curves against their floors."""
+    floor_runs = runs[runs["check"] == "floor"] if "check" in runs else runs.iloc[0:0]
+    fo_curve = curves[curves["run_id"].str.startswith("fo/")] if not curves.empty else curves
+    if floor_runs.empty and fo_curve.empty:
+        return None
+    fig, axes = new_figure(1, 2)
+    rows, errors = [], []
+    ax = axes[0, 0]
+    for k, run in enumerate(floor_runs.sort_values(["eta", "alpha"]).itertuples(index=False)):
+        part = curves[(curves["run_id"] == run.run_id) & (curves["lane"] == run.lane) & (curves["step"] > 0)]
+        st = style(None, k)
+        label = f"eta = {fmt(run.eta)}, alpha = {fmt(run.alpha)}"
+        ax.plot(part["step"], part["grad_norm2"], label=label, markevery=4, **st)
+        predicted2 = run.predicted_grad_norm ** 2
+        ax.axhline(predicted2, color=st["color"], linestyle="--", linewidth=1.0)
+        measured2 = run.final_grad_norm ** 2
+        errors.append(abs(run.final_grad_norm - run.predicted_grad_norm) / run.predicted_grad_norm)
+        rows.append(["Sharp-MAML_up (R2 2-cycle)", label, int(run.T), predicted2, measured2, errors[-1]])
+    ax.set(xscale="log", yscale="log", xlabel="iteration t", ylabel="||grad F(theta_t)||²",
+           title="Sharp-MAML_up, constant alpha (dashed: R2 level)")
+    ax = axes[0, 1]
+    fo_text = ""
+    if not fo_curve.empty:
+        part = fo_curve[fo_curve["step"] > 0].sort_values("step")
+        ax.plot(part["step"], part["grad_norm2"], label="FO-MAML", markevery=4, **style("fomaml"))
+        measured = float(part["grad_norm2"].dropna().iloc[-1])
+        if fo_floor is not None:
+            ax.axhline(fo_floor, color="black", linestyle="--", linewidth=1.0, label="predicted floor")
+            rows.append(["FO-MAML floor", "eta = 1/L_bar", int(part["step"].max()), fo_floor, measured,
+                         abs(measured - fo_floor) / fo_floor])
+        fo_text = (f" Deterministic FO-MAML stalls at ||grad F||² = {fmt(measured, 3)}"
+                   + (f" (predicted floor {fmt(fo_floor, 3)})." if fo_floor is not None else "."))
+    ax.set(xscale="log", yscale="log", xlabel="iteration t", ylabel="||grad F(theta_t)||²",
+           title="FO-MAML, deterministic")
+    alt = ""
+    if errors:
+        alt = (f"Deterministic Sharp-MAML_up with a constant radius settles on the predicted 2-cycle level in "
+               f"{sum(e <= 1e-6 for e in errors)} of {len(errors)} (eta, alpha) lanes; largest relative error "
+               f"of ||grad F|| {fmt(max(errors), 2)}.")
+    table = make_table(["run", "setting", "steps", "predicted ||grad F||²", "measured (last step)",
+                        "relative error"], rows)
+    return finish(fig, "fig-floor", "Error floors: where deterministic methods stop", (alt + fo_text).strip(),
+                  table)
+
+
+def bias_figure(runs: pd.DataFrame) -> Figure | None:
+    """Sharp-MAML_low's fixed-point shift and MAML gap against alpha_low; R3 bound."""
+    bias = runs[runs["check"] == "bias"].sort_values("alpha") if "check" in runs else runs.iloc[0:0]
+    if bias.empty:
+        return None
+    alpha = bias["alpha"].to_numpy(float)
+    fig, axes = new_figure(1, 2)
+    ax = axes[0, 0]
+    for k, (column, label, predicted) in enumerate((("shift", "shift ||theta_low − theta*||", 1.0),
+                                                    ("gap2", "MAML gap ||grad F(theta_low)||²", 2.0))):
+        y = bias[column].to_numpy(float)
+        ax.plot(alpha, y, label=label, **style(None, k))
+        ax.plot(alpha, y[0] * (alpha / alpha[0]) ** predicted, color="0.45", linestyle=":", linewidth=1.2,
+                label=f"predicted slope {fmt(predicted)}")
+    ax.set(xscale="log", yscale="log", xlabel="alpha_low", title="Fixed point of Sharp-MAML_low")
+    ax = axes[0, 1]
+    at_star, bound = bias["low_grad_norm_at_star"].to_numpy(float), bias["r3_bound"].to_numpy(float)
+    ax.plot(alpha, at_star, label="||grad F_low(theta*)||", **style(None, 2))
+    ax.plot(alpha, bound, color="black", linestyle="--", label="R3 bound")
+    ax.set(xscale="log", yscale="log", xlabel="alpha_low", title="Bias at theta* (R3)")
+    shift_slope, gap_slope = slope(alpha, bias["shift"]), slope(alpha, bias["gap2"])
+    ratio = at_star / bound
+    alt = (f"The Sharp-MAML_low fixed point moves with log-log slope {fmt(shift_slope, 3)} in alpha_low "
+           f"(predicted 1) and MAML's gap² there with slope {fmt(gap_slope, 3)} (predicted 2); "
+           f"||grad F_low(theta*)|| is {fmt(ratio.min(), 2)} to {fmt(ratio.max(), 2)} times the R3 bound"
+           f" ({'below it' if np.all(ratio <= 1) else 'above it somewhere'} at every alpha_low tried).")
+    table = make_table(["alpha_low", "shift", "gap²", "||grad F_low(theta*)||", "R3 bound", "ratio to bound"],
+                       [list(r) for r in zip(alpha, bias["shift"], bias["gap2"], at_star, bound, ratio)])
+    return finish(fig, "fig-bias", "Bias of Sharp-MAML_low (R3)", alt, table)
+
+
+def curve_group_figure(curves: pd.DataFrame, group: str) -> Figure | None:
+    """Any curve family without a dedicated figure: median and band over lanes per run."""
+    part = curves[curves["step"] > 0]
+    if part.empty:
+        return None
+    fig, axes = new_figure(1, 1, width=2 * PANEL_WIDTH)
+    ax = axes[0, 0]
+    rows, finals = [], []
+    for k, (run_id, run) in enumerate(part.groupby("run_id", sort=True)):
+        table = run.pivot_table(index="lane", columns="step", values="grad_norm2")
+        steps = table.columns.to_numpy(float)
+        stats = quantile_band(table.to_numpy())
+        draw_band(ax, steps, stats, str(run_id), style(None, k), markevery=4)
+        last = int(np.max(np.nonzero(np.isfinite(stats["median"]))[0], initial=0))
+        rows.append([run_id, int(table.shape[0]), stats["median"][0], int(steps[last]), stats["median"][last],
+                     stats["lo"][last], stats["hi"][last]])
+        finals.append(f"{run_id} {fmt(stats['median'][last], 3)} at t = {int(steps[last])}")
+    ax.set(xscale="log", yscale="log", xlabel="iteration t", ylabel="||grad F(theta_t)||²",
+           title=f"Curves of '{group}' (median over lanes, {BAND})")
+    alt = f"Median ||grad F||² at the last recorded iteration: {'; '.join(finals)}."
+    table = make_table(["run", "lanes", "median at t = 1", "last t", "median at last t", "q10", "q90"], rows)
+    return finish(fig, f"fig-curves-{re.sub(r'[^a-z0-9]+', '-', group.lower())}",
+                  f"Convergence curves: {group}", alt, table)
+
+
+# ----- generalization ------------------------------------------------------------------------
+
+GEN_BOUNDS = {"foret_rhs": "Foret-style RHS", "pac_bayes_kl_rhs": "PAC-Bayes-kl RHS"}
+
+
+def generalization_figure(runs: pd.DataFrame) -> Figure | None:
+    """Measured gap against M per method (bands over seeds) under the bounds' right-hand sides."""
+    if runs.empty or not {"M", "gap", "method"} <= set(runs.columns):
+        return None
+    runs = runs.assign(series=[_gen_series(r) for r in runs.to_dict("records")])
+    m_values = sorted(runs["m_tr"].unique()) if "m_tr" in runs else [None]
+    bounds = [b for b in GEN_BOUNDS if b in runs]
+    fig, axes = new_figure(1, len(m_values))
+    rows, findings = [], []
+    for j, m in enumerate(m_values):
+        ax = axes[0, j]
+        panel = runs if m is None else runs[runs["m_tr"] == m]
+        for k, (name, part) in enumerate(panel.groupby("series", sort=True)):
+            table = part.pivot_table(index=_seed_column(part), columns="M", values="gap")
+            ms = table.columns.to_numpy(float)
+            stats = quantile_band(table.to_numpy())
+            draw_band(ax, ms, stats, name, style(part["method"].iloc[0], k))
+            bound_medians = {b: part.groupby("M")[b].median().reindex(ms).to_numpy(float) for b in bounds}
+            for idx, M in enumerate(ms):
+                rows.append([fmt(m), name, M, stats["n"][idx], stats["median"][idx], stats["lo"][idx],
+                             stats["hi"][idx], *[bound_medians[b][idx] for b in bounds]])
+        for b, line in zip(bounds, ("--", ":")):
+            lowest = panel.groupby("M")[b].min()
+            ax.plot(lowest.index.to_numpy(float), lowest.to_numpy(float), color="black", linestyle=line,
+                    linewidth=1.2, label=f"{GEN_BOUNDS[b]} (lowest over runs)")
+        ax.set(xscale="log", xlabel="training tasks M", ylabel="gap = true − train risk",
+               title="all m_tr" if m is None else f"m_tr = {fmt(m)}")
+        if (panel["gap"] > 0).all():
+            ax.set_yscale("log")
+        else:
+            ax.set_yscale("symlog", linthresh=1e-3)
+        value_ticks(ax, panel["M"])
+    for b in bounds:
+        below = int((runs["gap"] <= runs[b]).sum())
+        findings.append(f"the gap is below the {GEN_BOUNDS[b]} in {below} of {len(runs)} runs")
+    largest_m = runs[runs["M"] == runs["M"].max()]
+    findings.append(f"at M = {fmt(runs['M'].max())} the gap spans {span(largest_m['gap'])}"
+                    + "".join(f", the {GEN_BOUNDS[b]} {span(largest_m[b])}" for b in bounds))
+    findings.append(f"the median gap's log-log slope in M is {span(_gap_slopes(runs))} over the series")
+    table = make_table(["m_tr", "series", "M", "seeds", "median gap", "q10", "q90",
+                        *[f"median {GEN_BOUNDS[b]}" for b in bounds]], rows)
+    text = "; ".join(findings)
+    alt = text[:1].upper() + text[1:] + f". Bands: {BAND} over seeds."
+    return finish(fig, "fig-generalization", "Generalization gap against the bounds as M grows", alt, table)
+
+
+def _seed_column(frame: pd.DataFrame) -> str:
+    return "seed" if "seed" in frame else frame.columns[0]
+
+
+def _gen_series(row: dict[str, Any]) -> str:
+    alpha = row.get("alpha_up")
+    if row["method"] == "maml" or alpha is None or not np.isfinite(alpha) or alpha == 0:
+        return method_label(row["method"])
+    return f"{method_label(row['method'])}, alpha_up = {fmt(alpha)}"
+
+
+def _gap_slopes(runs: pd.DataFrame) -> list[float]:
+    keys = ["series"] + (["m_tr"] if "m_tr" in runs else [])
+    out = []
+    for _, part in runs.groupby(keys, sort=True):
+        med = part.groupby("M")["gap"].median()
+        out.append(slope(med.index.to_numpy(float), med.to_numpy(float)))
+    return out
+
+
+# ----- real data -----------------------------------------------------------------------------
+
+ENTRY_MARKERS = {"measured": ("o", True), "paper": ("D", False), "stored baseline": ("s", False)}
+
+
+def accuracy_figure(entries: pd.DataFrame) -> Figure | None:
+    """Accuracy ± 95% CI per method and setting: measured, paper and stored baseline rows.
+
+    ``entries`` columns: setting, method, label, source (a key of ENTRY_MARKERS), accuracy, ci95.
+    """
+    if entries.empty:
+        return None
+    settings = list(dict.fromkeys(entries["setting"]))
+    heights = [max(1.6, 0.45 * entries[entries["setting"] == s]["label"].nunique() + 1.0) for s in settings]
+    with matplotlib.rc_context(RC):
+        fig = MplFigure(figsize=(2 * PANEL_WIDTH, sum(heights)), layout="constrained")
+        axes = fig.subplots(len(settings), 1, squeeze=False, gridspec_kw={"height_ratios": heights})
+    rows = []
+    offsets = {"measured": 0.0, "paper": 0.22, "stored baseline": -0.22}
+    for ax, setting in zip(axes[:, 0], settings):
+        part = entries[entries["setting"] == setting]
+        labels = list(dict.fromkeys(part["label"]))
+        for rec in part.to_dict("records"):
+            y = labels.index(rec["label"]) + offsets[rec["source"]]
+            marker, filled = ENTRY_MARKERS[rec["source"]]
+            colour = style(rec["method"])["color"]
+            ci = rec["ci95"] if np.isfinite(rec["ci95"]) else 0.0
+            ax.errorbar(rec["accuracy"], y, xerr=ci, fmt=marker, color=colour, capsize=3,
+                        markerfacecolor=colour if filled else "white", markersize=6)
+            rows.append([setting, rec["label"], rec["source"], rec["accuracy"], rec["ci95"]])
+        ax.set_yticks(range(len(labels)), labels)
+        ax.set_ylim(len(labels) - 0.5, -0.5)
+        ax.set(xlabel="test accuracy (%), 95% CI", title=setting)
+    handles = [Line2D([], [], marker=m, color="0.3", linestyle="", markerfacecolor="0.3" if f else "white", label=k)
+               for k, (m, f) in ENTRY_MARKERS.items() if k in set(entries["source"])]
+    with matplotlib.rc_context(RC):
+        fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
+    alt = " ".join(_accuracy_finding(entries[entries["setting"] == s], s) for s in settings)
+    table = make_table(["setting", "method", "row", "accuracy (%)", "95% CI (±)"], rows)
+    return finish(fig, "fig-accuracy", "Few-shot test accuracy with 95% CIs", alt, table, legend=False)
+
+
+def _accuracy_finding(part: pd.DataFrame, setting: str) -> str:
+    measured = part[part["source"] == "measured"]
+    if measured.empty:
+        stored = "; ".join(f"{r.label} {r.accuracy:.2f}" for r in part.itertuples())
+        return f"{setting}: no measured rows; stored rows {stored}."
+    text = "; ".join(f"{r.label} {r.accuracy:.2f} ± {r.ci95:.2f}%" for r in measured.itertuples())
+    maml = measured[measured["method"] == "maml"]
+    if len(maml) == 1:
+        base = float(maml["accuracy"].iloc[0])
+        diffs = [f"{r.label} {r.accuracy - base:+.2f}" for r in measured.itertuples() if r.method != "maml"]
+        if diffs:
+            text += f" (points vs MAML: {', '.join(diffs)})"
+    return f"{setting}: {text}."
+
+
+def cost_figure(speed: pd.DataFrame, implementations: dict[str, str]) -> Figure | None:
+    """Median time per meta-iteration per case, implementation and method; ratio to MAML on top.
+
+    ``implementations``: column prefix (e.g. "engine_vmap") -> label, for the prefixes present.
+    """
+    if speed.empty or not implementations:
+        return None
+    cases = list(dict.fromkeys(speed["name"]))
+    methods = [m for m in METHOD_STYLES if m in set(speed["method"])]
+    fig, axes = new_figure(1, len(cases))
+    hatches = ["", "//", "..", "xx", "\\\\"]
+    rows, findings = [], []
+    width = 0.8 / max(len(methods), 1)
+    for ax, case in zip(axes[0], cases):
+        part = speed[speed["name"] == case].set_index("method")
+        xs = np.arange(len(implementations))
+        for k, method in enumerate(methods):
+            if method not in part.index:
+                continue
+            ms = [1e3 * float(part.loc[method, f"{p}_median_s"]) for p in implementations]
+            bars = ax.bar(xs + (k - (len(methods) - 1) / 2) * width, ms, width, label=method_label(method),
+                          color=style(method)["color"], hatch=hatches[k % len(hatches)], edgecolor="0.2")
+            if method != "maml" and "maml" in part.index:
+                ratios = [float(part.loc[method, f"{p}_median_s"] / part.loc["maml", f"{p}_median_s"])
+                          for p in implementations]
+                ax.bar_label(bars, labels=[f"×{r:.2f}" for r in ratios], fontsize=8)
+                findings.append(f"{case}: {method_label(method)} / MAML time per meta-iteration "
+                                + ", ".join(f"×{r:.2f} ({label})" for r, label in zip(ratios, implementations.values())))
+            for p, label, value in zip(implementations, implementations.values(), ms):
+                peak = part.loc[method].get(f"{p}_peak_mib", float("nan"))
+                rows.append([case, method_label(method), label, value, peak])
+        ax.set_xticks(xs, list(implementations.values()))
+        ax.margins(y=0.12)
+        ax.set(ylabel="ms per meta-iteration (median)", title=case)
+    table = make_table(["case", "method", "implementation", "ms / meta-iteration", "peak memory (MiB)"], rows)
+    alt = "; ".join(findings) + "." if findings else "Time per meta-iteration of each method."
+    return finish(fig, "fig-cost", "Time per meta-iteration (speed benchmark)", alt, table)
