@@ -1,0 +1,384 @@
+"""``sharpmaml report``: tables, verdicts, figures and their numbers, self-containment, determinism.
+
+The HTML is parsed with the standard library's html.parser; the store is the small one of
+tests/report_fixtures.py, whose numbers make every finding checkable.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from harness.cli import main
+from reports import figures
+from reports.build import build_report, group_of
+from tests import report_fixtures as fx
+from synthetic.theory import FAIL, VERDICTS
+
+SVG_NAMESPACES = {"http://www.w3.org/2000/svg", "http://www.w3.org/1999/xlink"}
+
+
+@dataclass
+class ParsedTable:
+    caption: str = ""
+    headers: list[str] = field(default_factory=list)
+    rows: list[list[tuple[str, str]]] = field(default_factory=list)  # (text, class) per cell
+    position: int = 0
+
+    def column(self, name: str) -> list[str]:
+        i = self.headers.index(name)
+        return [row[i][0] for row in self.rows]
+
+    def records(self) -> list[dict[str, str]]:
+        return [{h: cell[0] for h, cell in zip(self.headers, row)} for row in self.rows]
+
+
+@dataclass
+class ParsedFigure:
+    id: str
+    caption: str = ""
+    alt: str = ""
+    src: str = ""
+    tables: int = 0
+
+
+class ReportParser(HTMLParser):
+    """Collects tables, figures, notices, problems, links, sources and section ids in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: list[ParsedTable] = []
+        self.figures: list[ParsedFigure] = []
+        self.sections: list[str] = []
+        self.notices: list[str] = []
+        self.problems: list[str] = []
+        self.hrefs: list[str] = []
+        self.srcs: list[str] = []
+        self.tags: set[str] = set()
+        self._stack: list[tuple[str, dict]] = []
+        self._text: list[str] | None = None
+        self._cell_class = ""
+        self._row: list[tuple[str, str]] | None = None
+        self._block: list[str] | None = None
+        self._block_kind = ""
+        self._figcaption: list[str] | None = None
+        self._count = 0
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        a = dict(attrs)
+        self.tags.add(tag)
+        self._count += 1
+        self._stack.append((tag, a))
+        if "href" in a:
+            self.hrefs.append(a["href"])
+        if "src" in a:
+            self.srcs.append(a["src"])
+        if tag == "section":
+            self.sections.append(a["id"])
+        elif tag == "figure":
+            self.figures.append(ParsedFigure(a["id"]))
+        elif tag == "figcaption":
+            self._figcaption = []
+        elif tag == "img" and self._inside("figure"):
+            self.figures[-1].alt, self.figures[-1].src = a.get("alt", ""), a["src"]
+        elif tag == "table":
+            self.tables.append(ParsedTable(position=self._count))
+            if self._inside("figure"):
+                self.figures[-1].tables += 1
+        elif tag == "tr":
+            self._row = []
+        elif tag in ("td", "th", "caption"):
+            self._text, self._cell_class = [], a.get("class", "")
+        elif tag == "div" and a.get("class") in ("notice", "problem"):
+            self._block, self._block_kind = [], a["class"]
+
+    def handle_endtag(self, tag: str) -> None:
+        while self._stack and self._stack.pop()[0] != tag:
+            pass
+        if tag in ("td", "th", "caption") and self._text is not None:
+            text = " ".join("".join(self._text).split())
+            if tag == "caption":
+                self.tables[-1].caption = text
+            elif tag == "th":
+                self.tables[-1].headers.append(text)
+            else:
+                self._row.append((text, self._cell_class))
+            self._text = None
+        elif tag == "tr" and self._row:
+            self.tables[-1].rows.append(self._row)
+            self._row = None
+        elif tag == "figcaption":
+            self.figures[-1].caption = " ".join("".join(self._figcaption).split())
+            self._figcaption = None
+        elif tag == "div" and self._block is not None:
+            text = " ".join("".join(self._block).split())
+            (self.notices if self._block_kind == "notice" else self.problems).append(text)
+            self._block = None
+
+    def handle_data(self, data: str) -> None:
+        for buffer in (self._text, self._figcaption, self._block):
+            if buffer is not None:
+                buffer.append(data)
+
+    def _inside(self, tag: str) -> bool:
+        """Whether the element just opened lies inside a ``tag`` element."""
+        return any(t == tag for t, _ in self._stack[:-1])
+
+    def table(self, caption_start: str) -> ParsedTable:
+        found = [t for t in self.tables if t.caption.startswith(caption_start)]
+        assert len(found) == 1, f"expected one table '{caption_start}', found {[t.caption for t in self.tables]}"
+        return found[0]
+
+    def figure(self, fid: str) -> ParsedFigure:
+        return next(f for f in self.figures if f.id == fid)
+
+
+def parse(html: str) -> ReportParser:
+    parser = ReportParser()
+    parser.feed(html)
+    parser.close()
+    return parser
+
+
+def build(root: Path, out: Path, baselines: Path | None = None) -> int:
+    args = ["report", "--results", str(root), "--out", str(out)]
+    return main(args + (["--baselines", str(baselines)] if baselines is not None else []))
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("store") / "results"
+    return root, fx.write_store(root)
+
+
+@pytest.fixture(scope="module")
+def html(store) -> str:
+    root, baselines = store
+    assert build(root, root / "report.html", baselines) == 0
+    return (root / "report.html").read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def report(html) -> ReportParser:
+    return parse(html)
+
+
+# ----- summary, verdicts, tables ---------------------------------------------------------------
+
+def test_summary_counts_every_verdict_per_track(report) -> None:
+    counts = {r["track"]: r for r in report.table("Verdicts per track").records()}
+    for track, predictions in (("synthetic", fx.SYNTHETIC_PREDICTIONS), ("generalization", fx.GEN_PREDICTIONS)):
+        expected = pd.Series([p.verdict for p in predictions]).value_counts()
+        assert {v: int(counts[track][v]) for v in expected.index} == expected.to_dict()
+        assert counts[track]["rows"] == str(len(predictions))
+    gate = counts["real data (regression gate)"]
+    assert (gate["FAIL"], gate["PASS"]) == ("1", "1")
+
+
+def test_failing_rows_come_first(report) -> None:
+    assert report.sections[0] == "summary"
+    failing = report.table("Failing rows")
+    expected = {p.id for p in fx.SYNTHETIC_PREDICTIONS + fx.GEN_PREDICTIONS if p.verdict == FAIL}
+    expected |= set(fx.CHECK.loc[fx.CHECK["verdict"] == FAIL, "row_id"])
+    assert set(failing.column("id")) == expected
+    assert set(failing.column("verdict")) == {FAIL}
+    predictions = [t for t in report.tables if t.caption.startswith("Predictions")]
+    assert failing.position < min(t.position for t in predictions)
+    first = predictions[0]  # the synthetic "flat" group holds the FAILs: it leads, FAIL rows first
+    assert first.caption.startswith("Predictions 'flat'")
+    assert first.column("verdict")[:2] == [FAIL, FAIL]
+
+
+def test_prediction_tables_hold_every_row_with_its_verdict(report) -> None:
+    shown = {}
+    for t in report.tables:
+        if t.caption.startswith("Predictions"):
+            shown.update({r["id"]: r for r in t.records()})
+    for p in fx.SYNTHETIC_PREDICTIONS + fx.GEN_PREDICTIONS:
+        assert shown[p.id]["verdict"] == p.verdict
+        if p.measured is not None:
+            assert shown[p.id]["measured"] == f"{p.measured:.4g}"
+
+
+def test_status_is_a_word_and_colour_only_repeats_it(report) -> None:
+    cells = [cell for t in report.tables for row in t.rows for cell in row if "verdict" in cell[1].split()]
+    assert cells
+    for text, cls in cells:
+        assert text in VERDICTS
+        assert ("v-fail" in cls) == (text == FAIL) and ("v-pass" in cls) == (text == "PASS")
+
+
+def test_groups_are_id_prefixes() -> None:
+    assert [group_of(i) for i in ("rate.bound/maml/B8", "flat/E2/basin", "bias.shift_slope", "smooth/Q1/L")] == [
+        "rate", "flat", "bias", "smooth"]
+
+
+# ----- figures ---------------------------------------------------------------------------------
+
+def test_every_figure_has_alt_with_numbers_and_a_table(report) -> None:
+    ids = [f.id for f in report.figures]
+    assert ids == ["fig-rate", "fig-iterations", "fig-floor", "fig-bias", "fig-curves-flat",
+                   "fig-generalization", "fig-accuracy", "fig-cost"]
+    for f in report.figures:
+        assert re.search(r"\d", f.alt), f.id
+        assert f.alt in f.caption
+        assert f.tables == 1
+        assert f.src.startswith("data:image/svg+xml;base64,")
+        svg = base64.b64decode(f.src.split(",", 1)[1])
+        assert svg.startswith(b"<svg") and svg.rstrip().endswith(b"</svg>")
+
+
+def test_figure_findings_state_the_data(report) -> None:
+    rate = report.figure("fig-rate").alt
+    assert "slope -0.5 over T = 100 to 1000" in rate and "every mean is below R1" in rate
+    assert "in 2 of 2 (eta, alpha) lanes" in report.figure("fig-floor").alt
+    bias = report.figure("fig-bias").alt
+    assert "slope 1 in alpha_low" in bias and "slope 2 (predicted 2)" in bias
+    gen = report.figure("fig-generalization").alt
+    assert "below the Foret-style RHS in 36 of 36 runs" in gen and "slope in M is -0.5" in gen
+    two_seeds = [acc for m, _, _, _, acc, _ in fx.EVALUATIONS if m == "maml"]
+    ci = stats.t.ppf(0.975, 1) * np.std(two_seeds, ddof=1) / np.sqrt(2)
+    assert f"MAML measured (ci) {np.mean(two_seeds):.2f} ± {ci:.2f}%" in report.figure("fig-accuracy").alt
+    assert "×2.50 (engine, vmap)" in report.figure("fig-cost").alt
+
+
+def test_generalization_finding_counts_a_planted_violation() -> None:
+    runs = fx.generalization_runs()
+    runs.loc[runs.index[0], "gap"] = 5.0  # above both right-hand sides
+    alt = figures.generalization_figure(runs).alt
+    assert "below the Foret-style RHS in 35 of 36 runs" in alt
+    assert "below the PAC-Bayes-kl RHS in 35 of 36 runs" in alt
+
+
+def test_rate_figure_table_holds_r1_from_the_formula(report) -> None:
+    from synthetic.theory import r1_bound, rate_step_size
+
+    numbers = next(t for t in report.tables if "R1" in t.headers and "series" in t.headers)
+    maml = [r for r in numbers.records() if r["series"] == "MAML"]
+    c = fx.CONSTANTS
+    expected = [r1_bound(c["Delta"], rate_step_size(T, c["L_bar"]), T, c["L_bar"], 0.0, c["sigma2"], 8)
+                for T in fx.HORIZONS]
+    assert [float(r["R1"]) for r in maml] == pytest.approx(expected, rel=1e-3)
+
+
+# ----- real data --------------------------------------------------------------------------------
+
+def test_accuracy_next_to_paper_rows_baselines_and_gate(report) -> None:
+    rows = {r["method"]: r for r in report.table("Accuracy per method").records()}
+    maml, sharp = rows["MAML"], rows["Sharp-MAML_both"]
+    assert maml["paper"].startswith("98.70 ± 0.40") and maml["stored baseline"].startswith("91.50 ± 0.70")
+    assert "spread over 2 seeds" in maml["measured accuracy % ± 95% CI"]
+    assert (maml["gate verdict"], sharp["gate verdict"]) == ("PASS", FAIL)
+    assert sharp["measured accuracy % ± 95% CI"].startswith("91.00 ± 0.80")  # one seed: its episode CI
+    gate = report.table("Regression gate")
+    assert gate.column("verdict")[0] == FAIL
+
+
+def test_cost_tables_give_ratios_against_maml(report) -> None:
+    speed = report.table("Speed benchmark").records()
+    assert {r["× MAML"] for r in speed if r["method"] == "Sharp-MAML_both"} == {"2.5"}
+    assert {r["peak memory (MiB)"] for r in speed} == {"not measured (CPU)"}
+    runs = {r["method"]: r for r in report.table("Training runs").records()}
+    assert runs["Sharp-MAML_both"]["× MAML (same preset, device)"] == "2.5"
+    assert runs["MAML"]["ms / meta-iteration"] == "100"
+
+
+# ----- self-contained, deterministic, robust --------------------------------------------------------
+
+def test_nothing_external_is_referenced(html, report) -> None:
+    assert not re.search(r"(?i)https?://|ftp://|\bsrc=\"//|url\(|@import", html)
+    assert not report.tags & {"script", "link", "iframe", "object", "embed", "base"}
+    assert all(h.startswith("#") for h in report.hrefs)
+    assert report.srcs and all(s.startswith("data:image/svg+xml;base64,") for s in report.srcs)
+    for src in report.srcs:
+        svg = base64.b64decode(src.split(",", 1)[1]).decode()
+        assert set(re.findall(r"https?://[^\"'\s)]+", svg)) <= SVG_NAMESPACES
+        assert all(ref.startswith("#") for ref in re.findall(r'href="([^"]*)"', svg))
+        assert "<image" not in svg and "url(" not in svg.replace("url(#", "")
+    assert "Content-Security-Policy" in html
+
+
+def test_building_twice_gives_the_same_bytes(store, html, tmp_path) -> None:
+    root, baselines = store
+    os.utime(root / "synthetic" / "runs.parquet", (1, 1))  # mtimes do not enter the report
+    assert build(root, tmp_path / "again.html", baselines) == 0
+    assert (tmp_path / "again.html").read_text(encoding="utf-8") == html
+
+
+def test_absent_parts_say_not_run_yet_with_their_command(tmp_path, capsys) -> None:
+    root = tmp_path / "results"
+    root.mkdir()
+    assert build(root, tmp_path / "r.html", tmp_path / "no-baselines.csv") == 0
+    report = parse((tmp_path / "r.html").read_text(encoding="utf-8"))
+    text = " ".join(report.notices)
+    assert len(report.notices) == 7 and not report.problems and not report.figures
+    for command in (f"sharpmaml convergence --out {root.as_posix()}/synthetic", "tox -e generalization",
+                    "sharpmaml evaluate", "sharpmaml baselines check", "sharpmaml train",
+                    "benchmarks/realdata_speed.py", "sharpmaml baselines update"):
+        assert command in text
+    assert {r["rows"] for r in report.table("Verdicts per track").records()} == {"not run yet"}
+
+
+def test_default_results_folder_may_not_exist_yet(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["report"]) == 0
+    assert "Not run yet" in (tmp_path / "results" / "report.html").read_text(encoding="utf-8")
+
+
+def test_partial_store_reports_what_is_there(tmp_path) -> None:
+    fx.write_store(tmp_path / "results", generalization=False, realdata=False)
+    assert build(tmp_path / "results", tmp_path / "r.html") == 0
+    report = parse((tmp_path / "r.html").read_text(encoding="utf-8"))
+    assert "fig-rate" in [f.id for f in report.figures]
+    assert any("generalization predictions" in n for n in report.notices)
+    assert any("test-set evaluations" in n for n in report.notices)
+
+
+def test_unreadable_or_incomplete_files_become_notices(tmp_path) -> None:
+    root = tmp_path / "results"
+    fx.write_store(root, generalization=False)
+    (root / "synthetic" / "predictions.parquet").write_bytes(b"not parquet")
+    fx.evaluations().drop(columns=["accuracy"]).to_parquet(root / "realdata" / "evaluations.parquet")
+    html = build_report(root, tmp_path / "absent.csv")
+    report = parse(html)
+    assert any("synthetic/predictions.parquet: cannot read" in p for p in report.problems)
+    assert any("realdata/evaluations.parquet: lacks the columns accuracy" in p for p in report.problems)
+    files = report.table("Results files read").column("file")
+    assert "synthetic/predictions.parquet" not in files and "realdata/evaluations.parquet" in files
+
+
+def test_bad_arguments_exit_2(tmp_path, capsys) -> None:
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    assert build(a_file, tmp_path / "r.html") == 2
+    assert "--results: expected a results folder" in capsys.readouterr().err
+    assert build(tmp_path / "absent", tmp_path / "r.html") == 2
+    assert "not found" in capsys.readouterr().err
+    assert build(tmp_path, tmp_path) == 2
+    assert "--out: expected an HTML file path" in capsys.readouterr().err
+    assert not (tmp_path / "r.html").exists()
+
+
+@pytest.mark.slow
+def test_report_of_the_real_quick_suite(tmp_path) -> None:
+    """The convergence suite's own output (not hand-built frames) gives every synthetic figure."""
+    root = tmp_path / "results"
+    assert main(["convergence", "--quick", "--out", str(root / "synthetic"), "--no-progress"]) in (0, 1)
+    assert build(root, tmp_path / "r.html", tmp_path / "absent.csv") == 0
+    report = parse((tmp_path / "r.html").read_text(encoding="utf-8"))
+    assert not report.problems
+    assert {"fig-rate", "fig-iterations", "fig-floor", "fig-bias"} <= {f.id for f in report.figures}
+    predictions = pd.read_parquet(root / "synthetic" / "predictions.parquet")
+    synthetic = next(r for r in report.table("Verdicts per track").records() if r["track"] == "synthetic")
+    assert synthetic["rows"] == str(len(predictions))
+    for verdict, n in predictions["verdict"].value_counts().items():
+        assert synthetic[verdict] == str(n)
