@@ -6,10 +6,9 @@ import argparse
 from pathlib import Path
 
 import pandas as pd
-import torch
-
 from harness.cli import CliError
 from harness.seeding import DEFAULT_SEED
+from harness.threads import single_threaded
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -43,8 +42,8 @@ def run(args: argparse.Namespace) -> int:
     validate(args)
     from synthetic.suites import any_failed, run_convergence_suite
 
-    torch.set_num_threads(min(torch.get_num_threads(), 2))
-    predictions = run_convergence_suite(args.scale, args.out, args.seed, args.fresh, not args.no_progress)
+    with single_threaded():
+        predictions = run_convergence_suite(args.scale, args.out, args.seed, args.fresh, not args.no_progress)
     print_table(predictions)
     print(f"results written to {args.out}/")
     return 1 if any_failed(predictions) else 0

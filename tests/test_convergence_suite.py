@@ -50,6 +50,26 @@ def test_quick_suite_end_to_end(quick_run, capsys) -> None:
 
 
 @pytest.mark.slow
+def test_flat_findings_on_e2(quick_run) -> None:
+    """E2: the robust minimiser switches basins near 0.10, one-step Sharp-MAML_up does not
+    follow it (FAIL rows are findings) and stalls at theta_sharp + alpha, off stationarity."""
+    _, out = quick_run
+    rows = pd.read_parquet(out / "predictions.parquet").set_index("id")
+    switch = rows.loc["flat.switch_radius/E2"]
+    assert switch["verdict"] == "PASS" and 0.07 <= switch["measured"] <= 0.13
+    assert rows.loc["flat.follows_robust/E2/alpha=0.05", "verdict"] == "PASS"
+    assert rows.loc["flat.follows_robust/E2/alpha=0.3", "verdict"] == FAIL
+    assert rows.loc["flat.follows_robust/E2/alpha=0.3", "measured"] == 0.0
+    stall = rows.loc["flat.stall/E2/alpha=0.3"]
+    assert stall["verdict"] == "PASS" and abs(stall["measured"] - stall["predicted"]) < 1e-6
+    constants = pd.read_parquet(out / "constants.parquet")
+    theta_sharp = constants.query("family == 'E2' and constant == 'theta_sharp'")["value"].item()
+    assert stall["predicted"] == pytest.approx(theta_sharp + 0.3, abs=1e-12)
+    runs = pd.read_parquet(out / "runs.parquet").query("check == 'flat' and alpha == 0.3")
+    assert (runs["grad_norm2_end"] > 1e-6).all() and (runs["curvature_end"] < 0).all()
+
+
+@pytest.mark.slow
 def test_rerun_is_bit_identical_and_resumes_from_cells(quick_run, tmp_path) -> None:
     _, out = quick_run
     first = pd.read_parquet(out / "runs.parquet")
