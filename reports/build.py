@@ -33,7 +33,7 @@ from reports.tables import (
     verdict_counts,
     verdict_rank,
 )
-from synthetic.theory import FAIL
+from synthetic.theory import FAIL, PASS
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 PROVENANCE_COLUMNS = ("git_sha", "versions", "device", "date", "seed", "scale", "config_hash")
@@ -503,11 +503,14 @@ def speed_table(speed: pd.DataFrame, implementations: dict[str, str]) -> Table:
 def summary_section(tracks: list[Track], sections: list[Section]) -> Section:
     """Verdict counts per track and every failing row, first."""
     section = Section("summary", "Summary")
-    words = sorted({v for t in tracks for v in t.verdicts}, key=lambda v: (verdict_rank(v), v))
+    words = sorted({FAIL, PASS} | {v for t in tracks for v in t.verdicts}, key=lambda v: (verdict_rank(v), v))
     rows = []
     for t in tracks:
         counts = verdict_counts(t.verdicts)
-        rows.append([Cell(t.name), *[counts.get(w, 0) for w in words], len(t.verdicts) if t.ran else "not run yet"])
+        if t.ran:
+            rows.append([Cell(t.name), *[counts.get(w, 0) for w in words], len(t.verdicts)])
+        else:
+            rows.append([Cell(t.name), *["—"] * len(words), "not run yet"])
     section.items.append(make_table(["track", *words, "rows"], rows, caption="Verdicts per track"))
     failures = [f for t in tracks for f in t.failures]
     section.status = f"{len(failures)} failing" if failures else "no failing rows"
