@@ -1,4 +1,4 @@
-"""The report's figures: matplotlib (Agg, no pyplot state) with seaborn's colour-blind palette.
+"""The report's figures: matplotlib without pyplot (no global state), seaborn's colour-blind palette.
 
 Each figure comes back as SVG (base64, for an ``<img>`` data URI) with alt text that states
 its numeric finding and a Table of the numbers drawn. The SVG is byte-identical for the
@@ -8,12 +8,14 @@ same data: fixed hash salt, no date or creator metadata, text kept as text.
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
 import matplotlib
+import matplotlib.colors
 import matplotlib.ticker
 import numpy as np
 import pandas as pd
@@ -74,20 +76,26 @@ def style(key: Any, index: int = 0) -> dict[str, Any]:
     return {"color": PALETTE[colour], "marker": marker, "linestyle": line}
 
 
+def styled(build: Callable[..., Figure | None]) -> Callable[..., Figure | None]:
+    """Run a figure builder inside the report's matplotlib style (rcParams), start to SVG."""
+    @functools.wraps(build)
+    def wrapper(*args: Any, **kwargs: Any) -> Figure | None:
+        with matplotlib.rc_context(RC):
+            return build(*args, **kwargs)
+    return wrapper
+
+
 def svg_bytes(fig: MplFigure) -> bytes:
     """The figure as SVG without the XML prolog and DOCTYPE (nothing for a viewer to fetch)."""
     buffer = io.BytesIO()
-    with matplotlib.rc_context(RC):
-        fig.savefig(buffer, format="svg", metadata=SVG_METADATA)
+    fig.savefig(buffer, format="svg", metadata=SVG_METADATA)
     return re.sub(rb"\A.*?(?=<svg)", b"", buffer.getvalue(), flags=re.S)
 
 
 def new_figure(rows: int, cols: int, width: float = PANEL_WIDTH) -> tuple[MplFigure, np.ndarray]:
-    """A figure of rows x cols panels (an array of Axes) drawn with the report's style."""
-    with matplotlib.rc_context(RC):
-        fig = MplFigure(figsize=(width * cols, PANEL_HEIGHT * rows), layout="constrained")
-        axes = fig.subplots(rows, cols, squeeze=False)
-    return fig, axes
+    """A figure of rows x cols panels (an array of Axes)."""
+    fig = MplFigure(figsize=(width * cols, PANEL_HEIGHT * rows), layout="constrained")
+    return fig, fig.subplots(rows, cols, squeeze=False)
 
 
 def shared_legend(fig: MplFigure) -> None:
@@ -97,9 +105,8 @@ def shared_legend(fig: MplFigure) -> None:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             entries.setdefault(label, handle)
     if entries:
-        with matplotlib.rc_context(RC):
-            fig.legend(list(entries.values()), list(entries), loc="outside lower center",
-                       ncols=min(3, len(entries)), frameon=False)
+        fig.legend(list(entries.values()), list(entries), loc="outside lower center",
+                   ncols=min(3, len(entries)), frameon=False)
 
 
 def finish(fig: MplFigure, fid: str, title: str, alt: str, table: Table, legend: bool = True) -> Figure:
@@ -216,6 +223,7 @@ def r1_by_T(part: pd.DataFrame, constants: dict[str, float]) -> dict[float, floa
     return out
 
 
+@styled
 def rate_figure(runs: pd.DataFrame, constants: dict[str, float]) -> Figure | None:
     """G_avg(T) against T (log-log) per method with seed bands, R1 and the −1/2 slope."""
     rate = runs[runs["check"] == "rate"] if "check" in runs else runs.iloc[0:0]
@@ -268,6 +276,7 @@ def _rate_finding(batch: float, series: dict[SeriesKey, dict[str, np.ndarray]],
     return text + "."
 
 
+@styled
 def iteration_figure(curves: pd.DataFrame, runs: pd.DataFrame) -> Figure | None:
     """||grad F(theta_t)||² against t for the longest rate runs, with bands over seeds."""
     rate = runs[runs["check"] == "rate"] if "check" in runs else runs.iloc[0:0]
@@ -301,6 +310,7 @@ def iteration_figure(curves: pd.DataFrame, runs: pd.DataFrame) -> Figure | None:
 
 # ----- synthetic: floor (R2, FO) and bias (R3) -----------------------------------------------
 
+@styled
 def floor_figure(curves: pd.DataFrame, runs: pd.DataFrame, fo_floor: float | None) -> Figure | None:
     """Deterministic Sharp-MAML_up (constant alpha) and FO-MAML curves against their floors."""
     floor_runs = runs[runs["check"] == "floor"] if "check" in runs else runs.iloc[0:0]
@@ -347,6 +357,7 @@ def floor_figure(curves: pd.DataFrame, runs: pd.DataFrame, fo_floor: float | Non
                   table)
 
 
+@styled
 def bias_figure(runs: pd.DataFrame) -> Figure | None:
     """Sharp-MAML_low's fixed-point shift and MAML gap against alpha_low; R3 bound."""
     bias = runs[runs["check"] == "bias"].sort_values("alpha") if "check" in runs else runs.iloc[0:0]
@@ -378,6 +389,7 @@ def bias_figure(runs: pd.DataFrame) -> Figure | None:
     return finish(fig, "fig-bias", "Bias of Sharp-MAML_low (R3)", alt, table)
 
 
+@styled
 def curve_group_figure(curves: pd.DataFrame, group: str) -> Figure | None:
     """Any curve family without a dedicated figure: median and band over lanes per run."""
     part = curves[curves["step"] > 0]
@@ -408,6 +420,7 @@ def curve_group_figure(curves: pd.DataFrame, group: str) -> Figure | None:
 GEN_BOUNDS = {"foret_rhs": "Foret-style RHS", "pac_bayes_kl_rhs": "PAC-Bayes-kl RHS"}
 
 
+@styled
 def generalization_figure(runs: pd.DataFrame) -> Figure | None:
     """Measured gap against M per method (bands over seeds) under the bounds' right-hand sides."""
     if runs.empty or not {"M", "gap", "method"} <= set(runs.columns):
@@ -479,6 +492,7 @@ def _gap_slopes(runs: pd.DataFrame) -> list[float]:
 ENTRY_MARKERS = {"measured": ("o", True), "paper": ("D", False), "stored baseline": ("s", False)}
 
 
+@styled
 def accuracy_figure(entries: pd.DataFrame) -> Figure | None:
     """Accuracy ± 95% CI per method and setting: measured, paper and stored baseline rows.
 
@@ -488,9 +502,8 @@ def accuracy_figure(entries: pd.DataFrame) -> Figure | None:
         return None
     settings = list(dict.fromkeys(entries["setting"]))
     heights = [max(1.6, 0.45 * entries[entries["setting"] == s]["label"].nunique() + 1.0) for s in settings]
-    with matplotlib.rc_context(RC):
-        fig = MplFigure(figsize=(2 * PANEL_WIDTH, sum(heights)), layout="constrained")
-        axes = fig.subplots(len(settings), 1, squeeze=False, gridspec_kw={"height_ratios": heights})
+    fig = MplFigure(figsize=(2 * PANEL_WIDTH, sum(heights)), layout="constrained")
+    axes = fig.subplots(len(settings), 1, squeeze=False, gridspec_kw={"height_ratios": heights})
     rows = []
     offsets = {"measured": 0.0, "paper": 0.22, "stored baseline": -0.22}
     for ax, setting in zip(axes[:, 0], settings):
@@ -509,8 +522,7 @@ def accuracy_figure(entries: pd.DataFrame) -> Figure | None:
         ax.set(xlabel="test accuracy (%), 95% CI", title=setting)
     handles = [Line2D([], [], marker=m, color="0.3", linestyle="", markerfacecolor="0.3" if f else "white", label=k)
                for k, (m, f) in ENTRY_MARKERS.items() if k in set(entries["source"])]
-    with matplotlib.rc_context(RC):
-        fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
     alt = " ".join(_accuracy_finding(entries[entries["setting"] == s], s) for s in settings)
     table = make_table(["setting", "method", "row", "accuracy (%)", "95% CI (±)"], rows)
     return finish(fig, "fig-accuracy", "Few-shot test accuracy with 95% CIs", alt, table, legend=False)
@@ -531,6 +543,7 @@ def _accuracy_finding(part: pd.DataFrame, setting: str) -> str:
     return f"{setting}: {text}."
 
 
+@styled
 def cost_figure(speed: pd.DataFrame, implementations: dict[str, str]) -> Figure | None:
     """Median time per meta-iteration per case, implementation and method; ratio to MAML on top.
 
