@@ -18,7 +18,10 @@ PAPER_SHAPE = "paper claim (shape)"
 LITERATURE = "literature"
 
 PASS, FAIL, NOT_APPLICABLE, INFO = "PASS", "FAIL", "N/A", "INFO"
-VERDICTS = (PASS, FAIL, NOT_APPLICABLE, INFO)
+# A bound that holds only because it is at least the top of the loss's range: true, but it
+# says nothing, so it is never counted as a PASS.
+VACUOUS = "VACUOUS"
+VERDICTS = (PASS, FAIL, NOT_APPLICABLE, INFO, VACUOUS)
 
 
 @dataclass(frozen=True)
