@@ -13,7 +13,7 @@ from harness.cli import CliError, method_names
 from harness.store import StoreError
 from realdata.checkpoint import CheckpointError
 from realdata.datasets import DatasetError
-from realdata.datasets.download import _parse_sha
+from realdata.datasets.download import parse_sha_arguments
 from realdata.datasets.episodes import DEFAULT_TEST_EPISODES
 from realdata.evaluate import EVAL_BATCH, RESULTS_TABLE, evaluate_checkpoint, format_row
 from realdata.presets import EVAL_INNER_LOOPS, PRESETS, train_config
@@ -95,7 +95,7 @@ def _data_options(args: argparse.Namespace, dataset: str) -> DataOptions:
         raise CliError(f"--allow-pickle: only Mini-ImageNet has pickle files; this preset "
                        f"uses {dataset}")
     return DataOptions(data_root=args.data_root, download=download,
-                       sha256=_parse_sha(sha) if sha else None, allow_pickle=args.allow_pickle)
+                       sha256=parse_sha_arguments(sha) if sha else None, allow_pickle=args.allow_pickle)
 
 
 def run_train(args: argparse.Namespace) -> int:

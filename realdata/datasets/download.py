@@ -136,7 +136,8 @@ def ensure_omniglot(
     return download_omniglot(root if root is not None else default_data_root(), sha256)
 
 
-def _parse_sha(items: Sequence[str]) -> dict[str, str]:
+def parse_sha_arguments(items: Sequence[str]) -> dict[str, str]:
+    """``NAME=HEX`` command-line items -> {file name: sha256}, validated (CLI and downloader)."""
     out = {}
     for item in items:
         name, sep, digest = item.partition("=")
@@ -160,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if root is None:
             raise DatasetError(f"no data root: pass --data-root or set ${DATA_ENV}")
-        folder = download_omniglot(root, _parse_sha(args.sha256), base_url=args.base_url)
+        folder = download_omniglot(root, parse_sha_arguments(args.sha256), base_url=args.base_url)
     except DatasetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
