@@ -90,6 +90,15 @@ def test_require_omniglot_root_says_where_to_put_the_data(monkeypatch, tmp_path)
         locate.require_miniimagenet_root()
 
 
+def test_a_given_data_root_is_the_one_the_error_names(tmp_path):
+    given = tmp_path / "mine"
+    with pytest.raises(DatasetError) as err:
+        locate.require_omniglot_root(given)
+    msg = str(err.value)
+    assert f"in {given / 'omniglot'}/ (the data root you passed)" in msg
+    assert "shared" not in msg and "SHARPMAML_DATA" not in msg
+
+
 # ----------------------------------------------------------------------------- Omniglot readers
 
 

@@ -53,7 +53,9 @@ def find_data_root() -> Path | None:
     return root if root.is_dir() else None
 
 
-def _where_to_put(subdir: str, files: str) -> str:
+def _where_to_put(subdir: str, files: str, given_root: Path | None = None) -> str:
+    if given_root is not None:
+        return f"put {files} in {Path(given_root) / subdir}/ (the data root you passed)"
     return (
         f"put {files} in <data root>/{subdir}/, where <data root> is ${DATA_ENV} "
         f"(currently {os.environ.get(DATA_ENV) or 'unset'}) or, when that is unset, "
@@ -69,7 +71,8 @@ def _require_dataset_folder(
     folder = None if root is None else Path(root) / subdir
     if folder is None or not folder.is_dir():
         looked = default_data_root() / subdir if folder is None else folder
-        raise DatasetError(f"{looked}: {label} folder not found; " + _where_to_put(subdir, expected) + hint)
+        where = _where_to_put(subdir, expected, data_root)
+        raise DatasetError(f"{looked}: {label} folder not found; " + where + hint)
     return folder
 
 
