@@ -184,7 +184,7 @@ def synthetic_section(reader: ResultsReader, tracks: list[Track]) -> Section:
     covered = {"rate", "floor", "fo", "bias"}
     for group in sorted(set(curves["run_id"].map(group_of)) - covered):
         builders.append(lambda g=group: figures.curve_group_figure(
-            curves[curves["run_id"].map(group_of) == g], g))
+            curves[curves["run_id"].map(group_of) == g], runs, g))
     guarded(builders, section.items)
     section.items.append(Heading("Constants of each family", "synthetic-constants"))
     if constants is None:

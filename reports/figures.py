@@ -105,8 +105,9 @@ def shared_legend(fig: MplFigure) -> None:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             entries.setdefault(label, handle)
     if entries:
+        room = fig.get_figwidth() * 12 / max(len(label) + 6 for label in entries)  # ~12 characters per inch
         fig.legend(list(entries.values()), list(entries), loc="outside lower center",
-                   ncols=min(3, len(entries)), frameon=False)
+                   ncols=int(np.clip(room, 1, min(3, len(entries)))), frameon=False)
 
 
 def finish(fig: MplFigure, fid: str, title: str, alt: str, table: Table, legend: bool = True) -> Figure:
@@ -241,7 +242,7 @@ def rate_figure(runs: pd.DataFrame, constants: dict[str, float]) -> Figure | Non
 
     fig, axes, series = method_panels(rate, "T", "grad_norm2_avg", references)
     for ax in axes.flat:
-        ax.set(xlabel="run length T", ylabel="G_avg(T) = mean_t ||grad F(theta_t)||²")
+        ax.set(xlabel="run length T", ylabel="G_avg(T)")
         value_ticks(ax, rate["T"])
     rows, findings = [], []
     for batch in sorted({k[0] for k in series}):
@@ -257,7 +258,7 @@ def rate_figure(runs: pd.DataFrame, constants: dict[str, float]) -> Figure | Non
                 rows.append([batch, series_name(method, sch), *row])
         findings.append(_rate_finding(batch, series, slopes, ratios))
     table = make_table(["B", "series", "T", "seeds", "mean G_avg", "median", "q10", "q90", "R1", "mean / R1"], rows)
-    title = "Convergence rate (R1): average stationarity G_avg(T) against the run length"
+    title = "Convergence rate (R1): G_avg(T), the mean of ||grad F(theta_t)||² over a run of length T"
     return finish(fig, "fig-rate", title, " ".join(findings) + f" Lines: seed medians; bands: {BAND}.", table)
 
 
@@ -389,28 +390,52 @@ def bias_figure(runs: pd.DataFrame) -> Figure | None:
     return finish(fig, "fig-bias", "Bias of Sharp-MAML_low (R3)", alt, table)
 
 
+LANE_KEYS = ("method", "schedule", "alpha", "eta")  # run columns that tell a run's lanes apart
+
+
+def lane_series(curves: pd.DataFrame, runs: pd.DataFrame) -> pd.Series:
+    """A series name per curve row: its run id plus the run columns that vary across its lanes.
+
+    Lanes that share a name (seeds, starting points) become one band.
+    """
+    names = curves["run_id"].astype(str)
+    if runs.empty or not {"run_id", "lane"} <= set(runs.columns):
+        return names
+    meta = runs[runs["run_id"].isin(set(names))]
+    keys = [k for k in LANE_KEYS if k in meta and meta.groupby("run_id")[k].nunique().max() > 1]
+    if not keys:
+        return names
+    meta = meta.drop_duplicates(["run_id", "lane"]).set_index(["run_id", "lane"])[keys]
+    labels = {idx: ", ".join(method_label(v) if k == "method" else f"{k} = {fmt(v)}" for k, v in zip(keys, row))
+              for idx, row in zip(meta.index, meta.itertuples(index=False))}
+    prefix = names.nunique() > 1
+    return pd.Series([(f"{r}: " if prefix else "") + labels[(r, lane)] if (r, lane) in labels else r
+                      for r, lane in zip(names, curves["lane"])], index=curves.index)
+
+
 @styled
-def curve_group_figure(curves: pd.DataFrame, group: str) -> Figure | None:
-    """Any curve family without a dedicated figure: median and band over lanes per run."""
+def curve_group_figure(curves: pd.DataFrame, runs: pd.DataFrame, group: str) -> Figure | None:
+    """Any curve family without a dedicated figure: median and band over the lanes of each series."""
     part = curves[curves["step"] > 0]
     if part.empty:
         return None
+    part = part.assign(series=lane_series(part, runs))
     fig, axes = new_figure(1, 1, width=2 * PANEL_WIDTH)
     ax = axes[0, 0]
     rows, finals = [], []
-    for k, (run_id, run) in enumerate(part.groupby("run_id", sort=True)):
+    for k, (name, run) in enumerate(part.groupby("series", sort=True)):
         table = run.pivot_table(index="lane", columns="step", values="grad_norm2")
         steps = table.columns.to_numpy(float)
         stats = quantile_band(table.to_numpy())
-        draw_band(ax, steps, stats, str(run_id), style(None, k), markevery=4)
+        draw_band(ax, steps, stats, str(name), style(None, k), markevery=4)
         last = int(np.max(np.nonzero(np.isfinite(stats["median"]))[0], initial=0))
-        rows.append([run_id, int(table.shape[0]), stats["median"][0], int(steps[last]), stats["median"][last],
+        rows.append([name, int(table.shape[0]), stats["median"][0], int(steps[last]), stats["median"][last],
                      stats["lo"][last], stats["hi"][last]])
-        finals.append(f"{run_id} {fmt(stats['median'][last], 3)} at t = {int(steps[last])}")
+        finals.append(f"{name}: {fmt(stats['median'][last], 3)}")
     ax.set(xscale="log", yscale="log", xlabel="iteration t", ylabel="||grad F(theta_t)||²",
-           title=f"Curves of '{group}' (median over lanes, {BAND})")
+           title=f"Curves of '{group}' (median over the lanes of a series, {BAND})")
     alt = f"Median ||grad F||² at the last recorded iteration: {'; '.join(finals)}."
-    table = make_table(["run", "lanes", "median at t = 1", "last t", "median at last t", "q10", "q90"], rows)
+    table = make_table(["series", "lanes", "median at t = 1", "last t", "median at last t", "q10", "q90"], rows)
     return finish(fig, f"fig-curves-{re.sub(r'[^a-z0-9]+', '-', group.lower())}",
                   f"Convergence curves: {group}", alt, table)
 

@@ -21,8 +21,9 @@ from scipy import stats
 from harness.cli import main
 from reports import figures
 from reports.build import build_report, group_of
-from tests import report_fixtures as fx
+from synthetic.checks.common import curve_frame
 from synthetic.theory import FAIL, VERDICTS
+from tests import report_fixtures as fx
 
 SVG_NAMESPACES = {"http://www.w3.org/2000/svg", "http://www.w3.org/1999/xlink"}
 
@@ -257,6 +258,16 @@ def test_generalization_finding_counts_a_planted_violation() -> None:
     alt = figures.generalization_figure(runs).alt
     assert "below the Foret-style RHS in 35 of 36 runs" in alt
     assert "below the PAC-Bayes-kl RHS in 35 of 36 runs" in alt
+
+
+def test_other_curve_groups_get_one_band_per_distinct_lane_setting() -> None:
+    curve = np.vstack([1.0 / (1 + np.arange(5))] * 4)
+    curves = curve_frame("flat/E2/sharp_up", np.arange(5), curve)
+    runs = pd.DataFrame({"run_id": "flat/E2/sharp_up", "lane": range(4), "method": "sharp_up",
+                         "alpha": [0.0, 0.0, 0.1, 0.1], "start": [-0.1, 0.2, -0.1, 0.2]})
+    figure = figures.curve_group_figure(curves, runs, "flat")
+    rows = {r[0].text: r[1].text for r in figure.table.rows}
+    assert rows == {"alpha = 0": "2", "alpha = 0.1": "2"}  # starting points pooled, radii apart
 
 
 def test_rate_figure_table_holds_r1_from_the_formula(report) -> None:
