@@ -357,7 +357,7 @@ def _is_paper(row: dict[str, Any]) -> bool:
 
 def _same(row: dict[str, Any], other: dict[str, Any], radii: bool) -> bool:
     keys = SETTING_KEYS + ["method"]
-    if any(str(row[k]) != str(other[k]) for k in keys):
+    if any(fmt(row[k]) != fmt(other[k]) for k in keys):  # 5 and 5.0 (a CSV column with gaps) match
         return False
     return not radii or all(radius_key(row.get(k)) == radius_key(other.get(k)) for k in ("alpha_low", "alpha_up"))
 
@@ -370,7 +370,7 @@ def comparison_table(measured: pd.DataFrame, stored: pd.DataFrame | None, check:
     checks = check.to_dict("records") if check is not None else []
     keyed: dict[tuple, dict[str, Any]] = {}
     for r in measured.to_dict("records") + reproduced + checks:
-        key = tuple(str(r[k]) for k in SETTING_KEYS + ["method"]) + (radius_key(r.get("alpha_low")),
+        key = tuple(fmt(r[k]) for k in SETTING_KEYS + ["method"]) + (radius_key(r.get("alpha_low")),
                                                                     radius_key(r.get("alpha_up")))
         keyed.setdefault(key, r)
     order = list(figures.METHOD_STYLES)
