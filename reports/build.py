@@ -351,8 +351,16 @@ def aggregate_evaluations(evaluations: pd.DataFrame) -> pd.DataFrame:
 
 
 def _is_paper(row: dict[str, Any]) -> bool:
-    """Paper rows of the stored baselines (their source says "paper")."""
-    return any(str(row.get(col, "")).lower().startswith("paper") for col in ("kind", "source", "origin"))
+    """Paper rows of the stored baselines: scale "paper" (harness.baselines), or a source citing a paper."""
+    return str(row.get("scale", "")) == "paper" or str(row.get("source", "")).lower().startswith("paper")
+
+
+def short_source(source: Any, limit: int = 40) -> str:
+    """A citation short enough for a label: 'paper: Finn et al., MAML, ICML 2017 (PMLR 70; ...)' -> 'Finn et al., MAML, ICML 2017'."""
+    if is_missing(source) or not str(source).strip():
+        return "paper"
+    text = re.split(r"[(;]| = ", str(source).removeprefix("paper:"), maxsplit=1)[0].strip(" ,")
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
 def _same(row: dict[str, Any], other: dict[str, Any], radii: bool) -> bool:
@@ -384,7 +392,7 @@ def comparison_table(measured: pd.DataFrame, stored: pd.DataFrame | None, check:
             row_name(base), method_label(base["method"]), radii_text(base),
             "; ".join(f"{fmt_ci(r['accuracy'], r['ci95'])} ({r['preset'] or 'no preset'}, {r['ci_basis']})"
                       for r in mine) or "—",
-            "; ".join(f"{fmt_ci(r['accuracy'], r.get('ci95'))} ({r.get('source', 'paper')})"
+            "; ".join(f"{fmt_ci(r['accuracy'], r.get('ci95'))} ({short_source(r.get('source'))})"
                       for r in paper if _same(base, r, False)) or "—",
             "; ".join(f"{fmt_ci(r['accuracy'], r.get('ci95'))} ({r.get('scale', r.get('source', ''))})"
                       for r in reproduced if _same(base, r, True)) or "—",
@@ -407,8 +415,10 @@ def accuracy_entries(measured: pd.DataFrame, stored: pd.DataFrame | None) -> pd.
         entries.append({**r, "source": "measured", "label": f"{method_label(r['method'])}"
                         + (f" [{radii}]" if radii != "—" else "") + f" measured ({r['preset'] or 'no preset'})"})
     for r in stored.to_dict("records") if stored is not None else []:
+        if r["method"] not in figures.METHOD_STYLES:  # other papers' methods: in the stored table only
+            continue
         source = "paper" if _is_paper(r) else "stored baseline"
-        detail = r.get("source", "paper") if source == "paper" else f"stored baseline ({r.get('scale', '')})"
+        detail = f"paper ({short_source(r.get('source'))})" if source == "paper" else f"stored baseline ({r.get('scale', '')})"
         entries.append({**r, "source": source, "ci95": r.get("ci95", np.nan),
                         "label": f"{method_label(r['method'])} {detail}"})
     if not entries:
@@ -425,15 +435,15 @@ def gate_table(check: pd.DataFrame) -> Table:
     """The regression gate's rows, failures first."""
     frame = check.assign(_rank=check["verdict"].map(verdict_rank)).sort_values("_rank", kind="stable")
     columns = ["row_id", "dataset", "ways", "shots", "method", "alpha_low", "alpha_up", "scale", "stored",
-               "measured", "delta", "tolerance", "verdict", "reason"]
+               "measured", "delta", "tolerance", "verdict", "reason", "n_seeds"]
     return frame_table(frame, {c: c for c in columns if c in frame},
                        caption="Regression gate (baselines/check.csv): re-run against stored rows")
 
 
 def stored_table(stored: pd.DataFrame) -> Table:
     """Every stored baseline row with its source."""
-    columns = ["dataset", "ways", "shots", "method", "alpha_low", "alpha_up", "scale", "accuracy", "ci95",
-               "n_episodes", "n_seeds", "iterations", "source", "device", "git_sha", "date"]
+    columns = ["row_id", "dataset", "ways", "shots", "method", "alpha_low", "alpha_up", "scale", "accuracy", "ci95",
+               "n_episodes", "n_seeds", "iterations", "tolerance_rule", "source", "device", "git_sha", "date"]
     return frame_table(stored, {c: c for c in columns if c in stored}, caption="Stored baselines")
 
 

@@ -530,12 +530,11 @@ def accuracy_figure(entries: pd.DataFrame) -> Figure | None:
     fig = MplFigure(figsize=(2 * PANEL_WIDTH, sum(heights)), layout="constrained")
     axes = fig.subplots(len(settings), 1, squeeze=False, gridspec_kw={"height_ratios": heights})
     rows = []
-    offsets = {"measured": 0.0, "paper": 0.22, "stored baseline": -0.22}
     for ax, setting in zip(axes[:, 0], settings):
         part = entries[entries["setting"] == setting]
         labels = list(dict.fromkeys(part["label"]))
         for rec in part.to_dict("records"):
-            y = labels.index(rec["label"]) + offsets[rec["source"]]
+            y = labels.index(rec["label"])
             marker, filled = ENTRY_MARKERS[rec["source"]]
             colour = style(rec["method"])["color"]
             ci = rec["ci95"] if np.isfinite(rec["ci95"]) else 0.0
@@ -557,7 +556,7 @@ def _accuracy_finding(part: pd.DataFrame, setting: str) -> str:
     measured = part[part["source"] == "measured"]
     if measured.empty:
         stored = "; ".join(f"{r.label} {r.accuracy:.2f}" for r in part.itertuples())
-        return f"{setting}: no measured rows; stored rows {stored}."
+        return f"{setting}: no measured rows; stored: {stored}."
     text = "; ".join(f"{r.label} {r.accuracy:.2f} ± {r.ci95:.2f}%" for r in measured.itertuples())
     maml = measured[measured["method"] == "maml"]
     if len(maml) == 1:

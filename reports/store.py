@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.provenance import REPO_ROOT
+from realdata.datasets.locate import repo_root
 
 DEFAULT_RESULTS = Path("results")
-DEFAULT_BASELINES = REPO_ROOT / "realdata" / "baselines.csv"
+# The checkout's file, also from the wheel that tox installs (repo_root looks above .tox).
+DEFAULT_BASELINES = repo_root() / "realdata" / "baselines.csv"
 
 
 @dataclass(frozen=True)
@@ -45,8 +46,8 @@ class ResultsReader:
         resolved = path.resolve()
         if resolved.is_relative_to(self.root.resolve()):
             return resolved.relative_to(self.root.resolve()).as_posix()
-        if resolved.is_relative_to(REPO_ROOT):
-            return "repository: " + resolved.relative_to(REPO_ROOT).as_posix()
+        if resolved.is_relative_to(repo_root()):
+            return "repository: " + resolved.relative_to(repo_root()).as_posix()
         return path.as_posix()
 
     def table(self, relative: str) -> pd.DataFrame | None:

@@ -165,6 +165,8 @@ BASELINES = pd.DataFrame([
      "scale": "paper", "accuracy": 98.7, "ci95": 0.4, "source": "paper: Finn et al. 2017, Table 1"},
     {"dataset": "omniglot", "ways": 5, "shots": 1, "method": "maml", "alpha_low": 0.0, "alpha_up": 0.0,
      "scale": "ci", "accuracy": 91.5, "ci95": 0.7, "source": "reproduced here"},
+    {"dataset": "omniglot", "ways": 5, "shots": 1, "method": "reptile", "alpha_low": None, "alpha_up": None,
+     "scale": "paper", "accuracy": 97.7, "ci95": None, "source": "paper: Nichol et al., Reptile (arXiv 1803.02999)"},
 ])
 CHECK = pd.DataFrame([
     {"row_id": "omniglot-5w1s-maml-ci", "dataset": "omniglot", "ways": 5, "shots": 1, "method": "maml",

@@ -286,12 +286,15 @@ def test_rate_figure_table_holds_r1_from_the_formula(report) -> None:
 def test_accuracy_next_to_paper_rows_baselines_and_gate(report) -> None:
     rows = {r["method"]: r for r in report.table("Accuracy per method").records()}
     maml, sharp = rows["MAML"], rows["Sharp-MAML_both"]
-    assert maml["paper"].startswith("98.70 ± 0.40") and maml["stored baseline"].startswith("91.50 ± 0.70")
+    assert maml["paper"] == "98.70 ± 0.40 (Finn et al. 2017, Table 1)"
+    assert maml["stored baseline"].startswith("91.50 ± 0.70")
     assert "spread over 2 seeds" in maml["measured accuracy % ± 95% CI"]
     assert (maml["gate verdict"], sharp["gate verdict"]) == ("PASS", FAIL)
     assert sharp["measured accuracy % ± 95% CI"].startswith("91.00 ± 0.80")  # one seed: its episode CI
     gate = report.table("Regression gate")
     assert gate.column("verdict")[0] == FAIL
+    assert "reptile" in report.table("Stored baselines").column("method")  # another paper's method:
+    assert not any("reptile" in row for row in report.figure("fig-accuracy").alt.split(";"))  # table only
 
 
 def test_cost_tables_give_ratios_against_maml(report) -> None:
