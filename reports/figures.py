@@ -489,7 +489,7 @@ def generalization_figure(runs: pd.DataFrame) -> Figure | None:
             stats = {"median": gap.median().to_numpy(), "lo": gap.quantile(QUANTILES[0]).to_numpy(),
                      "hi": gap.quantile(QUANTILES[1]).to_numpy()}
             ms = gap.median().index.to_numpy(float)
-            draw_band(ax, ms, stats, name, style(part["method"].iloc[0], k))
+            draw_band(ax, ms, stats, name, style(None, k))  # one style per (method, alpha_up)
             medians = [by_m[f"_bound_{b}"].median().to_numpy() for b in bounds]
             for idx, (M, n) in enumerate(zip(ms, gap.count())):
                 rows.append([fmt(m), name, M, n, stats["median"][idx], stats["lo"][idx], stats["hi"][idx],
