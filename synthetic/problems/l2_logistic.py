@@ -70,16 +70,26 @@ def clipped_logistic_loss(params: Params, batch: dict[str, torch.Tensor]) -> tor
     return torch.clamp(margin_loss, max=1.0).mean()
 
 
+def bounded_task_loss(
+    problem: ProblemInstance,
+    params: Params,
+    support: Any,
+    query: Any,
+    eval_loss: LossFn = zero_one_loss,
+) -> torch.Tensor:
+    """eval_loss(theta_m, D'_m) of one task: adapt with the logistic loss on the support data
+    (problem.meta_config), evaluate the bounded loss on the query data. In [0, 1]."""
+    return eval_loss(adapt(problem.loss, params, support, problem.meta_config), query)
+
+
 def bounded_meta_loss(
     problem: ProblemInstance, params: Params, tasks: TaskBatch, eval_loss: LossFn = zero_one_loss
 ) -> torch.Tensor:
-    """mean_m eval_loss(theta_m, D'_m): adapt with the logistic loss on the support data
-    (problem.meta_config), evaluate the bounded loss on the query data. In [0, 1]; with
+    """mean_m of ``bounded_task_loss``: the meta-learning risk in [0, 1]. With
     ``clipped_logistic_loss`` it is differentiable, for max-in-ball gradient ascent."""
-    cfg = problem.meta_config
 
     def per_task(support: Any, query: Any) -> torch.Tensor:
-        return eval_loss(adapt(problem.loss, params, support, cfg), query)
+        return bounded_task_loss(problem, params, support, query, eval_loss)
 
     return vmap(per_task)(tasks.support, tasks.query).mean()
 
