@@ -142,11 +142,20 @@ def loglog_slope(x: np.ndarray, y: np.ndarray) -> float:
 def bootstrap_slope_ci(
     x: np.ndarray, per_seed_y: np.ndarray, rng: np.random.Generator, n_boot: int = 1000
 ) -> tuple[float, float]:
-    """95% CI of the log-log slope of the seed mean, resampling seeds (rows of per_seed_y)."""
+    """95% CI of the log-log slope of the seed mean, resampling seeds (rows of per_seed_y).
+
+    A resample whose mean is not positive at some x has no log-log slope and is left out
+    (noisy differences such as a generalization gap); with positive data none is. NaN when
+    no resample has a slope.
+    """
     seeds = per_seed_y.shape[0]
-    slopes = np.empty(n_boot)
+    slopes = np.full(n_boot, np.nan)
     for b in range(n_boot):
         pick = rng.integers(0, seeds, seeds)
-        slopes[b] = loglog_slope(x, per_seed_y[pick].mean(axis=0))
-    lo, hi = np.quantile(slopes, [0.025, 0.975])
+        mean = per_seed_y[pick].mean(axis=0)
+        if np.all(mean > 0):
+            slopes[b] = loglog_slope(x, mean)
+    if np.isnan(slopes).all():
+        return math.nan, math.nan
+    lo, hi = np.nanquantile(slopes, [0.025, 0.975])
     return float(lo), float(hi)
