@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 from harness.cli import CliError
@@ -13,14 +14,20 @@ from harness.threads import single_threaded
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("convergence", help="synthetic theory track: predictions table")
+    add_suite_arguments(parser, Path("results/synthetic"))
+    parser.set_defaults(handler=run)
+
+
+def add_suite_arguments(parser: argparse.ArgumentParser, default_out: Path) -> None:
+    """The flags every suite command shares: scale, results folder, seed, cache, progress."""
     scale = parser.add_mutually_exclusive_group()
     scale.add_argument("--quick", action="store_const", dest="scale", const="quick", help="smoke-sized grid")
     scale.add_argument("--full", action="store_const", dest="scale", const="full", help="THEORY.md grids")
-    parser.add_argument("--out", type=Path, default=Path("results/synthetic"), help="results folder")
+    parser.add_argument("--out", type=Path, default=default_out, help="results folder")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="global seed (>= 0)")
     parser.add_argument("--fresh", action="store_true", help="ignore cached cells of an earlier run")
     parser.add_argument("--no-progress", action="store_true")
-    parser.set_defaults(handler=run, scale="default")
+    parser.set_defaults(scale="default")
 
 
 def validate(args: argparse.Namespace) -> None:
@@ -38,12 +45,20 @@ def print_table(predictions: pd.DataFrame) -> None:
     print("verdicts: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
 
 
-def run(args: argparse.Namespace) -> int:
+def run_suite(args: argparse.Namespace, suite: Callable[[str, Path, int, bool, bool], pd.DataFrame]) -> int:
+    """Run suite(scale, out, seed, fresh, progress) -> predictions single-threaded, print the
+    table; exit code 1 when a prediction failed."""
     validate(args)
-    from synthetic.suites import any_failed, run_convergence_suite
+    from synthetic.suites import any_failed
 
     with single_threaded():
-        predictions = run_convergence_suite(args.scale, args.out, args.seed, args.fresh, not args.no_progress)
+        predictions = suite(args.scale, args.out, args.seed, args.fresh, not args.no_progress)
     print_table(predictions)
     print(f"results written to {args.out}/")
     return 1 if any_failed(predictions) else 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from synthetic.suites import run_convergence_suite
+
+    return run_suite(args, run_convergence_suite)
