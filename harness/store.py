@@ -13,13 +13,25 @@ class StoreError(RuntimeError):
     """A results file is missing or unreadable; the message names it."""
 
 
+def current_umask() -> int:
+    """The process umask (reading it requires setting it; restored at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temporary file in the same folder and os.replace: never a half file."""
+    """Write via a temporary file in the same folder and os.replace: never a half file.
+
+    The file gets the permissions a plain ``open`` would give (0666 minus the umask), not
+    mkstemp's private 0600, so reports and tables stay readable by whoever should read them.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+            os.fchmod(fh.fileno(), 0o666 & ~current_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
