@@ -1,0 +1,22 @@
+"""``sharpmaml generalization``: the generalization track's command (flags as ``convergence``)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from synthetic.commands import add_suite_arguments, run_suite
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "generalization", help="generalization track: PAC-Bayes and sharpness bound checks (L2, E2)"
+    )
+    add_suite_arguments(parser, Path("results/generalization"))
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from synthetic.generalization.suite import run_generalization_suite
+
+    return run_suite(args, run_generalization_suite)
