@@ -10,6 +10,7 @@ reported (INFO), with the statement saying where data and bound disagree.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -31,42 +32,55 @@ SE_ALLOWANCE = 3.0
 SEED_FRACTION = 0.7
 RATE_TOLERANCE = 0.05
 RATE_CHECK_TASKS = tuple(25 * 2**k for k in range(8))  # 25 .. 3200
-BOUNDS = {"foret": ("Foret-style bound", bounds.FORET_SOURCE), "pac_bayes_kl": ("PAC-Bayes-kl bound", bounds.PAC_BAYES_SOURCE)}
+
+
+class Bound(NamedTuple):
+    """A bound's run columns (``<prefix>_gap_bound`` ...), RHS column, id name, label, source."""
+
+    prefix: str
+    rhs: str
+    name: str
+    label: str
+    source: str
+
+
+BOUNDS = (
+    Bound("foret", "foret_rhs", "foret", "Foret-style bound", bounds.FORET_SOURCE),
+    Bound("pac_bayes", "pac_bayes_kl_rhs", "pac_bayes_kl", "PAC-Bayes-kl bound", bounds.PAC_BAYES_SOURCE),
+)
 
 
 def add_bound_columns(runs: pd.DataFrame) -> pd.DataFrame:
     """Per L2 run and bound: the bound on the gap (RHS - train risk), bound/gap (NaN where the
     gap is <= 0), whether the RHS is vacuous and whether L_D(theta) - 3 SE <= RHS."""
     out = runs.copy()
-    for name, column in (("foret", "foret_rhs"), ("pac_bayes", "pac_bayes_kl_rhs")):
-        gap_bound = out[column] - out["train_risk"]
-        out[f"{name}_gap_bound"] = gap_bound
-        out[f"{name}_ratio"] = (gap_bound / out["gap"]).where(out["gap"] > 0)
-        out[f"{name}_vacuous"] = bounds.is_vacuous(out[column].to_numpy())
-        out[f"{name}_holds"] = out["true_risk"] - SE_ALLOWANCE * out["true_risk_se"] <= out[column]
+    for b in BOUNDS:
+        gap_bound = out[b.rhs] - out["train_risk"]
+        out[f"{b.prefix}_gap_bound"] = gap_bound
+        out[f"{b.prefix}_ratio"] = (gap_bound / out["gap"]).where(out["gap"] > 0)
+        out[f"{b.prefix}_vacuous"] = bounds.is_vacuous(out[b.rhs].to_numpy())
+        out[f"{b.prefix}_holds"] = out["true_risk"] - SE_ALLOWANCE * out["true_risk_se"] <= out[b.rhs]
     return out
 
 
-def bound_rows(runs: pd.DataFrame, bound: str) -> list[Prediction]:
+def bound_rows(runs: pd.DataFrame, b: Bound) -> list[Prediction]:
     """gap <= bound in every run, one row per M (all m_tr, seeds and methods of that M)."""
-    label, source = BOUNDS[bound]
-    prefix = "pac_bayes" if bound == "pac_bayes_kl" else bound
-    rows = []
+    prefix, rows = b.prefix, []
     for M, g in runs.groupby("M"):
         vacuous, holds = g[f"{prefix}_vacuous"], g[f"{prefix}_holds"]
         judged = g[~vacuous] if (~vacuous).any() else g
         worst = (judged["gap"] / judged[f"{prefix}_gap_bound"]).idxmax()
         ratio = g[f"{prefix}_ratio"].dropna()
-        rhs = g[f"{bound}_rhs"]
+        rhs = g[b.rhs]
         if vacuous.all():
             result = VACUOUS
         else:
             result = verdict(bool(holds[~vacuous].all()))
         rows.append(Prediction(
-            f"gen.{bound}/M={M}",
-            f"L_D(theta) <= {label} in every run at M = {M} (gap <= RHS - train risk)"
+            f"gen.{b.name}/M={M}",
+            f"L_D(theta) <= {b.label} in every run at M = {M} (gap <= RHS - train risk)"
             + (": VACUOUS, RHS >= 1 on a [0, 1] risk in every run, says nothing" if result == VACUOUS else ""),
-            source, float(judged.loc[worst, f"{prefix}_gap_bound"]), float(judged.loc[worst, "gap"]),
+            b.source, float(judged.loc[worst, f"{prefix}_gap_bound"]), float(judged.loc[worst, "gap"]),
             f"L_D - {SE_ALLOWANCE:g} SE <= RHS per run; RHS >= 1 is vacuous", result,
             f"worst run shown (largest gap/bound); {int(vacuous.sum())}/{len(g)} runs vacuous; "
             f"{int((~holds).sum())} violations; RHS median {rhs.median():.3f} [{rhs.min():.3f}, {rhs.max():.3f}]; "
@@ -200,14 +214,13 @@ def gap_vs_m_row(runs: pd.DataFrame) -> Prediction:
 def vacuity_rows(runs: pd.DataFrame) -> list[Prediction]:
     """Where each bound stops being vacuous: the largest M with a vacuous run, the RHS range above."""
     rows = []
-    for bound, prefix in (("foret", "foret"), ("pac_bayes_kl", "pac_bayes")):
-        vac = runs[runs[f"{prefix}_vacuous"]]
+    for b in BOUNDS:
+        vac = runs[runs[f"{b.prefix}_vacuous"]]
         last = int(vac["M"].max()) if len(vac) else None
-        informative = runs[runs["M"] > (last or 0)]
-        rhs = informative[f"{bound}_rhs"]
+        rhs = runs.loc[runs["M"] > (last or 0), b.rhs]
         rows.append(Prediction(
-            f"gen.vacuous/{bound}", f"largest M at which the {BOUNDS[bound][0]} is vacuous (>= 1) in some run",
-            BOUNDS[bound][1], None, None if last is None else float(last), "reported", INFO,
+            f"gen.vacuous/{b.name}", f"largest M at which the {b.label} is vacuous (>= 1) in some run",
+            b.source, None, None if last is None else float(last), "reported", INFO,
             ("never vacuous" if last is None else f"vacuous up to M = {last}")
             + (f"; RHS {rhs.min():.3f}-{rhs.max():.3f} for M > {last or 0}" if len(rhs) else "; vacuous at every M"),
         ))
@@ -296,7 +309,7 @@ def generalization_predictions(
     ok = runs[runs["status"] == "ok"]
     flags = [f"{b}_{c}" for b in ("foret", "pac_bayes") for c in ("vacuous", "holds")]
     l2 = ok[ok["family"] == "L2"].astype(dict.fromkeys(flags, bool))
-    rows = bound_rows(l2, "foret") + bound_rows(l2, "pac_bayes_kl") + [gibbs_row(l2)] + vacuity_rows(l2)
+    rows = [row for b in BOUNDS for row in bound_rows(l2, b)] + [gibbs_row(l2)] + vacuity_rows(l2)
     rows += premise_rows(l2) + [complexity_rate_row(l2, grid, d)] + gap_slope_rows(l2, global_seed) + [gap_vs_m_row(l2)]
     rows += sharpness_rows(sharpness[sharpness["status"] == "ok"], grid.seeds) + hessian_rows(ok, grid.seeds)
     return rows
