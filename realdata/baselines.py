@@ -1,0 +1,230 @@
+"""Measured baseline rows of the real-data track: the scales, and the re-run of one row.
+
+A scale is a fixed, short schedule on which every method gets one stored row: a preset, its
+iterations, the training seeds, the test episodes and the device. ``ci`` runs on the CPU
+(2 pinned threads, real Omniglot) and is what ``tox -e regression`` re-runs; ``gpu`` runs the
+MAML Omniglot protocol for longer on a CUDA GPU and is skipped elsewhere. A row is re-run
+from what the CSV stores (preset, iterations, seeds, episodes, test seed, test-time inner
+loop) with the project's own ``realdata.train.train`` and
+``realdata.evaluate.evaluate_checkpoint``; the measured value is the mean over the row's
+seeds. ``update`` also runs the scale's extra spread seeds, whose spread sets the tolerance.
+See docs/baselines.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from harness.baselines import SEED_RULE, Baseline, BaselinesError, Measured
+from harness.config import METHODS, ConfigError
+from harness.provenance import config_hash, device_name, git_sha, provenance
+from harness.seeding import DEFAULT_SEED
+from realdata.datasets import DatasetSplits, accuracy_ci, aggregate_seeds
+from realdata.datasets.episodes import MIN_TEST_EPISODES
+from realdata.evaluate import evaluate_checkpoint
+from realdata.presets import EVAL_INNER_LOOPS, PRESETS, TrainConfig, train_config
+from realdata.train import train
+
+SOURCE = "reproduced here: sharpmaml baselines update --scale {scale}"
+
+
+@dataclass(frozen=True)
+class Scale:
+    """A schedule every method is measured on. The gate re-runs ``seeds``; ``update`` also
+    runs the other ``spread_seeds`` to estimate the seed spread of the tolerance rule.
+    ``threads`` pins torch's CPU threads (the numbers depend on them); None leaves them."""
+
+    name: str
+    description: str
+    preset: str
+    iterations: int
+    seeds: tuple[int, ...]
+    spread_seeds: tuple[int, ...]
+    n_episodes: int
+    device: str
+    threads: int | None
+    methods: tuple[str, ...] = tuple(METHODS)
+
+    def unavailable(self) -> str:
+        """Why this machine cannot measure the scale ('' when it can)."""
+        if self.device == "cuda" and not torch.cuda.is_available():
+            return (f"scale {self.name} needs a CUDA GPU; none here "
+                    "(torch.cuda.is_available() is False)")
+        return ""
+
+
+SCALES: dict[str, Scale] = {
+    s.name: s
+    for s in (
+        Scale("ci", "CPU, 2 threads: ci preset (real Omniglot 5-way 1-shot, 400 training "
+              "classes, 32 filters), 80 iterations, 600 test episodes",
+              preset="ci", iterations=80, seeds=(0, 1), spread_seeds=(0, 1, 2, 3),
+              n_episodes=MIN_TEST_EPISODES, device="cpu", threads=2),
+        Scale("gpu", "CUDA GPU: omniglot-5w1s preset (MAML protocol, 32 tasks, 64 filters), "
+              "2000 iterations, 1000 test episodes",
+              preset="omniglot-5w1s", iterations=2000, seeds=(0, 1), spread_seeds=(0, 1, 2, 3),
+              n_episodes=1000, device="cuda", threads=None),
+    )
+}
+
+
+@dataclass(frozen=True)
+class RowSpec:
+    """What a measured row runs: ``config`` for each seed, then the fixed test episodes."""
+
+    scale: Scale
+    config: TrainConfig
+    seeds: tuple[int, ...]
+    spread_seeds: tuple[int, ...]
+    n_episodes: int
+    test_seed: int
+
+    @property
+    def row_id(self) -> str:
+        c, p = self.config, self.config.preset
+        return (f"{self.scale.name}:{p.dataset}-{p.ways}w{p.shots}s-{c.method}"
+                f"-lo{c.alpha_low:g}-up{c.alpha_up:g}")
+
+    def run_config(self, seed: int) -> TrainConfig:
+        return dataclasses.replace(self.config, seed=seed)
+
+    def config_hash(self) -> str:
+        """Hash of every setting that decides the gate's number (its seeds, the test set)."""
+        return config_hash({"runs": [self.run_config(s).settings() for s in self.seeds],
+                            "n_episodes": self.n_episodes, "test_seed": self.test_seed})
+
+
+def defined_rows(scale: Scale) -> list[RowSpec]:
+    """The rows of a scale: every method, radii from the preset's alpha (update creates these)."""
+    return [
+        RowSpec(scale, train_config(scale.preset, method, iterations=scale.iterations),
+                scale.seeds, scale.spread_seeds, scale.n_episodes, DEFAULT_SEED)
+        for method in scale.methods
+    ]
+
+
+def row_spec(row: Baseline, path: Path) -> RowSpec:
+    """The runs a stored measured row describes; BaselinesError naming line and column if the
+    row cannot be re-run with this code (unknown scale or preset, mismatching setting)."""
+
+    def problem(column: str, message: str) -> BaselinesError:
+        return BaselinesError(f"{path}, line {row.line}, column {column!r}: {message}")
+
+    if row.scale not in SCALES:
+        raise problem("scale", f"unknown scale {row.scale!r}; expected one of {list(SCALES)} "
+                               "or 'paper'")
+    if row.preset not in PRESETS:
+        raise problem("preset", f"unknown preset {row.preset!r}; expected one of {list(PRESETS)}")
+    preset = PRESETS[row.preset]
+    for column in ("dataset", "ways", "shots"):
+        if getattr(row, column) != getattr(preset, column):
+            raise problem(column, f"expected {getattr(preset, column)!r} (preset {preset.name}), "
+                                  f"got {getattr(row, column)!r}")
+    if row.eval_inner_loop not in EVAL_INNER_LOOPS:
+        raise problem("eval_inner_loop", f"expected one of {list(EVAL_INNER_LOOPS)}, "
+                                         f"got {row.eval_inner_loop!r}")
+    if row.n_episodes < MIN_TEST_EPISODES:
+        raise problem("n_episodes", f"expected at least {MIN_TEST_EPISODES} test episodes, "
+                                    f"got {row.n_episodes}")
+    try:
+        config = train_config(preset, row.method, alpha_low=row.alpha_low,
+                              alpha_up=row.alpha_up, iterations=row.iterations,
+                              eval_inner_loop=row.eval_inner_loop)
+    except ConfigError as exc:
+        raise problem("method", f"not a valid run ({exc})") from None
+    return RowSpec(SCALES[row.scale], config, row.seeds, row.spread_seeds, row.n_episodes,
+                   row.test_seed)
+
+
+@contextlib.contextmanager
+def cpu_threads(threads: int | None) -> Iterator[None]:
+    """Pin torch's intra-op CPU threads for the block (None: leave them)."""
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def measured_device(scale: Scale) -> str:
+    """The device column: the GPU's name, or the CPU with its pinned thread count."""
+    name = device_name(scale.device)
+    if scale.threads is None:
+        return name
+    return f"{name}, {scale.threads} thread" + ("s" if scale.threads > 1 else "")
+
+
+def measure(spec: RowSpec, data: DatasetSplits, *, spread: bool = False,
+            progress: bool = False) -> Measured:
+    """Train each seed of the row, evaluate its best checkpoint on the fixed test episodes.
+
+    Accuracy: the mean over ``spec.seeds``; ci95: the 95% half-width over episodes of the
+    per-episode accuracy averaged over those seeds; seed_std: the std (ddof=1) of single-seed
+    accuracies over every seed run, ``spec.spread_seeds`` when ``spread`` (update), else the
+    gate's seeds (check); all in percent. A run that does not complete (diverged) gives a
+    Measured with ``problem`` set.
+    """
+    started = time.perf_counter()
+    device = torch.device(spec.scale.device)
+    run_seeds = spec.spread_seeds if spread else spec.seeds
+    per_seed: dict[int, torch.Tensor] = {}
+    with cpu_threads(spec.scale.threads):
+        for seed in run_seeds:
+            with tempfile.TemporaryDirectory(prefix="sharpmaml-baseline-") as folder:
+                result = train(spec.run_config(seed), Path(folder), device=device, data=data,
+                               progress=progress)
+                if result.status != "completed":
+                    return Measured(
+                        math.nan, math.nan, None, spec.seeds, run_seeds, spec.n_episodes,
+                        spec.config_hash(), measured_device(spec.scale),
+                        time.perf_counter() - started,
+                        problem=f"training of seed {seed} {result.status} at iteration "
+                                f"{result.iteration} (non-finite meta-loss)",
+                    )
+                evaluation = evaluate_checkpoint(
+                    result.best_checkpoint, n_episodes=spec.n_episodes, test_seed=spec.test_seed,
+                    device=device, data=data, results=None,
+                )
+            per_seed[seed] = evaluation.per_episode
+    spread_summary = aggregate_seeds(list(per_seed.values()))
+    gate = torch.stack([per_seed[s] for s in spec.seeds])
+    episodes = accuracy_ci(gate.mean(0))
+    return Measured(
+        accuracy=100 * episodes.mean, ci95=100 * episodes.ci95,
+        seed_std=100 * spread_summary.std if len(run_seeds) > 1 else None,
+        seeds=spec.seeds, spread_seeds=tuple(run_seeds), n_episodes=episodes.n,
+        config_hash=spec.config_hash(), device=measured_device(spec.scale),
+        elapsed_s=time.perf_counter() - started,
+    )
+
+
+def baseline_row(spec: RowSpec, measured: Measured) -> Baseline:
+    """The stored row for a measurement of ``spec`` (provenance: this checkout and device)."""
+    c, p = spec.config, spec.config.preset
+    return Baseline(
+        row_id=spec.row_id, scale=spec.scale.name, dataset=p.dataset, ways=p.ways,
+        shots=p.shots, method=c.method, alpha_low=c.alpha_low, alpha_up=c.alpha_up,
+        accuracy=measured.accuracy, ci95=measured.ci95, seed_std=measured.seed_std,
+        n_episodes=measured.n_episodes, n_seeds=len(measured.seeds), seeds=measured.seeds,
+        spread_seeds=measured.spread_seeds, iterations=p.iterations, preset=p.name,
+        eval_inner_loop=c.eval_inner_loop, test_seed=spec.test_seed,
+        source=SOURCE.format(scale=spec.scale.name), device=measured.device, git_sha=git_sha(),
+        date=provenance()["date"], config_hash=measured.config_hash, tolerance_rule=SEED_RULE,
+        note="",
+    )
+
+
+def datasets_needed(specs: Sequence[RowSpec]) -> list[str]:
+    """The datasets the rows train on, each once, in order of first use."""
+    return list(dict.fromkeys(spec.config.preset.dataset for spec in specs))
