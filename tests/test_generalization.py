@@ -140,8 +140,8 @@ def test_training_sets_are_nested_in_M(l2) -> None:
 
 def test_risks_noise_free_equals_clean_and_max_in_ball_is_a_valid_lower_estimate(l2) -> None:
     tasks = stack_tasks([training_tasks(l2, 4, 5, s, 25) for s in range(2)])
-    theta = l2.extras["w_bar"].expand(2, 3, -1) + 0.3 * torch.randn(2, 3, 10, generator=torch.Generator().manual_seed(0),
-                                                                     dtype=torch.float64)
+    offset = torch.randn(2, 3, 10, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    theta = l2.extras["w_bar"].expand(2, 3, -1) + 0.3 * offset
     clean = estimates.task_risks(l2, theta, tasks, per_seed=True)
     noise = torch.randn(2, 4, 25, 10, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     noisy = estimates.noisy_task_risks(l2, theta, torch.zeros(2, 3, dtype=torch.float64), noise, tasks, per_seed=True)
@@ -155,7 +155,8 @@ def test_risks_noise_free_equals_clean_and_max_in_ball_is_a_valid_lower_estimate
 def test_top_hessian_eigenvalue_is_exact_on_quadratic_tasks() -> None:
     q1 = build_problem("Q1", seed=2, verify=False)
     theta = torch.stack([q1.init_params["theta"], q1.extras["theta_star"]])[None]
-    top, residual = estimates.top_hessian_eigenvalues(q1, theta, stack_tasks([q1.tasks]), torch.Generator().manual_seed(0))
+    tasks = stack_tasks([q1.tasks])
+    top, residual = estimates.top_hessian_eigenvalues(q1, theta, tasks, torch.Generator().manual_seed(0))
     exact = float(torch.linalg.eigvalsh(q1.extras["H_F"]).max())
     assert torch.allclose(top, torch.full_like(top, exact), rtol=1e-10)
     assert float(residual.max()) < 1e-10
@@ -245,21 +246,18 @@ def test_a_wrong_bound_fails_the_suite(monkeypatch, tmp_path) -> None:
 
 @pytest.mark.parametrize(
     ("argv", "message"),
-    [(["--seed", "-1"], "--seed: expected an integer >= 0"), (["--quick", "--full"], "not allowed with")],
+    [(["--seed", "-1"], "--seed: expected an integer >= 0"), (["--out", "{file}"], "--out: expected a folder")],
 )
-def test_bad_flags_exit_2(argv, message, capsys, tmp_path) -> None:
-    if "--full" in argv:
-        with pytest.raises(SystemExit) as exit_info:
-            main(["generalization", "--out", str(tmp_path / "r"), *argv])
-        assert exit_info.value.code == 2
-    else:
-        assert main(["generalization", "--out", str(tmp_path / "r"), *argv]) == 2
-    assert message in capsys.readouterr().err
-
-
-def test_out_that_is_a_file_is_rejected(tmp_path, capsys) -> None:
+def test_bad_input_exits_2_before_any_compute(argv, message, capsys, tmp_path) -> None:
     target = tmp_path / "file"
     target.write_text("keep me")
-    assert main(["generalization", "--out", str(target)]) == 2
-    assert "--out: expected a folder" in capsys.readouterr().err
-    assert target.read_text() == "keep me"
+    argv = [a.format(file=target) for a in argv]
+    assert main(["generalization", "--out", str(tmp_path / "r"), *argv]) == 2
+    assert message in capsys.readouterr().err
+    assert target.read_text() == "keep me" and not (tmp_path / "r").exists()
+
+
+def test_quick_with_full_is_a_usage_error(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["generalization", "--quick", "--full"])
+    assert exit_info.value.code == 2 and "not allowed with" in capsys.readouterr().err

@@ -200,7 +200,8 @@ def l2_cell(
     columns.update(foret)
     columns.update(_pac_bayes(problem, grid, theta, tasks, M, gen("gibbs")))
     sigma_foret = bounds.foret_sigma(foret["foret_rho"], M, theta.shape[-1])
-    columns.update(_premise(problem, theta, clean, fresh, {"foret": sigma_foret, "pac_bayes": columns["pac_bayes_sigma"]}))
+    scales = {"foret": sigma_foret, "pac_bayes": columns["pac_bayes_sigma"]}
+    columns.update(_premise(problem, theta, clean, fresh, scales))
     top, residual = top_hessian_eigenvalues(problem, theta, tasks, gen("hessian"))
     columns.update({"hessian_top": top.numpy(), "hessian_residual": residual.numpy()})
 
@@ -230,7 +231,8 @@ def e2_cell(grid: GenGrid, global_seed: int) -> dict[str, list[dict[str, Any]]]:
         "theta_norm": torch.linalg.vector_norm(theta, dim=-1).numpy(), "z_end": z,
         "side_end": np.where(z > barrier, "flat", "sharp"),
         "train_objective": per_seed(lambda p, th: p.meta_objective({"theta": th}).numpy()),
-        "grad_norm_end": per_seed(lambda p, th: torch.linalg.vector_norm(p.meta_grad({"theta": th})["theta"], dim=-1).numpy()),
+        "grad_norm_end": per_seed(
+            lambda p, th: torch.linalg.vector_norm(p.meta_grad({"theta": th})["theta"], dim=-1).numpy()),
         "hessian_top": top.numpy(), "hessian_residual": residual.numpy(),
         "F2_sharp": per_seed(lambda p, th: np.full(len(alphas), p.constants["F2_sharp"])),
         "F2_flat": per_seed(lambda p, th: np.full(len(alphas), p.constants["F2_flat"])),

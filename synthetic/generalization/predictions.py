@@ -113,8 +113,10 @@ def premise_rows(runs: pd.DataFrame) -> list[Prediction]:
     """E L_D(theta + N(0, s^2 I)) >= L_D(theta) (3-SE allowance, paired on the fresh tasks)."""
     rows = []
     for kind, source, why in (
-        ("foret", PAPER_SHAPE, "the premise of the Foret bound (Foret et al. 2021, Thm 1), s = rho/(sqrt k + sqrt log M)"),
-        ("pac_bayes", DERIVED, "needed to carry the PAC-Bayes bound on L_D(Q) over to L_D(theta), s = chosen posterior scale"),
+        ("foret", PAPER_SHAPE,
+         "the premise of the Foret bound (Foret et al. 2021, Thm 1), s = rho/(sqrt k + sqrt log M)"),
+        ("pac_bayes", DERIVED,
+         "needed to carry the PAC-Bayes bound on L_D(Q) over to L_D(theta), s = chosen posterior scale"),
     ):
         diff, se, sigma = (runs[f"premise_{c}_{kind}"] for c in ("diff", "se", "sigma"))
         holds = diff >= -SE_ALLOWANCE * se
@@ -125,7 +127,8 @@ def premise_rows(runs: pd.DataFrame) -> list[Prediction]:
             source, 0.0, float(diff.min()), f"E L_D(theta + eps) - L_D(theta) >= -{SE_ALLOWANCE:g} SE in every run",
             verdict(bool(holds.all())),
             f"{int((~holds).sum())}/{len(runs)} violations; {int((diff < 0).sum())} runs with a negative difference; "
-            f"smallest z {z.min():.2f}; median difference {diff.median():.2e}; s in [{sigma.min():.3g}, {sigma.max():.3g}]",
+            f"smallest z {z.min():.2f}; median difference {diff.median():.2e}; "
+            f"s in [{sigma.min():.3g}, {sigma.max():.3g}]",
         ))
     return rows
 
@@ -287,9 +290,10 @@ def hessian_rows(runs: pd.DataFrame, seeds: int) -> list[Prediction]:
             extra = ""
             if family == "E2":
                 ends = g[g["alpha_up"] == alpha]
-                extra = (f"; Sharp ends on the flat side of the barrier {int((ends['side_end'] == 'flat').sum())}/{len(ends)}, "
-                         f"with lambda_max <= 0 (no minimum) {int((sharp <= 0).sum())}, median ||grad F|| at the end "
-                         f"{ends['grad_norm_end'].median():.2e} (MAML {g[g['alpha_up'] == 0]['grad_norm_end'].median():.1e})")
+                maml_grad = g.loc[g["alpha_up"] == 0, "grad_norm_end"].median()
+                extra = (f"; Sharp ends on the flat side of the barrier {int((ends['side_end'] == 'flat').sum())}"
+                         f"/{len(ends)}, with lambda_max <= 0 (no minimum) {int((sharp <= 0).sum())}, median "
+                         f"||grad F|| at the end {ends['grad_norm_end'].median():.2e} (MAML {maml_grad:.1e})")
             rows.append(Prediction(
                 f"gen.hessian/{family}/alpha={alpha:g}",
                 f"top Hessian eigenvalue of F at the end (Lanczos on exact HVPs): Sharp-MAML_up's is smaller than "
