@@ -224,6 +224,9 @@ def run_update(args: argparse.Namespace) -> int:
     if unavailable:
         raise CliError("; ".join(unavailable))
     data = _datasets(chosen, args.data_root)
+    for scale in dict.fromkeys(spec.scale for spec in chosen):
+        print(f"measuring {sum(s.scale == scale for s in chosen)} rows of scale {scale.name}: "
+              f"{scale.description}; seeds {' '.join(map(str, scale.spread_seeds))}", flush=True)
     new = []
     for i, spec in enumerate(chosen, 1):
         measured = measure(spec, data[spec.config.preset.dataset], spread=True)
