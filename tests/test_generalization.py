@@ -206,6 +206,9 @@ def test_quick_suite_end_to_end(quick_run) -> None:
     assert (l2["gap"] == l2["true_risk"] - l2["train_risk"]).all()
     assert (l2.loc[l2["foret_vacuous"].astype(bool), "foret_rhs"] >= 1).all()
     assert runs["config_hash"].nunique() == len(runs)
+    assert sorted(l2["seed_index"].unique()) == list(range(grid.seeds)) and (runs["seed"] == 3).all()
+    summary = pd.read_parquet(out / "predictions.parquet").set_index("id").loc["gen.gap_vs_m_tr", "details"]
+    assert "nan" not in summary  # the seed-level SEs are defined
     sharpness = pd.read_parquet(out / "sharpness.parquet")
     assert len(sharpness) == l2_runs * len(grid.alphas)
     gaps = pd.read_parquet(out / "gaps.parquet")

@@ -162,7 +162,7 @@ def _premise(problem: ProblemInstance, theta: torch.Tensor, clean: torch.Tensor,
 def _rows(base: dict[str, Any], alphas: list[float], columns: Columns, finite: torch.Tensor) -> list[dict[str, Any]]:
     """One row per (seed, method) lane from (seeds, methods) columns."""
     return [
-        {**base, "method": method_name(alpha), "alpha_up": alpha, "seed": s,
+        {**base, "method": method_name(alpha), "alpha_up": alpha, "seed_index": s,
          **{k: v[s, a].item() for k, v in columns.items()}, "status": "ok" if bool(finite[s, a]) else "diverged"}
         for s in range(finite.shape[0]) for a, alpha in enumerate(alphas)
     ]

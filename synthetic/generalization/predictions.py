@@ -153,7 +153,7 @@ def complexity_rate_row(runs: pd.DataFrame, grid: GenGrid, d: int) -> Prediction
 
 def _seed_gaps(runs: pd.DataFrame) -> pd.Series:
     """Gap per (m_tr, M, seed), averaged over the methods (they share the seed's tasks)."""
-    return runs.groupby(["m_tr", "M", "seed"])["gap"].mean()
+    return runs.groupby(["m_tr", "M", "seed_index"])["gap"].mean()
 
 
 def _gap_summary(runs: pd.DataFrame) -> pd.DataFrame:
@@ -236,7 +236,7 @@ def _threshold(seeds: int) -> int:
 
 def _paired(table: pd.DataFrame, value: str, alpha: float, cell: list[str]) -> tuple[pd.Series, pd.Series]:
     """(Sharp-MAML_up at alpha, MAML) values of ``value``, aligned by cell and seed."""
-    key = [*cell, "seed"]
+    key = [*cell, "seed_index"]
     sharp = table[table["alpha_up"] == alpha].set_index(key)[value]
     maml = table[table["alpha_up"] == 0].set_index(key)[value]
     return sharp, maml.reindex(sharp.index)

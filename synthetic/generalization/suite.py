@@ -7,7 +7,8 @@ Results under ``out`` (default results/generalization):
   tolerance, verdict, details, ratio) plus provenance (git_sha, versions, device, date, seed,
   scale, config_hash of the whole grid). Verdicts: PASS, FAIL, INFO (reported, no verdict),
   VACUOUS (a bound >= 1 on the [0, 1] risk: it holds and says nothing).
-- runs.parquet: one row per run (family, method, alpha_up, seed). L2 runs: M, m_tr, m_val,
+- runs.parquet: one row per run (family, method, alpha_up, seed_index: the repetition, 0..seeds-1;
+  ``seed`` is the global seed of the provenance). L2 runs: M, m_tr, m_val,
   eta, steps; theta_norm, train_objective (logistic F_S at the end), grad_norm_end (its
   gradient norm); train_risk (0-1 meta-risk on the M training tasks), true_risk and
   true_risk_se (on the fresh tasks), gap = true_risk - train_risk; foret_rho (the radius of
@@ -70,7 +71,7 @@ def grid_key(grid: GenGrid, global_seed: int) -> dict:
 
 def run_hash(row: pd.Series, common: dict, problem_settings: dict) -> str:
     """config_hash of one run: its method, radius, cell and seed, and what the cell depends on."""
-    keys = ("family", "method", "alpha_up", "M", "m_tr", "seed")
+    keys = ("family", "method", "alpha_up", "M", "m_tr", "seed_index")
     own = {k: None if pd.isna(row[k]) else row[k] for k in keys}
     return config_hash({**own, **common, "problem": problem_settings if row["family"] == "L2" else "E2"})
 
