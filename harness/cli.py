@@ -13,8 +13,8 @@ from typing import Sequence
 from harness.config import METHODS, ConfigError
 
 # Modules with a ``register(subparsers)`` function, imported in this order.
-COMMAND_MODULES = ("harness.info_command", "synthetic.commands", "realdata.commands", "reports.commands",
-                   "realdata.baselines_commands")
+COMMAND_MODULES = ("harness.info_command", "synthetic.commands", "synthetic.generalization.commands",
+                   "realdata.commands", "reports.commands", "realdata.baselines_commands")
 
 
 class CliError(ValueError):
