@@ -34,6 +34,21 @@ def git_sha() -> str:
     return sha + ("+dirty" if dirty else "")
 
 
+def code_fingerprint() -> str:
+    """HEAD's sha plus a hash of the uncommitted diff of tracked files: changes whenever the
+    code does, so caches keyed by it never serve results of code that has since been edited."""
+    sha = git_sha()
+    if not sha.endswith("+dirty"):
+        return sha
+    try:
+        diff = subprocess.run(
+            ["git", "diff", "HEAD"], cwd=REPO_ROOT, capture_output=True, check=True
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return sha
+    return f"{sha}-{hashlib.sha256(diff).hexdigest()[:16]}"
+
+
 @functools.lru_cache(maxsize=1)
 def package_versions() -> str:
     """'torch=2.13.0;numpy=...' for the packages that decide the numbers."""

@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from harness.provenance import config_hash, git_sha, provenance
+from harness.provenance import code_fingerprint, config_hash, provenance
 from harness.store import atomic_write_bytes, write_table
 from synthetic.checks.bias import BiasGrid, run_bias_check
 from synthetic.checks.common import CheckOutput
@@ -65,13 +65,17 @@ FAMILIES = ("Q1", "L2", "E2")
 
 
 class CellCache:
-    """Per-cell results on disk, keyed by the cell's config hash and the code version."""
+    """Per-cell results on disk, keyed by the cell's config, the global seed and the code
+    (commit and uncommitted diff), so a resumed suite only reuses what the same code computed
+    for the same seed."""
 
-    def __init__(self, folder: Path, fresh: bool, progress: tqdm | None) -> None:
-        self.folder, self.fresh, self.progress = folder, fresh, progress
+    def __init__(self, folder: Path, fresh: bool, progress: tqdm | None, seed: int) -> None:
+        self.folder, self.fresh, self.progress, self.seed = folder, fresh, progress, seed
+        self.code = code_fingerprint()
 
     def __call__(self, name: str, key: dict[str, Any], compute: Callable[[], Any]) -> Any:
-        path = self.folder / f"{name.replace('/', '_')}-{config_hash({**key, 'git': git_sha()})}.pkl"
+        full_key = {**key, "global_seed": self.seed, "code": self.code}
+        path = self.folder / f"{name.replace('/', '_')}-{config_hash(full_key)}.pkl"
         if self.progress is not None:
             self.progress.set_description(name)
         if path.exists() and not self.fresh:
@@ -112,7 +116,7 @@ def run_convergence_suite(scale: str, out: Path, seed: int, fresh: bool = False,
     q1 = problems["Q1"]
     n_cells = 5 * len(grids.rate.batch_sizes) + 3 + len(basins)
     bar = tqdm(total=n_cells, disable=not progress, unit="cell")
-    cache = CellCache(out / "cells", fresh, bar)
+    cache = CellCache(out / "cells", fresh, bar, seed)
     result = CheckOutput()
     for label, p in problems.items():
         result.predictions += smooth_predictions(p, label)

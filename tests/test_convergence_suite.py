@@ -120,3 +120,21 @@ class _no_raise:
 def test_prediction_rejects_unknown_verdict() -> None:
     with pytest.raises(ValueError, match="verdict"):
         Prediction("x", "", "", 1.0, 1.0, "", "MAYBE")
+
+
+def test_cell_cache_reuses_only_the_same_seed_and_code(tmp_path, monkeypatch) -> None:
+    from synthetic import suites
+
+    calls = []
+
+    def compute(value):
+        return lambda: calls.append(value) or value
+
+    key = {"check": "x", "grid": [1, 2]}
+    assert suites.CellCache(tmp_path, False, None, seed=1)("x/cell", key, compute(1)) == 1
+    assert suites.CellCache(tmp_path, False, None, seed=1)("x/cell", key, compute(2)) == 1  # resumed
+    assert suites.CellCache(tmp_path, False, None, seed=2)("x/cell", key, compute(3)) == 3  # other seed
+    assert suites.CellCache(tmp_path, True, None, seed=1)("x/cell", key, compute(4)) == 4  # --fresh
+    monkeypatch.setattr(suites, "code_fingerprint", lambda: "edited")
+    assert suites.CellCache(tmp_path, False, None, seed=1)("x/cell", key, compute(5)) == 5  # other code
+    assert calls == [1, 3, 4, 5]

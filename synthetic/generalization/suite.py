@@ -95,7 +95,7 @@ def run_generalization_suite(
     grid = SCALES[scale]
     problem = build_problem("L2", seed=seed, verify=False)
     bar = tqdm(total=len(grid.tasks) * len(grid.samples) + 1, disable=not progress, unit="cell")
-    cache = CellCache(out / "cells", fresh, bar)
+    cache = CellCache(out / "cells", fresh, bar, seed)
     common = grid_key(grid, seed)
     runs, sharpness = [], []
     for m_tr in grid.samples:
