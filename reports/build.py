@@ -148,19 +148,30 @@ def prediction_tables(predictions: pd.DataFrame, track: Track) -> list[Any]:
 
 # ----- synthetic ------------------------------------------------------------------------------
 
-def synthetic_section(reader: ResultsReader, tracks: list[Track]) -> Section:
-    """Predictions table, convergence/floor/bias figures, other curves, constants."""
-    section = Section("synthetic", "Synthetic theory track")
-    track = Track("synthetic", "synthetic")
+def suite_track(
+    reader: ResultsReader, tracks: list[Track], name: str, title: str, suite: str
+) -> tuple[Section, Track, pd.DataFrame | None, tuple[str, str]]:
+    """The section and summary track of a suite's results folder ``name``, its predictions
+    (None, with a "not run yet" notice, when absent) and the commands that produce them."""
+    section = Section(name, title)
+    track = Track(name, name)
     tracks.append(track)
-    predictions = reader.table("synthetic/predictions.parquet")
-    command = (f"sharpmaml convergence --out {reader.root.as_posix()}/synthetic", "tox -e convergence")
-    if not needs(predictions, {"id", "verdict"}, "synthetic/predictions.parquet", section):
-        section.items.append(Notice("synthetic predictions", command))
+    predictions = reader.table(f"{name}/predictions.parquet")
+    command = (f"sharpmaml {suite} --out {reader.root.as_posix()}/{name}", f"tox -e {suite}")
+    if not needs(predictions, {"id", "verdict"}, f"{name}/predictions.parquet", section):
+        section.items.append(Notice(f"{name} predictions", command))
         section.status = "not run yet"
-        return section
+        return section, track, None, command
     track.ran = True
     section.status = status_line(predictions["verdict"])
+    return section, track, predictions, command
+
+def synthetic_section(reader: ResultsReader, tracks: list[Track]) -> Section:
+    """Predictions table, convergence/floor/bias figures, other curves, constants."""
+    section, track, predictions, command = suite_track(reader, tracks, "synthetic", "Synthetic theory track",
+                                                       "convergence")
+    if predictions is None:
+        return section
     section.items += [Heading("Predictions", "synthetic-predictions"),
                       Text("Each row: what theory predicts, what was measured, the verdict. Groups are the "
                            "id's prefix; groups and rows with a FAIL come first.")]
@@ -226,17 +237,10 @@ def constants_tables(constants: pd.DataFrame) -> list[Table]:
 
 def generalization_section(reader: ResultsReader, tracks: list[Track]) -> Section:
     """Predictions and the gap-versus-M figure of the generalization track."""
-    section = Section("generalization", "Generalization track")
-    track = Track("generalization", "generalization")
-    tracks.append(track)
-    predictions = reader.table("generalization/predictions.parquet")
-    command = (f"sharpmaml generalization --out {reader.root.as_posix()}/generalization", "tox -e generalization")
-    if not needs(predictions, {"id", "verdict"}, "generalization/predictions.parquet", section):
-        section.items.append(Notice("generalization predictions", command))
-        section.status = "not run yet"
+    section, track, predictions, command = suite_track(reader, tracks, "generalization", "Generalization track",
+                                                       "generalization")
+    if predictions is None:
         return section
-    track.ran = True
-    section.status = status_line(predictions["verdict"])
     section.items += prediction_tables(predictions, track)
     runs = reader.table("generalization/runs.parquet")
     if needs(runs, {"M", "gap", "method"}, "generalization/runs.parquet", section):
