@@ -332,10 +332,10 @@ def replace_rows(rows: Sequence[Baseline], new: Sequence[Baseline]) -> list[Base
 
 
 def text_diff(old: str, new: str, path: Path) -> str:
-    """Unified diff of two versions of the file ('' when equal)."""
+    """Unified diff of the stored and the updated text of the file ('' when equal)."""
     return "".join(difflib.unified_diff(
         old.splitlines(keepends=True), new.splitlines(keepends=True),
-        fromfile=f"a/{path}", tofile=f"b/{path}",
+        fromfile=f"{path} (stored)", tofile=f"{path} (updated)",
     ))
 
 

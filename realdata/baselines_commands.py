@@ -145,6 +145,7 @@ def _datasets(specs: Sequence[RowSpec], data_root: Path | None) -> dict[str, Dat
 def _fmt(value: Any, digits: int = 2, signed: bool = False) -> str:
     if value is None or (isinstance(value, float) and value != value):
         return "-"
+    value = round(value, digits) + 0.0  # no "-0.00" for a rounding-sized difference
     return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
 
 
