@@ -14,12 +14,11 @@ See docs/baselines.md.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from harness.baselines import SEED_RULE, Baseline, BaselinesError, Measured
 from harness.config import METHODS, ConfigError
 from harness.provenance import config_hash, device_name, git_sha, provenance
 from harness.seeding import DEFAULT_SEED
+from harness.threads import cpu_threads
 from realdata.datasets import DatasetSplits, accuracy_ci, aggregate_seeds
 from realdata.datasets.episodes import MIN_TEST_EPISODES
 from realdata.evaluate import evaluate_checkpoint
@@ -144,18 +144,6 @@ def row_spec(row: Baseline, path: Path) -> RowSpec:
         raise problem("method", f"not a valid run ({exc})") from None
     return RowSpec(SCALES[row.scale], config, row.seeds, row.spread_seeds, row.n_episodes,
                    row.test_seed)
-
-
-@contextlib.contextmanager
-def cpu_threads(threads: int | None) -> Iterator[None]:
-    """Pin torch's intra-op CPU threads for the block (None: leave them)."""
-    before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def measured_device(scale: Scale) -> str:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Callable
 
 import pandas as pd
+
 from harness.cli import CliError
 from harness.seeding import DEFAULT_SEED
 from harness.threads import single_threaded

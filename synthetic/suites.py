@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
-import torch
 from tqdm import tqdm
 
 from harness.provenance import code_fingerprint, config_hash, provenance

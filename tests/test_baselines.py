@@ -381,3 +381,20 @@ def test_the_real_gate_fails_the_committed_maml_row_without_inner_steps(tmp_path
     row = gate_rows(out).loc[row_id]
     assert row["verdict"] == FAIL and row["reason"].startswith("dropped")
     assert row["measured"] < 30  # chance is 20% without adaptation
+
+
+def test_missing_data_stops_the_gate_unless_ci_asks_to_skip(tmp_path, capsys):
+    """Without the data the gate exits 2 naming the folder; with --skip-missing-data (CI) every
+    row needing it is SKIPPED with that reason and nothing is trained."""
+    empty, out = tmp_path / "no-data", tmp_path / "check.csv"
+    empty.mkdir()
+    before = DEFAULT_BASELINES.read_bytes()
+    assert run("check", "--scale", "ci", "--data-root", empty, "--out", out) == 2
+    assert f"{empty / 'omniglot'}: Omniglot folder not found" in capsys.readouterr().err
+    assert not out.exists()
+    assert run("check", "--scale", "ci", "--data-root", empty, "--out", out, "--skip-missing-data") == 0
+    table = gate_rows(out)
+    assert len(table) == 5 and (table["verdict"] == SKIPPED).all()
+    assert table["reason"].str.contains("dataset omniglot unavailable").all()
+    assert table["measured"].isna().all()
+    assert DEFAULT_BASELINES.read_bytes() == before
