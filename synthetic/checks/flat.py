@@ -98,7 +98,7 @@ def run_flat_check(problem: ProblemInstance, grid: FlatGrid, cell: CellRunner) -
     )
     out.curves.append(curve_frame(run_id, result.curve_steps, result.curve))
     z_end, _ = model.split(torch.as_tensor(result.final_params["theta"]))
-    _, slope, curvature = (t.numpy() for t in model.meta_1d(z_end))
+    curvature = model.meta_1d(z_end)[2].numpy()
     grad2 = result.final_grad_norm[:, 1] ** 2
     z_end = z_end.numpy()
     flat_side = z_end > truth.barrier
