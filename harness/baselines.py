@@ -180,7 +180,8 @@ class Baseline:
         return TOLERANCE_RULES[self.tolerance_rule](self)
 
 
-def _problem(path: Path, line: int, column: str | None, message: str) -> BaselinesError:
+def problem_at(path: Path, line: int, column: str | None, message: str) -> BaselinesError:
+    """The error for a cell (or a line, when ``column`` is None) of a baselines file."""
     where = f"{path}, line {line}" + (f", column {column!r}" if column else "")
     return BaselinesError(f"{where}: {message}")
 
@@ -192,7 +193,7 @@ def _check_row(path: Path, row: Baseline) -> None:
         if not ok:
             shown = _BY_NAME[column].format(getattr(row, column))
             got = repr(shown) if shown else "an empty cell"
-            raise _problem(path, row.line, column, f"expected {expected}, got {got}")
+            raise problem_at(path, row.line, column, f"expected {expected}, got {got}")
 
     need(bool(_NAME.match(row.row_id)), "row_id",
          "a name of letters, digits, '_', '.', ':', '+', '-'")
@@ -242,13 +243,13 @@ def parse_baselines(text: str, path: Path) -> list[Baseline]:
     try:
         header = next(records, None)
         if header is None:
-            raise _problem(path, 1, None, f"empty file; expected the header {','.join(HEADER)}")
+            raise problem_at(path, 1, None, f"empty file; expected the header {','.join(HEADER)}")
         if tuple(header) != HEADER:
             missing = [c for c in HEADER if c not in header]
             extra = [c for c in header if c not in HEADER]
             detail = "; ".join(([f"missing {missing}"] if missing else [])
                                + ([f"unknown {extra}"] if extra else [])) or "columns out of order"
-            raise _problem(path, 1, None,
+            raise problem_at(path, 1, None,
                            f"unexpected header ({detail}); expected {','.join(HEADER)}")
         rows: list[Baseline] = []
         first_line = records.line_num + 1
@@ -257,7 +258,7 @@ def parse_baselines(text: str, path: Path) -> list[Baseline]:
             if not record:
                 continue
             if len(record) != len(HEADER):
-                raise _problem(path, line, None,
+                raise problem_at(path, line, None,
                                f"expected {len(HEADER)} fields, got {len(record)}")
             values: dict[str, Any] = {}
             for column, cell in zip(COLUMNS, record):
@@ -268,15 +269,15 @@ def parse_baselines(text: str, path: Path) -> list[Baseline]:
                 try:
                     values[column.name] = column.parse(cell)
                 except ValueError as exc:
-                    raise _problem(path, line, column.name, f"expected {exc}, got {cell!r}") from None
+                    raise problem_at(path, line, column.name, f"expected {exc}, got {cell!r}") from None
             for name in ("row_id", "scale", "dataset", "ways", "shots", "method", "accuracy"):
                 if values[name] == _BY_NAME[name].empty:
-                    raise _problem(path, line, name, "expected a value, got an empty cell")
+                    raise problem_at(path, line, name, "expected a value, got an empty cell")
             row = Baseline(**values, line=line)
             _check_row(path, row)
             rows.append(row)
     except csv.Error as exc:
-        raise _problem(path, records.line_num, None, f"not valid CSV ({exc})") from None
+        raise problem_at(path, records.line_num, None, f"not valid CSV ({exc})") from None
     _check_unique(path, rows)
     return rows
 
@@ -287,14 +288,14 @@ def _check_unique(path: Path, rows: Sequence[Baseline]) -> None:
     settings: dict[tuple[Any, ...], int] = {}
     for row in rows:
         if row.row_id in ids:
-            raise _problem(path, row.line, "row_id",
+            raise problem_at(path, row.line, "row_id",
                            f"duplicate row_id; line {ids[row.row_id]} has the same")
         ids[row.row_id] = row.line
         if row.is_paper:
             continue
         key = (row.dataset, row.ways, row.shots, row.method, row.alpha_low, row.alpha_up, row.scale)
         if key in settings:
-            raise _problem(path, row.line, None,
+            raise problem_at(path, row.line, None,
                            "duplicate (dataset, ways, shots, method, alpha_low, alpha_up, scale); "
                            f"line {settings[key]} has the same")
         settings[key] = row.line

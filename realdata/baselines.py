@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from harness.baselines import SEED_RULE, Baseline, BaselinesError, Measured
+from harness.baselines import SEED_RULE, Baseline, BaselinesError, Measured, problem_at
 from harness.config import METHODS, ConfigError
 from harness.provenance import config_hash, device_name, git_sha, provenance
 from harness.seeding import DEFAULT_SEED
@@ -85,7 +85,6 @@ class RowSpec:
     scale: Scale
     config: TrainConfig
     seeds: tuple[int, ...]
-    spread_seeds: tuple[int, ...]
     n_episodes: int
     test_seed: int
 
@@ -108,7 +107,7 @@ def defined_rows(scale: Scale) -> list[RowSpec]:
     """The rows of a scale: every method, radii from the preset's alpha (update creates these)."""
     return [
         RowSpec(scale, train_config(scale.preset, method, iterations=scale.iterations),
-                scale.seeds, scale.spread_seeds, scale.n_episodes, DEFAULT_SEED)
+                scale.seeds, scale.n_episodes, DEFAULT_SEED)
         for method in scale.methods
     ]
 
@@ -118,7 +117,7 @@ def row_spec(row: Baseline, path: Path) -> RowSpec:
     row cannot be re-run with this code (unknown scale or preset, mismatching setting)."""
 
     def problem(column: str, message: str) -> BaselinesError:
-        return BaselinesError(f"{path}, line {row.line}, column {column!r}: {message}")
+        return problem_at(path, row.line, column, message)
 
     if row.scale not in SCALES:
         raise problem("scale", f"unknown scale {row.scale!r}; expected one of {list(SCALES)} "
@@ -142,8 +141,7 @@ def row_spec(row: Baseline, path: Path) -> RowSpec:
                               eval_inner_loop=row.eval_inner_loop)
     except ConfigError as exc:
         raise problem("method", f"not a valid run ({exc})") from None
-    return RowSpec(SCALES[row.scale], config, row.seeds, row.spread_seeds, row.n_episodes,
-                   row.test_seed)
+    return RowSpec(SCALES[row.scale], config, row.seeds, row.n_episodes, row.test_seed)
 
 
 def measured_device(scale: Scale) -> str:
@@ -154,25 +152,24 @@ def measured_device(scale: Scale) -> str:
     return f"{name}, {scale.threads} thread" + ("s" if scale.threads > 1 else "")
 
 
-def measure(spec: RowSpec, data: DatasetSplits, *, spread: bool = False,
-            progress: bool = False) -> Measured:
+def measure(spec: RowSpec, data: DatasetSplits, *, spread: bool = False) -> Measured:
     """Train each seed of the row, evaluate its best checkpoint on the fixed test episodes.
 
     Accuracy: the mean over ``spec.seeds``; ci95: the 95% half-width over episodes of the
     per-episode accuracy averaged over those seeds; seed_std: the std (ddof=1) of single-seed
-    accuracies over every seed run, ``spec.spread_seeds`` when ``spread`` (update), else the
+    accuracies over every seed run, the scale's ``spread_seeds`` when ``spread`` (update), else the
     gate's seeds (check); all in percent. A run that does not complete (diverged) gives a
     Measured with ``problem`` set.
     """
     started = time.perf_counter()
     device = torch.device(spec.scale.device)
-    run_seeds = spec.spread_seeds if spread else spec.seeds
+    run_seeds = spec.scale.spread_seeds if spread else spec.seeds
     per_seed: dict[int, torch.Tensor] = {}
     with cpu_threads(spec.scale.threads):
         for seed in run_seeds:
             with tempfile.TemporaryDirectory(prefix="sharpmaml-baseline-") as folder:
                 result = train(spec.run_config(seed), Path(folder), device=device, data=data,
-                               progress=progress)
+                               progress=False)
                 if result.status != "completed":
                     return Measured(
                         math.nan, math.nan, None, spec.seeds, run_seeds, spec.n_episodes,
