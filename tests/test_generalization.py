@@ -13,6 +13,7 @@ import torch
 
 from harness.cli import main
 from harness.meta import plain_meta_gradient
+from synthetic.checks.rate import method_config
 from synthetic.generalization import bounds, estimates, suite
 from synthetic.generalization.cells import training_tasks
 from synthetic.generalization.training import seed_slice, stack_tasks, train_lanes
@@ -122,7 +123,7 @@ def l2():
 def test_maml_lane_is_maml_exactly(l2) -> None:
     """alpha_up = 0 in the Sharp-MAML_up lanes is plain full-batch MAML."""
     tasks = training_tasks(l2, 4, 5, 0, 25)
-    theta = train_lanes(l2.loss, l2.meta_config, stack_tasks([tasks]), torch.tensor([0.0, 0.3]),
+    theta = train_lanes(l2.loss, method_config(l2, "sharp_up"), stack_tasks([tasks]), torch.tensor([0.0, 0.3]),
                         l2.init_params["theta"], 30.0, 5)
     reference = l2.init_params["theta"]
     for _ in range(5):

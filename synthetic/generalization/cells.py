@@ -18,6 +18,7 @@ import torch
 
 from harness.seeding import derive_seed, generator
 from harness.tasks import TaskBatch
+from synthetic.checks.rate import method_config
 from synthetic.generalization import bounds
 from synthetic.generalization.estimates import (
     max_in_ball,
@@ -179,8 +180,9 @@ def l2_cell(
     """Train and measure every (seed, method) lane of one (M, m_tr); rows for runs and sharpness."""
     S, alphas = grid.seeds, [0.0, *grid.alphas]
     tasks = stack_tasks([training_tasks(problem, global_seed, m_tr, s, M) for s in range(S)])
-    theta = train_lanes(problem.loss, problem.meta_config, tasks, torch.tensor(alphas, dtype=torch.float64),
-                        problem.init_params["theta"], grid.eta, grid.steps)
+    theta = train_lanes(problem.loss, method_config(problem, "sharp_up"), tasks,
+                        torch.tensor(alphas, dtype=torch.float64), problem.init_params["theta"], grid.eta,
+                        grid.steps)
     finite = torch.isfinite(theta).all(-1)
     theta = torch.where(finite[..., None], theta, torch.zeros_like(theta))
     gen = lambda *purpose: generator(global_seed, TRACK, "L2", *purpose, M, m_tr)  # noqa: E731
@@ -218,8 +220,8 @@ def e2_cell(grid: GenGrid, global_seed: int) -> dict[str, list[dict[str, Any]]]:
     first, alphas = problems[0], [0.0, *grid.e2_alphas]
     tasks = stack_tasks([p.tasks for p in problems])
     eta = 1.0 / max(p.constants["L_F"] for p in problems)
-    theta = train_lanes(first.loss, first.meta_config, tasks, torch.tensor(alphas, dtype=torch.float64),
-                        first.init_params["theta"], eta, grid.e2_steps)
+    theta = train_lanes(first.loss, method_config(first, "sharp_up"), tasks,
+                        torch.tensor(alphas, dtype=torch.float64), first.init_params["theta"], eta, grid.e2_steps)
     finite = torch.isfinite(theta).all(-1)
     theta = torch.where(finite[..., None], theta, torch.zeros_like(theta))
     top, residual = top_hessian_eigenvalues(first, theta, tasks, generator(global_seed, TRACK, "E2", "hessian"))

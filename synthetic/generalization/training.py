@@ -71,11 +71,6 @@ def over_seed_lanes(
     return vmap(inner, in_dims=(0,) * (lane_args + seed_args), chunk_size=seed_chunk)
 
 
-def sharp_up_config(base: MetaConfig) -> MetaConfig:
-    """Sharp-MAML_up on the problem's inner loop (same beta and inner steps as its MAML F)."""
-    return MetaConfig(method="sharp_up", inner_steps=base.inner_steps, inner_lr=base.inner_lr, executor="vmap")
-
-
 def meta_gradient_lanes(
     loss: LossFn, cfg: MetaConfig, seed_chunk: int | None = None
 ) -> Callable[[Tensor, Tensor, TaskBatch], tuple[Tensor, Tensor]]:
@@ -92,7 +87,7 @@ def meta_gradient_lanes(
 
 def train_lanes(
     loss: LossFn,
-    base: MetaConfig,
+    cfg: MetaConfig,
     tasks: TaskBatch,
     alpha_up: Tensor,
     init: Tensor,
@@ -101,11 +96,12 @@ def train_lanes(
 ) -> Tensor:
     """Full-batch gradient descent with Sharp-MAML_up's meta-gradient on every (seed, radius) lane.
 
+    ``cfg``: Sharp-MAML_up on the problem's inner loop (``method_config(problem, "sharp_up")``);
     ``tasks``: seed-stacked training tasks (leaves (S, M, ...)); ``alpha_up``: (A,) radii,
     0 = MAML; ``init``: theta_0 (d,). Returns theta_T of shape (S, A, d); a lane that leaves
     the finite range stays non-finite (the suite records it as diverged).
     """
-    grad_fn = meta_gradient_lanes(loss, sharp_up_config(base), chunk_for(tasks, per_seed=True))
+    grad_fn = meta_gradient_lanes(loss, cfg, chunk_for(tasks, per_seed=True))
     seeds = pytree.tree_leaves(tasks.support)[0].shape[0]
     theta = init.expand(seeds, alpha_up.numel(), *init.shape).clone()
     alpha = alpha_up.to(theta).expand(seeds, -1)
