@@ -45,10 +45,9 @@ from realdata.baselines import (
 )
 from realdata.commands import INPUT_ERRORS
 from realdata.datasets import DatasetSplits
-from realdata.datasets.locate import repo_root
+from realdata.datasets.locate import DEFAULT_BASELINES
 from realdata.train import DataOptions, load_dataset
 
-DEFAULT_BASELINES = repo_root() / "realdata" / "baselines.csv"
 CHECK_TABLE = Path("results/baselines/check.csv")
 TABLE_COLUMNS = ["row_id", "stored", "measured", "delta", "tolerance", "verdict", "reason"]
 

@@ -18,8 +18,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
+from realdata.datasets.locate import DEFAULT_BASELINES
 from reports import figures
-from reports.store import DEFAULT_BASELINES, DEFAULT_RESULTS, ResultsReader
+from reports.store import DEFAULT_RESULTS, ResultsReader
 from reports.tables import (
     Cell,
     Table,
@@ -84,7 +85,6 @@ class Track:
     """Verdicts of one track for the summary: counts and the failing rows."""
 
     name: str
-    anchor: str
     verdicts: list[str] = field(default_factory=list)
     failures: list[list[Any]] = field(default_factory=list)
     ran: bool = False
@@ -141,8 +141,8 @@ def prediction_tables(predictions: pd.DataFrame, track: Track) -> list[Any]:
     items: list[Any] = []
     for group in groups:
         part = frame[frame["_group"] == group].sort_values(["_rank", "_order"], kind="stable")
-        counts = ", ".join(f"{n} {v}" for v, n in verdict_counts(part["verdict"]).items())
-        items.append(frame_table(part, PREDICTION_COLUMNS, caption=f"Predictions '{group}' ({counts})"))
+        caption = f"Predictions '{group}' ({status_line(part['verdict'])})"
+        items.append(frame_table(part, PREDICTION_COLUMNS, caption=caption))
     return items
 
 
@@ -154,7 +154,7 @@ def suite_track(
     """The section and summary track of a suite's results folder ``name``, its predictions
     (None, with a "not run yet" notice, when absent) and the commands that produce them."""
     section = Section(name, title)
-    track = Track(name, name)
+    track = Track(name)
     tracks.append(track)
     predictions = reader.table(f"{name}/predictions.parquet")
     command = (f"sharpmaml {suite} --out {reader.root.as_posix()}/{name}", f"tox -e {suite}")
@@ -261,7 +261,7 @@ IMPLEMENTATIONS = {"reference": "per-task autograd (authors' style)", "engine_vm
 def realdata_section(reader: ResultsReader, tracks: list[Track]) -> Section:
     """Accuracy against paper rows and baselines with the gate's verdicts; cost per iteration."""
     section = Section("realdata", "Real-data track (few-shot classification)")
-    track = Track("real data (regression gate)", "realdata")
+    track = Track("real data (regression gate)")
     tracks.append(track)
     root = reader.root.as_posix()
     evaluations = reader.table("realdata/evaluations.parquet")

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from harness.cli import CliError
 from harness.store import atomic_write_bytes
-from reports.store import DEFAULT_BASELINES, DEFAULT_RESULTS
+from realdata.datasets.locate import DEFAULT_BASELINES
+from reports.store import DEFAULT_RESULTS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

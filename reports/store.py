@@ -18,8 +18,6 @@ import pandas as pd
 from realdata.datasets.locate import repo_root
 
 DEFAULT_RESULTS = Path("results")
-# The checkout's file, also from the wheel that tox installs (repo_root looks above .tox).
-DEFAULT_BASELINES = repo_root() / "realdata" / "baselines.csv"
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,11 @@ def repo_root() -> Path:
     return package.parents[2]
 
 
+# The stored accuracy baselines: the checkout's file, also from the wheel that tox installs
+# (repo_root looks above .tox). Read by the gate and by the report.
+DEFAULT_BASELINES = repo_root() / "realdata" / "baselines.csv"
+
+
 def default_data_root() -> Path:
     """``$SHARPMAML_DATA`` if set, else ``<repo>/../shared/data`` (whether or not it exists)."""
     env = os.environ.get(DATA_ENV)
