@@ -30,6 +30,7 @@ from reports.tables import (
     is_missing,
     make_table,
     method_label,
+    method_rank,
     verdict_class,
     verdict_counts,
     verdict_rank,
@@ -209,7 +210,7 @@ def constants_of(constants: pd.DataFrame | None, runs: pd.DataFrame) -> dict[str
     """Closed-form constants of the family the rate runs use (for R1)."""
     if constants is None or runs.empty or "family" not in runs or "check" not in runs:
         return {}
-    families = runs.loc[runs["check"] == "rate", "family"].unique()
+    families = figures.runs_of(runs, "rate")["family"].unique()
     part = constants[(constants["family"].isin(families)) & ~constants["constant"].str.startswith("check:")]
     return {str(k): float(v) for k, v in zip(part["constant"], part["value"])}
 
@@ -385,9 +386,8 @@ def comparison_table(measured: pd.DataFrame, stored: pd.DataFrame | None, check:
         key = tuple(fmt(r[k]) for k in SETTING_KEYS + ["method"]) + (radius_key(r.get("alpha_low")),
                                                                     radius_key(r.get("alpha_up")))
         keyed.setdefault(key, r)
-    order = list(figures.METHOD_STYLES)
     rows = []
-    for key in sorted(keyed, key=lambda k: (k[:3], order.index(k[3]) if k[3] in order else 99, k[3:])):
+    for key in sorted(keyed, key=lambda k: (k[:3], method_rank(k[3]), k[3:])):
         base = keyed[key]
         mine = [r for r in measured.to_dict("records") if _same(base, r, True)]
         gate = [r for r in checks if _same(base, r, True)]
@@ -429,8 +429,7 @@ def accuracy_entries(measured: pd.DataFrame, stored: pd.DataFrame | None) -> pd.
         return pd.DataFrame()
     frame = pd.DataFrame(entries)
     frame["setting"] = [row_name(r) for r in frame.to_dict("records")]
-    order = list(figures.METHOD_STYLES)
-    frame["_m"] = frame["method"].map(lambda m: order.index(m) if m in order else 99)
+    frame["_m"] = frame["method"].map(method_rank)
     frame = frame.sort_values(["setting", "_m", "method", "source", "label"], kind="stable")
     return frame[["setting", "method", "label", "source", "accuracy", "ci95"]].astype({"ci95": float})
 

@@ -24,7 +24,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure as MplFigure
 from matplotlib.lines import Line2D
 
-from reports.tables import Table, fmt, make_table, method_label
+from reports.tables import Table, fmt, make_table, method_label, method_rank
 from synthetic.theory import loglog_slope, r1_bound
 
 QUANTILES = (0.1, 0.9)
@@ -166,9 +166,13 @@ def series_name(method: str, schedule: str) -> str:
     return f"{method_label(method)}, {SCHEDULE_LABELS.get(schedule, schedule)}"
 
 
+def runs_of(runs: pd.DataFrame, check: str) -> pd.DataFrame:
+    """The synthetic runs rows of one check (none when the table has no check column)."""
+    return runs[runs["check"] == check] if "check" in runs else runs.iloc[0:0]
+
+
 def _method_order(pair: tuple[str, str]) -> tuple[int, str, str]:
-    order = list(METHOD_STYLES)
-    return (order.index(pair[0]) if pair[0] in order else len(order), *pair)
+    return (method_rank(pair[0]), *pair)
 
 
 SeriesKey = tuple[float, str, str]  # (batch size, method, schedule)
@@ -227,7 +231,7 @@ def r1_by_T(part: pd.DataFrame, constants: dict[str, float]) -> dict[float, floa
 @styled
 def rate_figure(runs: pd.DataFrame, constants: dict[str, float]) -> Figure | None:
     """G_avg(T) against T (log-log) per method with seed bands, R1 and the −1/2 slope."""
-    rate = runs[runs["check"] == "rate"] if "check" in runs else runs.iloc[0:0]
+    rate = runs_of(runs, "rate")
     if rate.empty:
         return None
     r1 = {key: r1_by_T(part, constants)
@@ -280,7 +284,7 @@ def _rate_finding(batch: float, series: dict[SeriesKey, dict[str, np.ndarray]],
 @styled
 def iteration_figure(curves: pd.DataFrame, runs: pd.DataFrame) -> Figure | None:
     """||grad F(theta_t)||² against t for the longest rate runs, with bands over seeds."""
-    rate = runs[runs["check"] == "rate"] if "check" in runs else runs.iloc[0:0]
+    rate = runs_of(runs, "rate")
     if rate.empty or curves.empty:
         return None
     longest = rate[rate["T"] == rate["T"].max()]
@@ -314,7 +318,7 @@ def iteration_figure(curves: pd.DataFrame, runs: pd.DataFrame) -> Figure | None:
 @styled
 def floor_figure(curves: pd.DataFrame, runs: pd.DataFrame, fo_floor: float | None) -> Figure | None:
     """Deterministic Sharp-MAML_up (constant alpha) and FO-MAML curves against their floors."""
-    floor_runs = runs[runs["check"] == "floor"] if "check" in runs else runs.iloc[0:0]
+    floor_runs = runs_of(runs, "floor")
     fo_curve = curves[curves["run_id"].str.startswith("fo/")] if not curves.empty else curves
     if floor_runs.empty and fo_curve.empty:
         return None
@@ -361,7 +365,7 @@ def floor_figure(curves: pd.DataFrame, runs: pd.DataFrame, fo_floor: float | Non
 @styled
 def bias_figure(runs: pd.DataFrame) -> Figure | None:
     """Sharp-MAML_low's fixed-point shift and MAML gap against alpha_low; R3 bound."""
-    bias = runs[runs["check"] == "bias"].sort_values("alpha") if "check" in runs else runs.iloc[0:0]
+    bias = runs_of(runs, "bias").sort_values("alpha")
     if bias.empty:
         return None
     alpha = bias["alpha"].to_numpy(float)

@@ -15,6 +15,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from harness.config import METHODS
 from synthetic.theory import FAIL, INFO, NOT_APPLICABLE, PASS
 
 MISSING = "—"
@@ -32,6 +33,13 @@ VERDICT_ORDER = (FAIL, PASS, NOT_APPLICABLE, INFO)
 def method_label(method: Any) -> str:
     """The paper's name of a method ("sharp_up" -> "Sharp-MAML_up"); unknown names unchanged."""
     return METHOD_LABELS.get(str(method), str(method))
+
+
+def method_rank(method: Any) -> int:
+    """A method's place in every table and legend: the order of harness.config.METHODS,
+    unknown names last."""
+    order = list(METHODS)
+    return order.index(method) if method in order else len(order)
 
 
 def verdict_rank(verdict: Any) -> int:
