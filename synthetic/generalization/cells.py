@@ -70,6 +70,11 @@ class GenGrid:
     e2_alphas: tuple[float, ...] = (0.05, 0.15, 0.3)
     e2_steps: int = 1000
 
+    @property
+    def foret_delta(self) -> float:
+        """The confidence of the Foret bound at each radius: delta split over the radii."""
+        return self.delta / len(self.alphas)
+
 
 def method_name(alpha: float) -> str:
     return "maml" if alpha == 0 else "sharp_up"
@@ -111,7 +116,7 @@ def _foret(problem: ProblemInstance, grid: GenGrid, theta: torch.Tensor, tasks: 
     norm = torch.linalg.vector_norm(theta, dim=-1).numpy()
     per_rho = {"max_in_ball_loss": ball, "sharpness": ball - train[..., None],
                "foret_complexity": bounds.foret_complexity(norm[..., None], radii, M, theta.shape[-1],
-                                                            grid.delta / radii.size)}
+                                                            grid.foret_delta)}
     per_rho["foret_rhs"] = ball + per_rho["foret_complexity"]
     best = per_rho["foret_rhs"].argmin(-1)[..., None]
     columns = {"foret_rho": radii[best[..., 0]]}

@@ -138,7 +138,7 @@ def complexity_rate_row(runs: pd.DataFrame, grid: GenGrid, d: int) -> Prediction
     over the issue's range M = 25..3200 whatever the scale, at the runs' median |theta|."""
     M = np.asarray(RATE_CHECK_TASKS, float)
     norm = float(runs["theta_norm"].median())
-    slopes = [loglog_slope(M, bounds.foret_complexity(norm, rho, M, d, grid.delta / len(grid.alphas)))
+    slopes = [loglog_slope(M, bounds.foret_complexity(norm, rho, M, d, grid.foret_delta))
               for rho in grid.alphas]
     worst = max(slopes, key=lambda s: abs(s + 0.5))
     return Prediction(
