@@ -1,10 +1,7 @@
 """Time per meta-iteration: the engine (torch.func, vmap over tasks) vs the authors' way.
 
-The reference is written as the authors' code computes a meta-gradient (pytorch-maml style):
-one task at a time, plain autograd, ``torch.autograd.grad(..., create_graph=True)`` in every
-inner step, the task losses summed and differentiated once; Sharp-MAML's lower perturbation
-keeps its graph (PAPER.md, "Update equations") and the upper one is a second full pass at
-theta + eps. Before timing, the script checks in float64 that both compute the same
+The reference is ``realdata.reference.reference_meta_gradient``, the authors' per-task
+autograd loop (docs/realdata.md). Before timing, the script checks in float64 that both compute the same
 meta-gradient (relative difference <= 1e-9).
 
 Cases (second order, 5 inner steps): Omniglot 5-way 1-shot, 32 tasks, 64 filters, and
@@ -26,40 +23,20 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
 
-from harness.config import MetaConfig
-from harness.meta import LossFn, meta_gradient
+from harness.meta import meta_gradient
 from harness.precision import float32_precision
-from harness.provenance import device_name, package_versions
-from harness.store import atomic_write_bytes
-from harness.tasks import TaskBatch
-from harness.tree import Params, tree_norm
-from realdata.models import Conv4Loss, Conv4Spec, conv4_init
+from harness.tree import Params
+from infra.provenance import device_name, package_versions
+from infra.store import atomic_write_bytes
+from realdata.reference import Case, make_problem, meta_config, reference_meta_gradient, relative_error
 
 AGREEMENT_TOLERANCE = 1e-9  # relative, engine vs reference, both in float64
-
-
-@dataclass(frozen=True)
-class Case:
-    """One benchmark setting: data shape, model width, task batch, inner loop."""
-
-    name: str
-    channels: int
-    image_size: int
-    filters: int
-    tasks: int
-    ways: int = 5
-    shots: int = 1
-    queries: int = 15
-    inner_steps: int = 5
-    inner_lr: float = 0.1
-    alpha: float = 0.05
 
 
 GPU_CASES = (
@@ -71,81 +48,12 @@ QUICK_SCALE = {"omniglot-5w1s": {"tasks": 4, "filters": 32}, "mini-5w1s": {"task
 METHODS = ("maml", "sharp_both")
 
 
-def meta_config(case: Case, method: str, executor: str, allow_tf32: bool = False) -> MetaConfig:
-    """The engine's config of a case: second order, both radii = case.alpha for sharp_both."""
-    alpha = case.alpha if method == "sharp_both" else 0.0
-    return MetaConfig(method=method, inner_steps=case.inner_steps, inner_lr=case.inner_lr,
-                      alpha_low=alpha, alpha_up=alpha, executor=executor, allow_tf32=allow_tf32)
-
-
-def make_problem(
-    case: Case, device: torch.device, dtype: torch.dtype
-) -> tuple[Conv4Loss, Params, TaskBatch]:
-    """Conv4 loss, initial parameters and a random task batch (labels grouped by class).
-
-    Values are drawn in float32 and then cast, so every dtype holds the same numbers.
-    """
-    spec = Conv4Spec(in_channels=case.channels, image_size=case.image_size, filters=case.filters,
-                     num_classes=case.ways)
-    g = torch.Generator().manual_seed(0)
-    params = {k: v.to(device, dtype) for k, v in conv4_init(spec, g).items()}
-
-    def part(per_class: int) -> tuple[torch.Tensor, torch.Tensor]:
-        n = case.ways * per_class
-        x = torch.rand(case.tasks, n, case.channels, case.image_size, case.image_size, generator=g)
-        y = torch.arange(case.ways).repeat_interleave(per_class).expand(case.tasks, n)
-        return x.to(device, dtype), y.contiguous().to(device)
-
-    return Conv4Loss(spec), params, TaskBatch(part(case.shots), part(case.queries))
-
-
-def reference_meta_gradient(
-    loss: LossFn, params: Params, tasks: TaskBatch, cfg: MetaConfig
-) -> Params:
-    """The authors' way: per-task autograd loop, create_graph=True, SAM as a second pass."""
-
-    def adapted_loss(theta: Params, support: Any, query: Any) -> torch.Tensor:
-        fast = theta
-        for _ in range(cfg.inner_steps):
-            names = list(fast)
-            grads = torch.autograd.grad(loss(fast, support), [fast[n] for n in names],
-                                        create_graph=True)
-            if cfg.uses_lower_perturbation:
-                norm = torch.sqrt(sum((g * g).sum() for g in grads))
-                perturbed = {n: fast[n] + cfg.alpha_low * g / (norm + cfg.eps)
-                             for n, g in zip(names, grads)}
-                grads = torch.autograd.grad(loss(perturbed, support),
-                                            [perturbed[n] for n in names], create_graph=True)
-            fast = {n: fast[n] - cfg.inner_lr * g for n, g in zip(names, grads)}
-        return loss(fast, query)
-
-    def one_pass(point: Params) -> Params:
-        theta = {k: v.detach().clone().requires_grad_(True) for k, v in point.items()}
-        total = sum(adapted_loss(theta, *tasks.task(i)) for i in range(tasks.num_tasks))
-        grads = torch.autograd.grad(total / tasks.num_tasks, list(theta.values()))
-        return dict(zip(theta, grads))
-
-    grad = one_pass(params)
-    if cfg.uses_upper_perturbation:
-        scale = cfg.alpha_up / (tree_norm(grad) + cfg.eps)
-        grad = one_pass({k: v + scale * grad[k] for k, v in params.items()})
-    return grad
-
-
-def relative_error(a: Params, b: Params) -> float:
-    """||a - b|| / ||b|| over all leaves (b is the reference), in float64."""
-    diff = {k: a[k].double() - b[k].double() for k in b}
-    return float(tree_norm(diff) / tree_norm({k: v.double() for k, v in b.items()}))
-
-
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def time_call(
-    fn: Callable[[], Any], device: torch.device, warmup: int, repeats: int
-) -> dict[str, float]:
+def time_call(fn: Callable[[], Any], device: torch.device, warmup: int, repeats: int) -> dict[str, float]:
     """Median and min seconds per call after warm-up; peak GPU memory (MiB) of the timed calls."""
     for _ in range(warmup):
         fn()
@@ -164,8 +72,9 @@ def time_call(
     return {"median_s": statistics.median(times), "min_s": min(times), "peak_mib": peak}
 
 
-def run_case(case: Case, method: str, device: torch.device, warmup: int, repeats: int,
-             executors: tuple[str, ...]) -> dict[str, Any]:
+def run_case(
+    case: Case, method: str, device: torch.device, warmup: int, repeats: int, executors: tuple[str, ...]
+) -> dict[str, Any]:
     """One row: agreement check, timings of the reference and the engine, ratios, numerics.
 
     The agreement check runs in float64, where both must give the same meta-gradient up to
@@ -180,9 +89,11 @@ def run_case(case: Case, method: str, device: torch.device, warmup: int, repeats
         err = relative_error(meta_gradient(loss64, params64, tasks64, cfg[ex]).grad, exact)
         row[f"agreement_fp64_{ex}"] = err
         if not err <= AGREEMENT_TOLERANCE:
-            raise SystemExit(f"{case.name} {method}: engine ({ex}) and reference meta-gradients "
-                             f"differ by {err:.2e} (relative, float64) > {AGREEMENT_TOLERANCE}; "
-                             "not timing")
+            raise SystemExit(
+                f"{case.name} {method}: engine ({ex}) and reference meta-gradients "
+                f"differ by {err:.2e} (relative, float64) > {AGREEMENT_TOLERANCE}; "
+                "not timing"
+            )
     del loss64, params64, tasks64
     loss, params, tasks = make_problem(case, device, torch.float32)
 
@@ -202,7 +113,8 @@ def run_case(case: Case, method: str, device: torch.device, warmup: int, repeats
     for tf32 in (False, True):
         c = meta_config(case, method, executors[0], allow_tf32=tf32)
         row[f"fp32_rel_err_tf32_{'on' if tf32 else 'off'}"] = relative_error(
-            meta_gradient(loss, params, tasks, c).grad, exact)
+            meta_gradient(loss, params, tasks, c).grad, exact
+        )
     return row
 
 
@@ -229,8 +141,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes, few repeats (CPU)")
     parser.add_argument("--warmup", type=int, help="untimed calls (default 2; quick 1)")
     parser.add_argument("--repeats", type=int, help="timed calls (default 5; quick 2)")
-    parser.add_argument("--no-loop", action="store_true",
-                        help="time only the vmap executor of the engine (not its loop executor)")
+    parser.add_argument(
+        "--no-loop",
+        action="store_true",
+        help="time only the vmap executor of the engine (not its loop executor)",
+    )
     args = parser.parse_args(argv)
     if args.out.suffix not in (".json", ".csv"):
         parser.error(f"--out: expected a .json or .csv path, got {args.out}")
@@ -240,9 +155,15 @@ def main(argv: list[str] | None = None) -> int:
     if warmup < 0 or repeats < 1:
         parser.error("--warmup: expected >= 0 and --repeats: expected >= 1")
     executors = ("vmap",) if args.no_loop else ("vmap", "loop")
-    meta = {"device": str(device), "device_name": device_name(device),
-            "versions": package_versions(), "quick": args.quick, "warmup": warmup,
-            "repeats": repeats, "threads": torch.get_num_threads()}
+    meta = {
+        "device": str(device),
+        "device_name": device_name(device),
+        "versions": package_versions(),
+        "quick": args.quick,
+        "warmup": warmup,
+        "repeats": repeats,
+        "threads": torch.get_num_threads(),
+    }
     print(f"device: {meta['device_name']} ({device}); warmup {warmup}, repeats {repeats}")
     started = time.perf_counter()
     rows = []
@@ -250,16 +171,22 @@ def main(argv: list[str] | None = None) -> int:
         for method in METHODS:
             row = run_case(case, method, device, warmup, repeats, executors)
             rows.append(row)
-            times = "  ".join(f"{name} {row[f'{name}_median_s'] * 1e3:8.1f} ms"
-                              for name in ("reference", *(f"engine_{e}" for e in executors)))
+            times = "  ".join(
+                f"{name} {row[f'{name}_median_s'] * 1e3:8.1f} ms"
+                for name in ("reference", *(f"engine_{e}" for e in executors))
+            )
             speed = "  ".join(f"x{row[f'speedup_{e}']:.2f} ({e})" for e in executors)
-            peak = "  ".join(f"{row[f'{n}_peak_mib']:.0f}"
-                             for n in ("reference", *(f"engine_{e}" for e in executors)))
-            print(f"{case.name:14s} {method:10s} tasks {case.tasks:2d} filters {case.filters:2d}: "
-                  f"{times}  speedup {speed}  peak MiB {peak}  fp32 vs fp64: engine "
-                  f"{row['fp32_rel_err_tf32_off']:.1e} (TF32 off) "
-                  f"{row['fp32_rel_err_tf32_on']:.1e} (TF32 on), reference "
-                  f"{row['fp32_rel_err_reference']:.1e}", flush=True)
+            peak = "  ".join(
+                f"{row[f'{n}_peak_mib']:.0f}" for n in ("reference", *(f"engine_{e}" for e in executors))
+            )
+            print(
+                f"{case.name:14s} {method:10s} tasks {case.tasks:2d} filters {case.filters:2d}: "
+                f"{times}  speedup {speed}  peak MiB {peak}  fp32 vs fp64: engine "
+                f"{row['fp32_rel_err_tf32_off']:.1e} (TF32 off) "
+                f"{row['fp32_rel_err_tf32_on']:.1e} (TF32 on), reference "
+                f"{row['fp32_rel_err_reference']:.1e}",
+                flush=True,
+            )
     meta["total_s"] = time.perf_counter() - started
     write_results(args.out, rows, meta)
     print(f"{meta['total_s']:.0f} s; results in {args.out}")

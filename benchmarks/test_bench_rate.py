@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from harness.seeding import generator
+from infra.seeding import generator
 from synthetic.checks.common import lanes
-from synthetic.checks.rate import lane_radii, method_config
+from synthetic.methods import lane_radii, method_config
 from synthetic.problems.base import build_problem
 from synthetic.runs import LaneResults, run_lanes
 from synthetic.theory import rate_radius, rate_step_size
@@ -38,8 +38,17 @@ def cell():
 def run_cell(cell, lane_slice: slice) -> LaneResults:
     problem, cfg, steps, eta, low, up = cell
     n = len(steps[lane_slice])
-    return run_lanes(problem, cfg, eta[lane_slice], low[lane_slice], up[lane_slice], steps[lane_slice], BATCH,
-                     generator(0, "bench"), draw_rows=np.zeros(n, dtype=int))
+    return run_lanes(
+        problem,
+        cfg,
+        eta[lane_slice],
+        low[lane_slice],
+        up[lane_slice],
+        steps[lane_slice],
+        BATCH,
+        generator(0, "bench"),
+        draw_rows=np.zeros(n, dtype=int),
+    )
 
 
 def test_rate_cell_vmapped_lanes(benchmark, cell) -> None:

@@ -69,9 +69,7 @@ class MetaConfig:
 
     def _validate(self) -> None:
         if self.method not in METHODS:
-            raise ConfigError(
-                f"method: unknown method {self.method!r}; expected one of {sorted(METHODS)}"
-            )
+            raise ConfigError(f"method: unknown method {self.method!r}; expected one of {sorted(METHODS)}")
         _require_int(self.inner_steps, "inner_steps", minimum=1)
         _require_positive(self.inner_lr, "inner_lr")
         _require_nonnegative(self.alpha_low, "alpha_low")
@@ -108,7 +106,7 @@ class MetaConfig:
         """True for the methods that run the two-pass SAM meta-step."""
         return self.method in ("sharp_up", "sharp_both")
 
-    def replace(self, **changes: Any) -> "MetaConfig":
+    def replace(self, **changes: Any) -> MetaConfig:
         """A validated copy with some fields changed (e.g. a decayed radius)."""
         return dataclasses.replace(self, **changes)
 

@@ -15,8 +15,9 @@ Sharp-MAML low/up/both) is the same three functions with different settings:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch.func import grad, grad_and_value, vmap
@@ -41,7 +42,7 @@ class Radii(NamedTuple):
     alpha_up: Radius
 
     @classmethod
-    def of(cls, cfg: MetaConfig, radii: "Radii | None") -> "Radii":
+    def of(cls, cfg: MetaConfig, radii: Radii | None) -> Radii:
         return radii if radii is not None else cls(cfg.alpha_low, cfg.alpha_up)
 
 
@@ -78,9 +79,7 @@ def inner_gradient(
     return g
 
 
-def adapt(
-    loss: LossFn, params: Params, support: Any, cfg: MetaConfig, radii: Radii | None = None
-) -> Params:
+def adapt(loss: LossFn, params: Params, support: Any, cfg: MetaConfig, radii: Radii | None = None) -> Params:
     """theta_m after ``cfg.inner_steps`` inner steps on the support batch."""
     for _ in range(cfg.inner_steps):
         step = inner_gradient(loss, params, support, cfg, radii)
@@ -141,9 +140,7 @@ def vmap_executor(
     loss: LossFn, params: Params, tasks: TaskBatch, cfg: MetaConfig, radii: Radii | None = None
 ) -> MetaStep:
     """Batch-mean meta-gradient with torch.func.vmap over tasks (chunked if cfg.chunk_size)."""
-    per_task = vmap(
-        task_meta_grad_fn(loss, cfg, radii), in_dims=(None, 0, 0), chunk_size=cfg.chunk_size
-    )
+    per_task = vmap(task_meta_grad_fn(loss, cfg, radii), in_dims=(None, 0, 0), chunk_size=cfg.chunk_size)
     grads, values = per_task(params, tasks.support, tasks.query)
     return MetaStep(grad=tree_map(lambda v: v.mean(0), grads), loss=values.mean())
 

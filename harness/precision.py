@@ -8,7 +8,7 @@ each meta-gradient inside ``float32_precision(allow_tf32=False)`` unless told ot
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 

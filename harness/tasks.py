@@ -24,7 +24,7 @@ class TaskBatch:
     query: Any
 
     def __post_init__(self) -> None:
-        self.num_tasks  # validates
+        _ = self.num_tasks  # the property validates the shapes
 
     @property
     def num_tasks(self) -> int:
@@ -54,12 +54,12 @@ class TaskBatch:
         take = lambda x: x[i]  # noqa: E731
         return pytree.tree_map(take, self.support), pytree.tree_map(take, self.query)
 
-    def select(self, index: torch.Tensor | slice) -> "TaskBatch":
+    def select(self, index: torch.Tensor | slice) -> TaskBatch:
         """The sub-batch of the given tasks."""
         take = lambda x: x[index]  # noqa: E731
         return TaskBatch(pytree.tree_map(take, self.support), pytree.tree_map(take, self.query))
 
-    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> "TaskBatch":
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> TaskBatch:
         """Move every leaf; floating leaves are cast to dtype when given."""
 
         def move(x: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """Training checkpoints: plain dicts of tensors, numbers and strings, safe to load.
 
 A checkpoint is written with ``torch.save`` into memory and then atomically to disk
-(``harness.store.atomic_write_bytes``), and read back with ``torch.load(weights_only=True)``:
+(``infra.store.atomic_write_bytes``), and read back with ``torch.load(weights_only=True)``:
 no dataclass, numpy array or other pickled object is ever stored. Keys (format version 1):
 
 - ``format``, ``version``, ``kind`` ("last" or "best");
@@ -22,14 +22,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness.store import atomic_write_bytes
+from infra.errors import UsageError
+from infra.store import atomic_write_bytes
 
 FORMAT = "sharpmaml-realdata-checkpoint"
 VERSION = 1
 REQUIRED_KEYS = ("config", "model", "iteration", "params", "optimizer", "sampler", "rng")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UsageError):
     """A checkpoint is missing, unreadable or not one of ours; the message names the file."""
 
 
@@ -45,8 +46,10 @@ def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") 
     """Read a checkpoint with ``weights_only=True``; CheckpointError if it is not a valid one."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found; expected a file written by "
-                              "`sharpmaml train` (last.pt or best.pt in the run folder)")
+        raise CheckpointError(
+            f"{path}: checkpoint not found; expected a file written by "
+            "`sharpmaml train` (last.pt or best.pt in the run folder)"
+        )
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # unpickling errors come in many types
@@ -54,9 +57,7 @@ def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") 
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a sharpmaml real-data checkpoint")
     if state.get("version") != VERSION:
-        raise CheckpointError(
-            f"{path}: checkpoint format version {state.get('version')}; expected {VERSION}"
-        )
+        raise CheckpointError(f"{path}: checkpoint format version {state.get('version')}; expected {VERSION}")
     missing = [k for k in REQUIRED_KEYS if k not in state]
     if missing:
         raise CheckpointError(f"{path}: checkpoint lacks {missing}")
@@ -87,7 +88,6 @@ def restore_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
     n = state["numpy"]
     np.random.set_state(
-        (n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-         n["cached_gaussian"])
+        (n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
     )
     random.setstate(state["python"])

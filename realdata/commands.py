@@ -9,122 +9,188 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from harness.cli import CliError, method_names
-from harness.store import StoreError
-from realdata.checkpoint import CheckpointError
-from realdata.datasets import DatasetError
+from harness.config import METHODS
+from infra.errors import UsageError
+from realdata.data import DataOptions
 from realdata.datasets.download import parse_sha_arguments
 from realdata.datasets.episodes import DEFAULT_TEST_EPISODES
 from realdata.evaluate import EVAL_BATCH, RESULTS_TABLE, evaluate_checkpoint, format_row
 from realdata.presets import EVAL_INNER_LOOPS, PRESETS, train_config
-from realdata.train import DataOptions, RUNS_ROOT, train
-
-# Errors of the data, checkpoint and store layers become exit code 2 with their message.
-INPUT_ERRORS = (DatasetError, CheckpointError, StoreError)
+from realdata.train import RUNS_ROOT, train
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``train`` and ``evaluate`` to the ``sharpmaml`` command."""
     tr = subparsers.add_parser(
-        "train", help="meta-train Conv4 on Omniglot / Mini-ImageNet with one method",
+        "train",
+        help="meta-train Conv4 on Omniglot / Mini-ImageNet with one method",
         description="Meta-train with a preset of the paper's settings (docs/realdata.md).",
     )
     tr.add_argument("--preset", required=True, choices=list(PRESETS))
-    tr.add_argument("--method", required=True, choices=method_names())
-    tr.add_argument("--alpha-low", type=float, metavar="A",
-                    help="lower (inner-loop) radius; default: the preset's alpha for "
-                         "sharp_low/sharp_both, else 0")
-    tr.add_argument("--alpha-up", type=float, metavar="A",
-                    help="upper (meta-level) radius; default: the preset's alpha for "
-                         "sharp_up/sharp_both, else 0")
+    tr.add_argument("--method", required=True, choices=list(METHODS))
+    tr.add_argument(
+        "--alpha-low",
+        type=float,
+        metavar="A",
+        help="lower (inner-loop) radius; default: the preset's alpha for sharp_low/sharp_both, else 0",
+    )
+    tr.add_argument(
+        "--alpha-up",
+        type=float,
+        metavar="A",
+        help="upper (meta-level) radius; default: the preset's alpha for sharp_up/sharp_both, else 0",
+    )
     tr.add_argument("--iterations", type=int, metavar="N", help="default: the preset's")
-    tr.add_argument("--seed", type=int, default=0,
-                    help="training seed: initial parameters and training episodes (default 0)")
-    tr.add_argument("--stop-at", type=int, metavar="N",
-                    help="save and stop after iteration N (continue later with --resume)")
-    tr.add_argument("--out", type=Path, metavar="DIR",
-                    help=f"run folder (default {RUNS_ROOT}/<preset>-<method>-lo<a>-up<a>-s<seed>)")
+    tr.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="training seed: initial parameters and training episodes (default 0)",
+    )
+    tr.add_argument(
+        "--stop-at",
+        type=int,
+        metavar="N",
+        help="save and stop after iteration N (continue later with --resume)",
+    )
+    tr.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help=f"run folder (default {RUNS_ROOT}/<preset>-<method>-lo<a>-up<a>-s<seed>)",
+    )
     tr.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
     _add_common(tr)
-    tr.add_argument("--download", action="store_true",
-                    help="download Lake's Omniglot zips if absent (needs --sha256)")
-    tr.add_argument("--sha256", action="append", default=[], metavar="NAME=HEX",
-                    help="expected digest of a downloaded zip (repeat per file)")
+    tr.add_argument(
+        "--download", action="store_true", help="download Lake's Omniglot zips if absent (needs --sha256)"
+    )
+    tr.add_argument(
+        "--sha256",
+        action="append",
+        default=[],
+        metavar="NAME=HEX",
+        help="expected digest of a downloaded zip (repeat per file)",
+    )
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
     tr.set_defaults(handler=run_train)
 
     ev = subparsers.add_parser(
-        "evaluate", help="score a checkpoint on the fixed test episodes (mean, 95%% CI)",
+        "evaluate",
+        help="score a checkpoint on the fixed test episodes (mean, 95%% CI)",
         description="Evaluate a checkpoint on the fixed, seeded meta-test episodes shared by "
-                    "every method; append one row to a results table.",
+        "every method; append one row to a results table.",
     )
-    ev.add_argument("checkpoint", type=Path, metavar="CHECKPOINT",
-                    help="best.pt or last.pt of a run folder")
-    ev.add_argument("--episodes", type=int, default=DEFAULT_TEST_EPISODES, metavar="N",
-                    help=f"test episodes, at least 600 (default {DEFAULT_TEST_EPISODES})")
-    ev.add_argument("--test-seed", type=int, metavar="S",
-                    help="seed of the test episodes (default: the shared DEFAULT_SEED)")
-    ev.add_argument("--batch-size", type=int, default=EVAL_BATCH, metavar="B",
-                    help=f"episodes adapted at a time (default {EVAL_BATCH})")
-    ev.add_argument("--out", type=Path, default=RESULTS_TABLE, metavar="TABLE",
-                    help=f"results table to append to, .parquet or .csv (default {RESULTS_TABLE})")
+    ev.add_argument("checkpoint", type=Path, metavar="CHECKPOINT", help="best.pt or last.pt of a run folder")
+    ev.add_argument(
+        "--episodes",
+        type=int,
+        default=DEFAULT_TEST_EPISODES,
+        metavar="N",
+        help=f"test episodes, at least 600 (default {DEFAULT_TEST_EPISODES})",
+    )
+    ev.add_argument(
+        "--test-seed",
+        type=int,
+        metavar="S",
+        help="seed of the test episodes (default: the shared DEFAULT_SEED)",
+    )
+    ev.add_argument(
+        "--batch-size",
+        type=int,
+        default=EVAL_BATCH,
+        metavar="B",
+        help=f"episodes adapted at a time (default {EVAL_BATCH})",
+    )
+    ev.add_argument(
+        "--out",
+        type=Path,
+        default=RESULTS_TABLE,
+        metavar="TABLE",
+        help=f"results table to append to, .parquet or .csv (default {RESULTS_TABLE})",
+    )
     _add_common(ev, eval_default=None)
     ev.set_defaults(handler=run_evaluate)
 
 
 def _add_common(parser: argparse.ArgumentParser, eval_default: str | None = "same") -> None:
-    parser.add_argument("--eval-inner-loop", choices=EVAL_INNER_LOOPS, default=eval_default,
-                        help="test-time adaptation: 'same' as training (with the lower "
-                             "perturbation for sharp_low/sharp_both) or 'plain' gradient steps"
-                             + ("" if eval_default else "; default: the run's choice"))
+    parser.add_argument(
+        "--eval-inner-loop",
+        choices=EVAL_INNER_LOOPS,
+        default=eval_default,
+        help="test-time adaptation: 'same' as training (with the lower "
+        "perturbation for sharp_low/sharp_both) or 'plain' gradient steps"
+        + ("" if eval_default else "; default: the run's choice"),
+    )
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available)")
-    parser.add_argument("--data-root", type=Path, metavar="PATH",
-                        help="folder holding omniglot/ and miniimagenet/ "
-                             "(default: $SHARPMAML_DATA or ../shared/data)")
-    parser.add_argument("--allow-pickle", action="store_true",
-                        help="read Mini-ImageNet pickle files (they can run code: trusted "
-                             "files only)")
+    parser.add_argument(
+        "--data-root",
+        type=Path,
+        metavar="PATH",
+        help="folder holding omniglot/ and miniimagenet/ (default: $SHARPMAML_DATA or ../shared/data)",
+    )
+    parser.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="read Mini-ImageNet pickle files (they can run code: trusted files only)",
+    )
 
 
 def _data_options(args: argparse.Namespace, dataset: str) -> DataOptions:
     download = getattr(args, "download", False)
     sha = getattr(args, "sha256", [])
     if sha and not download:
-        raise CliError("--sha256: only used with --download; expected --download as well")
+        raise UsageError("--sha256: only used with --download; expected --download as well")
     if args.allow_pickle and dataset != "miniimagenet":
-        raise CliError(f"--allow-pickle: only Mini-ImageNet has pickle files; this preset "
-                       f"uses {dataset}")
-    return DataOptions(data_root=args.data_root, download=download,
-                       sha256=parse_sha_arguments(sha) if sha else None, allow_pickle=args.allow_pickle)
+        raise UsageError(f"--allow-pickle: only Mini-ImageNet has pickle files; this preset uses {dataset}")
+    return DataOptions(
+        data_root=args.data_root,
+        download=download,
+        sha256=parse_sha_arguments(sha) if sha else None,
+        allow_pickle=args.allow_pickle,
+    )
 
 
 def run_train(args: argparse.Namespace) -> int:
     """Handler of ``sharpmaml train``."""
-    try:
-        config = train_config(
-            args.preset, args.method, alpha_low=args.alpha_low, alpha_up=args.alpha_up,
-            iterations=args.iterations, seed=args.seed, eval_inner_loop=args.eval_inner_loop,
-        )
-        result = train(
-            config, args.out, device=args.device, resume=args.resume, stop_at=args.stop_at,
-            data_options=_data_options(args, config.preset.dataset),
-            progress=not args.no_progress,
-        )
-    except INPUT_ERRORS as exc:
-        raise CliError(str(exc)) from exc
-    best = (f"best validation accuracy {100 * result.best_val_accuracy:.2f} % at iteration "
-            f"{result.best_iteration}" if result.best_iteration else "no validation yet")
-    print(f"{config.run_name}: {result.status} at iteration {result.iteration} "
-          f"({result.elapsed_s:.0f} s); {best}")
+    config = train_config(
+        args.preset,
+        args.method,
+        alpha_low=args.alpha_low,
+        alpha_up=args.alpha_up,
+        iterations=args.iterations,
+        seed=args.seed,
+        eval_inner_loop=args.eval_inner_loop,
+    )
+    result = train(
+        config,
+        args.out,
+        device=args.device,
+        resume=args.resume,
+        stop_at=args.stop_at,
+        data_options=_data_options(args, config.preset.dataset),
+        progress=not args.no_progress,
+    )
+    best = (
+        f"best validation accuracy {100 * result.best_val_accuracy:.2f} % at iteration "
+        f"{result.best_iteration}"
+        if result.best_iteration
+        else "no validation yet"
+    )
+    print(
+        f"{config.run_name}: {result.status} at iteration {result.iteration} "
+        f"({result.elapsed_s:.0f} s); {best}"
+    )
     print(f"run folder: {result.run_dir}")
     if result.status == "diverged":
         print("the meta-loss became non-finite; last.pt holds the last finite state")
         return 1
     if result.status == "stopped":
-        print(f"continue with: sharpmaml train --preset {args.preset} --method {args.method} "
-              f"--alpha-low {config.alpha_low:g} --alpha-up {config.alpha_up:g} "
-              f"--seed {config.seed} --iterations {config.preset.iterations} "
-              f"--eval-inner-loop {config.eval_inner_loop} --out {result.run_dir} --resume")
+        print(
+            f"continue with: sharpmaml train --preset {args.preset} --method {args.method} "
+            f"--alpha-low {config.alpha_low:g} --alpha-up {config.alpha_up:g} "
+            f"--seed {config.seed} --iterations {config.preset.iterations} "
+            f"--eval-inner-loop {config.eval_inner_loop} --out {result.run_dir} --resume"
+        )
     else:
         print(f"evaluate with: sharpmaml evaluate {result.best_checkpoint}")
     return 0
@@ -133,15 +199,17 @@ def run_train(args: argparse.Namespace) -> int:
 def run_evaluate(args: argparse.Namespace) -> int:
     """Handler of ``sharpmaml evaluate``."""
     extra = {} if args.test_seed is None else {"test_seed": args.test_seed}
-    try:
-        evaluation = evaluate_checkpoint(
-            args.checkpoint, n_episodes=args.episodes, eval_inner_loop=args.eval_inner_loop,
-            device=args.device, batch_size=args.batch_size, results=args.out, progress=True,
-            data_options=DataOptions(data_root=args.data_root, allow_pickle=args.allow_pickle),
-            **extra,
-        )
-    except INPUT_ERRORS as exc:
-        raise CliError(str(exc)) from exc
+    evaluation = evaluate_checkpoint(
+        args.checkpoint,
+        n_episodes=args.episodes,
+        eval_inner_loop=args.eval_inner_loop,
+        device=args.device,
+        batch_size=args.batch_size,
+        results=args.out,
+        progress=True,
+        data_options=DataOptions(data_root=args.data_root, allow_pickle=args.allow_pickle),
+        **extra,
+    )
     print(format_row(evaluation.row))
     print(f"row appended to {args.out}")
     return 0

@@ -22,21 +22,18 @@ import torch
 from tqdm.auto import tqdm
 
 from harness.config import ConfigError
-from harness.provenance import provenance
-from harness.seeding import DEFAULT_SEED
-from harness.store import read_table, write_table
+from infra.provenance import provenance
+from infra.seeding import DEFAULT_SEED
+from infra.store import read_table, write_table
 from realdata.checkpoint import CheckpointError, load_checkpoint
-from realdata.datasets import DatasetSplits, accuracy_ci, fixed_test_episodes
+from realdata.data import DataOptions, load_dataset
+from realdata.datasets import DatasetSplits, fixed_test_episodes
 from realdata.datasets.episodes import DEFAULT_TEST_EPISODES, MIN_TEST_EPISODES
+from realdata.device import resolve_device
 from realdata.models import Conv4Loss, Conv4Spec
 from realdata.presets import TrainConfig
-from realdata.train import (
-    DataOptions,
-    episode_accuracies,
-    load_dataset,
-    model_spec,
-    resolve_device,
-)
+from realdata.stats import accuracy_ci
+from realdata.train import episode_accuracies, model_spec
 
 RESULTS_TABLE = Path("results/realdata/evaluations.parquet")
 EVAL_BATCH = 25  # test episodes adapted at a time
@@ -50,18 +47,16 @@ class Evaluation:
     per_episode: torch.Tensor
 
 
-def _check_arguments(
-    n_episodes: Any, test_seed: Any, batch_size: Any, results: Path | None
-) -> None:
-    if isinstance(n_episodes, bool) or not isinstance(n_episodes, int) or (
-        n_episodes < MIN_TEST_EPISODES
-    ):
+def _check_arguments(n_episodes: Any, test_seed: Any, batch_size: Any, results: Path | None) -> None:
+    if isinstance(n_episodes, bool) or not isinstance(n_episodes, int) or (n_episodes < MIN_TEST_EPISODES):
         raise ConfigError(
             f"n_episodes (--episodes): expected an integer >= {MIN_TEST_EPISODES} (default "
             f"{DEFAULT_TEST_EPISODES}) for a meaningful 95% CI, got {n_episodes!r}"
         )
-    for name, flag, value, minimum in (("test_seed", "test-seed", test_seed, 0),
-                                       ("batch_size", "batch-size", batch_size, 1)):
+    for name, flag, value, minimum in (
+        ("test_seed", "test-seed", test_seed, 0),
+        ("batch_size", "batch-size", batch_size, 1),
+    ):
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise ConfigError(f"{name} (--{flag}): expected an integer >= {minimum}, got {value!r}")
     if results is not None and Path(results).suffix not in (".parquet", ".csv"):
@@ -100,23 +95,46 @@ def evaluate_checkpoint(
             f"{spec.image_size} images; the test split has {splits.test.image_shape}"
         )
     p = config.preset
-    episodes = fixed_test_episodes(splits.test.to(device), p.ways, p.shots, p.queries,
-                                   n_episodes=n_episodes, seed=test_seed, stream="test")
+    episodes = fixed_test_episodes(
+        splits.test.to(device),
+        p.ways,
+        p.shots,
+        p.queries,
+        n_episodes=n_episodes,
+        seed=test_seed,
+        stream="test",
+    )
     params = {k: v.to(device) for k, v in state["params"].items()}
-    batches = tqdm(episodes.batches(batch_size), total=math.ceil(n_episodes / batch_size),
-                   desc="test episodes", unit="batch", disable=not progress)
+    batches = tqdm(
+        episodes.batches(batch_size),
+        total=math.ceil(n_episodes / batch_size),
+        desc="test episodes",
+        unit="batch",
+        disable=not progress,
+    )
     acc = episode_accuracies(Conv4Loss(spec), params, batches, cfg, device)
     summary = accuracy_ci(acc)
     row = {
-        "preset": p.name, "dataset": p.dataset, "ways": p.ways, "shots": p.shots,
-        "queries": p.queries, "method": config.method, "alpha_low": config.alpha_low,
+        "preset": p.name,
+        "dataset": p.dataset,
+        "ways": p.ways,
+        "shots": p.shots,
+        "queries": p.queries,
+        "method": config.method,
+        "alpha_low": config.alpha_low,
         "alpha_up": config.alpha_up,
         "eval_inner_loop": config.eval_inner_loop if eval_inner_loop is None else eval_inner_loop,
-        "test_inner_steps": cfg.inner_steps, "accuracy": 100 * summary.mean,
-        "ci95": 100 * summary.ci95, "n_episodes": summary.n, "test_seed": test_seed,
-        "seed": config.seed, "iterations": int(state["iteration"]),
-        "checkpoint_kind": state.get("kind", ""), "checkpoint": str(checkpoint),
-        "test_fingerprint": episodes.fingerprint(), "config_hash": config.hash(),
+        "test_inner_steps": cfg.inner_steps,
+        "accuracy": 100 * summary.mean,
+        "ci95": 100 * summary.ci95,
+        "n_episodes": summary.n,
+        "test_seed": test_seed,
+        "seed": config.seed,
+        "iterations": int(state["iteration"]),
+        "checkpoint_kind": state.get("kind", ""),
+        "checkpoint": str(checkpoint),
+        "test_fingerprint": episodes.fingerprint(),
+        "config_hash": config.hash(),
         "train_git_sha": state.get("provenance", {}).get("git_sha", "unknown"),
         **provenance(device),
     }

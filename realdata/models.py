@@ -48,7 +48,7 @@ class Conv4Spec:
         if self.feature_side < 1:
             raise ValueError(
                 f"image_size: {self.image_size} is too small for {self.blocks} pooling blocks; "
-                f"expected at least {2 ** self.blocks}"
+                f"expected at least {2**self.blocks}"
             )
 
     @property

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.config import METHODS, ConfigError, MetaConfig
-from harness.provenance import config_hash
+from infra.provenance import config_hash
 
 README = "authors' README commands (PAPER.md, Protocol)"
 CODE = "authors' code default (pytorch-maml argparse)"
@@ -44,9 +44,7 @@ def _label(name: str, flag: str | None) -> str:
 
 def _require_int(value: Any, name: str, flag: str | None, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(
-            f"{_label(name, flag)}: expected an integer >= {minimum}, got {value!r}"
-        )
+        raise ConfigError(f"{_label(name, flag)}: expected an integer >= {minimum}, got {value!r}")
 
 
 def _require_radius(value: Any, name: str, flag: str | None) -> None:
@@ -92,8 +90,18 @@ class Preset:
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
             raise ConfigError(f"dataset: expected one of {list(DATASETS)}, got {self.dataset!r}")
-        for name in ("ways", "shots", "queries", "meta_batch", "inner_steps", "test_inner_steps",
-                     "iterations", "filters", "val_every", "log_every"):
+        for name in (
+            "ways",
+            "shots",
+            "queries",
+            "meta_batch",
+            "inner_steps",
+            "test_inner_steps",
+            "iterations",
+            "filters",
+            "val_every",
+            "log_every",
+        ):
             _require_int(getattr(self, name), name, None, minimum=1)
         _require_int(self.val_episodes, "val_episodes", None, minimum=2)
         if self.train_classes is not None:
@@ -104,7 +112,7 @@ class Preset:
                 raise ConfigError(f"{name}: expected a finite number > 0, got {value!r}")
         _require_radius(self.alpha, "alpha", None)
 
-    def replace(self, **changes: Any) -> "Preset":
+    def replace(self, **changes: Any) -> Preset:
         """A validated copy with some fields changed (e.g. fewer iterations)."""
         return dataclasses.replace(self, **changes)
 
@@ -116,29 +124,68 @@ def _sources(**overrides: str) -> dict[str, str]:
 
 
 _OMNIGLOT_5WAY = dict(
-    dataset="omniglot", ways=5, queries=15, meta_batch=32, inner_steps=1, test_inner_steps=3,
-    inner_lr=0.4, meta_lr=1e-3, iterations=60_000, alpha=0.05, filters=64,
-    val_every=1000, val_episodes=500, log_every=100,
+    dataset="omniglot",
+    ways=5,
+    queries=15,
+    meta_batch=32,
+    inner_steps=1,
+    test_inner_steps=3,
+    inner_lr=0.4,
+    meta_lr=1e-3,
+    iterations=60_000,
+    alpha=0.05,
+    filters=64,
+    val_every=1000,
+    val_episodes=500,
+    log_every=100,
     sources=_sources(
-        ways=MAML, shots=MAML, queries=CODE + " (--num-shots-test 15; MAML used K queries)",
-        meta_batch=MAML, inner_steps=MAML, test_inner_steps=MAML, inner_lr=MAML,
-        meta_lr=CODE, iterations=MAML,
+        ways=MAML,
+        shots=MAML,
+        queries=CODE + " (--num-shots-test 15; MAML used K queries)",
+        meta_batch=MAML,
+        inner_steps=MAML,
+        test_inner_steps=MAML,
+        inner_lr=MAML,
+        meta_lr=CODE,
+        iterations=MAML,
         alpha=CODE + " (--alpha 0.05; the paper's Omniglot radius is not available)",
         filters=MAML + " and " + CODE,
     ),
 )
 _OMNIGLOT_20WAY = dict(
-    _OMNIGLOT_5WAY, ways=20, meta_batch=16, inner_steps=5, test_inner_steps=5, inner_lr=0.1,
+    _OMNIGLOT_5WAY,
+    ways=20,
+    meta_batch=16,
+    inner_steps=5,
+    test_inner_steps=5,
+    inner_lr=0.1,
 )
 _MINI = dict(
-    dataset="miniimagenet", ways=5, queries=15, meta_batch=4, inner_steps=5, test_inner_steps=10,
-    inner_lr=0.01, meta_lr=1e-3, iterations=60_000, alpha=0.0005, filters=32,
-    val_every=1000, val_episodes=500, log_every=100,
+    dataset="miniimagenet",
+    ways=5,
+    queries=15,
+    meta_batch=4,
+    inner_steps=5,
+    test_inner_steps=10,
+    inner_lr=0.01,
+    meta_lr=1e-3,
+    iterations=60_000,
+    alpha=0.0005,
+    filters=32,
+    val_every=1000,
+    val_episodes=500,
+    log_every=100,
     sources=_sources(
-        ways=README, shots=README, queries=README, meta_batch=README + " (MAML: 2 for 5-shot)",
-        inner_steps=README, test_inner_steps=MAML,
-        inner_lr=MAML + " (the code default is 0.1)", meta_lr=README,
-        iterations=README + " (600 epochs x 100 batches)", alpha=README,
+        ways=README,
+        shots=README,
+        queries=README,
+        meta_batch=README + " (MAML: 2 for 5-shot)",
+        inner_steps=README,
+        test_inner_steps=MAML,
+        inner_lr=MAML + " (the code default is 0.1)",
+        meta_lr=README,
+        iterations=README + " (600 epochs x 100 batches)",
+        alpha=README,
         filters=MAML + " (the authors' code uses 64)",
     ),
 )
@@ -148,22 +195,46 @@ PRESETS: dict[str, Preset] = {
     for p in (
         Preset("omniglot-5w1s", "Omniglot 5-way 1-shot (MAML protocol)", shots=1, **_OMNIGLOT_5WAY),
         Preset("omniglot-5w5s", "Omniglot 5-way 5-shot (MAML protocol)", shots=5, **_OMNIGLOT_5WAY),
-        Preset("omniglot-20w1s", "Omniglot 20-way 1-shot (MAML protocol)", shots=1,
-               **_OMNIGLOT_20WAY),
-        Preset("omniglot-20w5s", "Omniglot 20-way 5-shot (MAML protocol)", shots=5,
-               **_OMNIGLOT_20WAY),
+        Preset("omniglot-20w1s", "Omniglot 20-way 1-shot (MAML protocol)", shots=1, **_OMNIGLOT_20WAY),
+        Preset("omniglot-20w5s", "Omniglot 20-way 5-shot (MAML protocol)", shots=5, **_OMNIGLOT_20WAY),
         Preset("mini-5w1s", "Mini-ImageNet 5-way 1-shot (paper Table 1)", shots=1, **_MINI),
         Preset("mini-5w5s", "Mini-ImageNet 5-way 5-shot (paper Table 1)", shots=5, **_MINI),
         Preset(
             "ci",
             "CPU smoke benchmark: Omniglot 5-way 1-shot, small Conv4, 400 training classes",
-            dataset="omniglot", ways=5, shots=1, queries=5, meta_batch=8, inner_steps=1,
-            test_inner_steps=3, inner_lr=0.4, meta_lr=3e-3, iterations=300, alpha=0.05,
-            filters=32, val_every=100, val_episodes=100, log_every=25, train_classes=400,
+            dataset="omniglot",
+            ways=5,
+            shots=1,
+            queries=5,
+            meta_batch=8,
+            inner_steps=1,
+            test_inner_steps=3,
+            inner_lr=0.4,
+            meta_lr=3e-3,
+            iterations=300,
+            alpha=0.05,
+            filters=32,
+            val_every=100,
+            val_episodes=100,
+            log_every=25,
+            train_classes=400,
             sources=_sources(
-                **{k: HERE for k in ("ways", "shots", "queries", "meta_batch", "iterations",
-                                     "filters", "meta_lr", "alpha")},
-                inner_steps=MAML, test_inner_steps=MAML, inner_lr=MAML,
+                **{
+                    k: HERE
+                    for k in (
+                        "ways",
+                        "shots",
+                        "queries",
+                        "meta_batch",
+                        "iterations",
+                        "filters",
+                        "meta_lr",
+                        "alpha",
+                    )
+                },
+                inner_steps=MAML,
+                test_inner_steps=MAML,
+                inner_lr=MAML,
             ),
         ),
     )
@@ -189,17 +260,19 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _require_choice(self.method, "method", "method", tuple(METHODS))
         _require_int(self.seed, "seed", "seed", minimum=0)
-        _require_choice(
-            self.eval_inner_loop, "eval_inner_loop", "eval-inner-loop", EVAL_INNER_LOOPS
-        )
+        _require_choice(self.eval_inner_loop, "eval_inner_loop", "eval-inner-loop", EVAL_INNER_LOOPS)
         self.meta_config()  # the engine's own validation of method, radii and executor
 
     def meta_config(self) -> MetaConfig:
         """The engine's config for the training meta-step."""
         p = self.preset
         return MetaConfig(
-            method=self.method, inner_steps=p.inner_steps, inner_lr=p.inner_lr,
-            alpha_low=self.alpha_low, alpha_up=self.alpha_up, executor=self.executor,
+            method=self.method,
+            inner_steps=p.inner_steps,
+            inner_lr=p.inner_lr,
+            alpha_low=self.alpha_low,
+            alpha_up=self.alpha_up,
+            executor=self.executor,
         )
 
     def eval_meta_config(self, eval_inner_loop: str | None = None) -> MetaConfig:
@@ -222,15 +295,14 @@ class TrainConfig:
     @property
     def run_name(self) -> str:
         """Folder name of the run: preset, method, radii, seed."""
-        return (f"{self.preset.name}-{self.method}-lo{self.alpha_low:g}-up{self.alpha_up:g}"
-                f"-s{self.seed}")
+        return f"{self.preset.name}-{self.method}-lo{self.alpha_low:g}-up{self.alpha_up:g}-s{self.seed}"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (strings, numbers, None), safe under ``weights_only=True``."""
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         """Inverse of ``to_dict`` (validated again)."""
         fields = dict(data)
         fields["preset"] = Preset(**fields["preset"])
@@ -239,8 +311,7 @@ class TrainConfig:
     def settings(self) -> dict[str, Any]:
         """``to_dict`` without the preset's labels (description, sources): what decides numbers."""
         data = self.to_dict()
-        data["preset"] = {k: v for k, v in data["preset"].items()
-                          if k not in ("description", "sources")}
+        data["preset"] = {k: v for k, v in data["preset"].items() if k not in ("description", "sources")}
         return data
 
     def hash(self) -> str:

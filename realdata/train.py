@@ -1,7 +1,7 @@
 """Meta-training of Conv4 on Omniglot / Mini-ImageNet with any method of the engine.
 
 One run = one ``TrainConfig``. The seed decides the initial parameters and the stream of
-training episodes (``harness.seeding.derive_seed``), identical for every method. Every
+training episodes (``infra.seeding.derive_seed``), identical for every method. Every
 ``val_every`` iterations the model is adapted on fixed validation episodes with the test-time
 inner loop; the best validation accuracy gives ``best.pt``, and ``last.pt`` holds the whole
 state (parameters, Adam, sampler position, RNG states), so ``resume=True`` continues bitwise as
@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 import torch
@@ -28,87 +28,22 @@ from harness.config import ConfigError, MetaConfig
 from harness.learner import MetaLearner, adam
 from harness.meta import adapt, resolve_executor
 from harness.precision import float32_precision
-from harness.provenance import provenance
-from harness.seeding import DEFAULT_SEED, derive_seed, generator
-from harness.store import read_table, write_table
 from harness.tasks import TaskBatch
 from harness.tree import Params, tree_detach
+from infra.provenance import provenance
+from infra.seeding import DEFAULT_SEED, derive_seed, generator
+from infra.store import read_table, write_table
 from realdata.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
-from realdata.datasets import (
-    ClassImages,
-    DatasetError,
-    DatasetSplits,
-    EpisodeSampler,
-    accuracy_ci,
-    ensure_omniglot,
-    fixed_test_episodes,
-    load_miniimagenet,
-    load_omniglot,
-    require_miniimagenet_root,
-)
+from realdata.data import DataOptions, load_dataset
+from realdata.datasets import ClassImages, DatasetError, DatasetSplits, EpisodeSampler, fixed_test_episodes
+from realdata.device import resolve_device
 from realdata.models import Conv4Loss, Conv4Spec, conv4_init
 from realdata.presets import TrainConfig
+from realdata.stats import accuracy_ci
 
 RUNS_ROOT = Path("results/realdata/runs")
 LAST, BEST, METRICS = "last.pt", "best.pt", "metrics.parquet"
 VAL_BATCH = 25  # validation episodes adapted at a time
-
-
-@dataclass(frozen=True)
-class DataOptions:
-    """Where and how to read a dataset: data root (None: the default one), Omniglot download
-    with the sha256 digests to check, and the opt-in for Mini-ImageNet pickles."""
-
-    data_root: Path | None = None
-    download: bool = False
-    sha256: dict[str, str] | None = None
-    allow_pickle: bool = False
-
-
-def _load_omniglot(options: DataOptions) -> DatasetSplits:
-    folder = ensure_omniglot(options.data_root, download=options.download, sha256=options.sha256)
-    return load_omniglot(folder)
-
-
-def _load_miniimagenet(options: DataOptions) -> DatasetSplits:
-    if options.download:
-        raise DatasetError(
-            "--download: only Omniglot can be downloaded; Mini-ImageNet must be put in place by "
-            "hand (see docs/datasets.md)"
-        )
-    folder = require_miniimagenet_root(options.data_root)
-    return load_miniimagenet(folder, allow_pickle=options.allow_pickle)
-
-
-# Dataset name (Preset.dataset) -> loader of its train/val/test splits.
-DATASET_LOADERS: dict[str, Callable[[DataOptions], DatasetSplits]] = {
-    "omniglot": _load_omniglot,
-    "miniimagenet": _load_miniimagenet,
-}
-
-
-def load_dataset(name: str, options: DataOptions = DataOptions()) -> DatasetSplits:
-    """The splits of dataset ``name``; DatasetError saying where to put missing files."""
-    return DATASET_LOADERS[name](options)
-
-
-def resolve_device(name: str | None) -> torch.device:
-    """``None`` -> cuda if available, else cpu; an unusable device is a ConfigError."""
-    if name is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError) as exc:
-        raise ConfigError(f"device (--device): expected cpu, cuda or cuda:N, got {name!r}") from exc
-    if device.type not in ("cpu", "cuda"):
-        raise ConfigError(f"device (--device): expected cpu, cuda or cuda:N, got {name!r}")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device (--device): {name!r} requested but CUDA is not available; "
-                          "expected cpu")
-    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise ConfigError(f"device (--device): {name!r} requested; expected cuda:0 to "
-                          f"cuda:{torch.cuda.device_count() - 1}")
-    return device
 
 
 def model_spec(config: TrainConfig, images: ClassImages) -> Conv4Spec:
@@ -116,8 +51,9 @@ def model_spec(config: TrainConfig, images: ClassImages) -> Conv4Spec:
     channels, height, width = images.image_shape
     if height != width:
         raise DatasetError(f"images: expected square images, got {height}x{width}")
-    return Conv4Spec(in_channels=channels, image_size=height, filters=config.preset.filters,
-                     num_classes=config.preset.ways)
+    return Conv4Spec(
+        in_channels=channels, image_size=height, filters=config.preset.filters, num_classes=config.preset.ways
+    )
 
 
 def episode_accuracies(
@@ -147,8 +83,7 @@ def episode_accuracies(
             if use_vmap:
                 out.append(batched(params, batch.support, batch.query))
             else:
-                out.append(torch.stack([accuracy(params, *batch.task(i))
-                                        for i in range(batch.num_tasks)]))
+                out.append(torch.stack([accuracy(params, *batch.task(i)) for i in range(batch.num_tasks)]))
     return torch.cat(out).double().cpu()
 
 
@@ -189,8 +124,9 @@ def _config_differences(stored: TrainConfig, config: TrainConfig) -> list[str]:
         preset = d.pop("preset")
         preset.pop("iterations")
         flat.append({**d, **{f"preset.{k}": v for k, v in preset.items()}})
-    return [f"{k}: checkpoint {flat[0][k]!r}, now {flat[1][k]!r}"
-            for k in flat[0] if flat[0][k] != flat[1][k]]
+    return [
+        f"{k}: checkpoint {flat[0][k]!r}, now {flat[1][k]!r}" for k in flat[0] if flat[0][k] != flat[1][k]
+    ]
 
 
 def _resume_state(run_dir: Path, config: TrainConfig, resume: bool) -> dict[str, Any] | None:
@@ -198,26 +134,32 @@ def _resume_state(run_dir: Path, config: TrainConfig, resume: bool) -> dict[str,
     last = run_dir / LAST
     if not resume:
         if last.exists():
-            raise ConfigError(f"out (--out): {run_dir} already holds a run ({LAST}); pass "
-                              "--resume to continue it, or choose another --out")
+            raise ConfigError(
+                f"out (--out): {run_dir} already holds a run ({LAST}); pass "
+                "--resume to continue it, or choose another --out"
+            )
         return None
     if not last.exists():
-        raise ConfigError(f"resume (--resume): no {LAST} in {run_dir}; expected the --out folder "
-                          "of an interrupted run")
+        raise ConfigError(
+            f"resume (--resume): no {LAST} in {run_dir}; expected the --out folder of an interrupted run"
+        )
     state = load_checkpoint(last)
     diffs = _config_differences(TrainConfig.from_dict(state["config"]), config)
     if diffs:
-        raise ConfigError(f"resume (--resume): {last} was trained with another config "
-                          f"({'; '.join(diffs)}); expected the same settings (only --iterations "
-                          "may change), or a new --out")
+        raise ConfigError(
+            f"resume (--resume): {last} was trained with another config "
+            f"({'; '.join(diffs)}); expected the same settings (only --iterations "
+            "may change), or a new --out"
+        )
     return state
 
 
 class _Run:
     """The mutable state of one training run and its bookkeeping (rows, checkpoints)."""
 
-    def __init__(self, config: TrainConfig, splits: DatasetSplits, run_dir: Path,
-                 device: torch.device) -> None:
+    def __init__(
+        self, config: TrainConfig, splits: DatasetSplits, run_dir: Path, device: torch.device
+    ) -> None:
         preset = config.preset
         self.config, self.run_dir, self.device = config, run_dir, device
         train_images = splits.train
@@ -227,15 +169,25 @@ class _Run:
         self.spec = model_spec(config, train_images)
         self.loss = Conv4Loss(self.spec)
         init = conv4_init(self.spec, generator(config.seed, "realdata", preset.name, "init"))
-        self.learner = MetaLearner(self.loss, {k: v.to(device) for k, v in init.items()},
-                                   config.meta_config(), adam(preset.meta_lr))
+        self.learner = MetaLearner(
+            self.loss, {k: v.to(device) for k, v in init.items()}, config.meta_config(), adam(preset.meta_lr)
+        )
         self.sampler = EpisodeSampler(
-            train_images.to(device), preset.ways, preset.shots, preset.queries,
+            train_images.to(device),
+            preset.ways,
+            preset.shots,
+            preset.queries,
             seed=derive_seed(config.seed, "realdata", preset.name, "train-episodes"),
         )
         self.val = fixed_test_episodes(
-            splits.val.to(device), preset.ways, preset.shots, preset.queries,
-            n_episodes=preset.val_episodes, seed=DEFAULT_SEED, stream="val", allow_small=True,
+            splits.val.to(device),
+            preset.ways,
+            preset.shots,
+            preset.queries,
+            n_episodes=preset.val_episodes,
+            seed=DEFAULT_SEED,
+            stream="val",
+            allow_small=True,
         )
         self.iteration, self.best_val, self.best_iteration, self.elapsed = 0, -math.inf, 0, 0.0
         self.rows: list[dict[str, Any]] = []
@@ -264,32 +216,53 @@ class _Run:
             "iteration": self.iteration,
             "params": {k: v.cpu() for k, v in self.learner.detached_params().items()},
             "optimizer": self.learner.optimizer.state_dict(),
-            "sampler": {"seed": self.sampler.seed, "stream": self.sampler.stream,
-                        "next_index": self.sampler.next_index},
+            "sampler": {
+                "seed": self.sampler.seed,
+                "stream": self.sampler.stream,
+                "next_index": self.sampler.next_index,
+            },
             "rng": rng_state(),
             "best_val_accuracy": self.best_val,
             "best_iteration": self.best_iteration,
             "elapsed_s": self.elapsed,
-            "provenance": provenance(self.device, seed=self.config.seed,
-                                     config_hash=self.config.hash()),
+            "provenance": provenance(self.device, seed=self.config.seed, config_hash=self.config.hash()),
         }
 
-    def record(self, split: str, loss: float, accuracy: float, ci95: float = math.nan,
-               status: str = "ok") -> None:
+    def record(
+        self, split: str, loss: float, accuracy: float, ci95: float = math.nan, status: str = "ok"
+    ) -> None:
         c, p = self.config, self.config.preset
-        self.rows.append({
-            "run": c.run_name, "preset": p.name, "dataset": p.dataset, "ways": p.ways,
-            "shots": p.shots, "method": c.method, "alpha_low": c.alpha_low,
-            "alpha_up": c.alpha_up, "seed": c.seed, "split": split,
-            "iteration": self.iteration, "meta_loss": loss, "accuracy": accuracy, "ci95": ci95,
-            "status": status, "elapsed_s": self.elapsed,
-            **provenance(self.device, config_hash=c.hash()),
-        })
+        self.rows.append(
+            {
+                "run": c.run_name,
+                "preset": p.name,
+                "dataset": p.dataset,
+                "ways": p.ways,
+                "shots": p.shots,
+                "method": c.method,
+                "alpha_low": c.alpha_low,
+                "alpha_up": c.alpha_up,
+                "seed": c.seed,
+                "split": split,
+                "iteration": self.iteration,
+                "meta_loss": loss,
+                "accuracy": accuracy,
+                "ci95": ci95,
+                "status": status,
+                "elapsed_s": self.elapsed,
+                **provenance(self.device, config_hash=c.hash()),
+            }
+        )
 
     def validate(self) -> float:
         """Mean validation accuracy; saves ``best.pt`` when it improves."""
-        acc = episode_accuracies(self.loss, self.learner.params, self.val.batches(VAL_BATCH),
-                                 self.config.eval_meta_config(), self.device)
+        acc = episode_accuracies(
+            self.loss,
+            self.learner.params,
+            self.val.batches(VAL_BATCH),
+            self.config.eval_meta_config(),
+            self.device,
+        )
         summary = accuracy_ci(acc)
         self.record("val", math.nan, summary.mean, summary.ci95)
         if summary.mean > self.best_val:
@@ -324,8 +297,7 @@ def train(
     """
     device = device if isinstance(device, torch.device) else resolve_device(device)
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
-    if stop_at is not None and (isinstance(stop_at, bool) or not isinstance(stop_at, int)
-                                or stop_at < 1):
+    if stop_at is not None and (isinstance(stop_at, bool) or not isinstance(stop_at, int) or stop_at < 1):
         raise ConfigError(f"stop_at (--stop-at): expected an integer >= 1, got {stop_at!r}")
     state = _resume_state(run_dir, config, resume)
     splits = data if data is not None else load_dataset(config.preset.dataset, data_options)
@@ -335,8 +307,13 @@ def train(
     preset = config.preset
     end = min(preset.iterations, stop_at) if stop_at is not None else preset.iterations
     train_cfg = config.meta_config()
-    bar = tqdm(total=preset.iterations, initial=run.iteration, desc=config.run_name,
-               disable=not progress, dynamic_ncols=True)
+    bar = tqdm(
+        total=preset.iterations,
+        initial=run.iteration,
+        desc=config.run_name,
+        disable=not progress,
+        dynamic_ncols=True,
+    )
     postfix: dict[str, str] = {}
     status = "completed" if end == preset.iterations else "stopped"
     while run.iteration < end:
@@ -344,8 +321,9 @@ def train(
         batch = run.sampler.sample_batch(preset.meta_batch)
         log_now = (run.iteration + 1) % preset.log_every == 0
         if log_now:  # accuracy on this batch before its update: the theta of its meta-loss
-            train_acc = float(episode_accuracies(run.loss, run.learner.params, [batch],
-                                                 train_cfg, device).mean())
+            train_acc = float(
+                episode_accuracies(run.loss, run.learner.params, [batch], train_cfg, device).mean()
+            )
         loss = float(run.learner.step(batch).loss)
         run.iteration += 1
         run.elapsed += time.perf_counter() - started
@@ -367,5 +345,4 @@ def train(
         if run.iteration % preset.val_every == 0 or run.iteration in (end, preset.iterations):
             run.save()
     bar.close()
-    return TrainResult(run_dir, status, run.iteration, run.best_val, run.best_iteration,
-                       run.elapsed)
+    return TrainResult(run_dir, status, run.iteration, run.best_val, run.best_iteration, run.elapsed)

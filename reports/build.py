@@ -9,16 +9,18 @@ figures, so building twice from the same results gives the same bytes.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import jinja2
 import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
-from realdata.datasets.locate import DEFAULT_BASELINES
+from infra.paths import DEFAULT_BASELINES
+from infra.verdicts import FAIL, PASS
 from reports import figures
 from reports.store import DEFAULT_RESULTS, ResultsReader
 from reports.tables import (
@@ -35,7 +37,6 @@ from reports.tables import (
     verdict_counts,
     verdict_rank,
 )
-from synthetic.theory import FAIL, PASS
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 PROVENANCE_COLUMNS = ("git_sha", "versions", "device", "date", "seed", "scale", "config_hash")
@@ -108,8 +109,12 @@ def build_report(results: Path = DEFAULT_RESULTS, baselines: Path = DEFAULT_BASE
 def render(sections: list[Section], reader: ResultsReader) -> str:
     """Render the template (autoescaped) with the sections."""
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, undefined=jinja2.StrictUndefined,
-        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
     )
     return env.get_template("report.html.j2").render(sections=sections, results=reader.root.as_posix())
 
@@ -122,20 +127,39 @@ def group_of(prediction_id: str) -> str:
 # ----- predictions (synthetic and generalization) --------------------------------------------
 
 PREDICTION_COLUMNS = {
-    "id": "id", "prediction": "prediction", "source": "source", "predicted": "predicted",
-    "measured": "measured", "ratio": "ratio", "tolerance": "tolerance", "verdict": "verdict",
+    "id": "id",
+    "prediction": "prediction",
+    "source": "source",
+    "predicted": "predicted",
+    "measured": "measured",
+    "ratio": "ratio",
+    "tolerance": "tolerance",
+    "verdict": "verdict",
     "details": "details",
 }
 
 
 def prediction_tables(predictions: pd.DataFrame, track: Track) -> list[Any]:
     """One table per id group; groups with a FAIL first, and FAIL rows first in each group."""
-    frame = predictions.assign(_group=predictions["id"].map(group_of), _order=range(len(predictions)),
-                               _rank=predictions["verdict"].map(verdict_rank))
+    frame = predictions.assign(
+        _group=predictions["id"].map(group_of),
+        _order=range(len(predictions)),
+        _rank=predictions["verdict"].map(verdict_rank),
+    )
     track.verdicts += frame["verdict"].astype(str).tolist()
     for row in frame[frame["verdict"] == FAIL].to_dict("records"):
-        track.failures.append([track.name, row["id"], row.get("prediction"), row.get("predicted"),
-                               row.get("measured"), row.get("tolerance"), row["verdict"], row.get("details")])
+        track.failures.append(
+            [
+                track.name,
+                row["id"],
+                row.get("prediction"),
+                row.get("predicted"),
+                row.get("measured"),
+                row.get("tolerance"),
+                row["verdict"],
+                row.get("details"),
+            ]
+        )
     first_seen = frame.groupby("_group", sort=False)["_order"].min()
     has_fail = frame.groupby("_group", sort=False)["_rank"].min()
     groups = sorted(first_seen.index, key=lambda g: (has_fail[g], first_seen[g]))
@@ -148,6 +172,7 @@ def prediction_tables(predictions: pd.DataFrame, track: Track) -> list[Any]:
 
 
 # ----- synthetic ------------------------------------------------------------------------------
+
 
 def suite_track(
     reader: ResultsReader, tracks: list[Track], name: str, title: str, suite: str
@@ -167,15 +192,21 @@ def suite_track(
     section.status = status_line(predictions["verdict"])
     return section, track, predictions, command
 
+
 def synthetic_section(reader: ResultsReader, tracks: list[Track]) -> Section:
     """Predictions table, convergence/floor/bias figures, other curves, constants."""
-    section, track, predictions, command = suite_track(reader, tracks, "synthetic", "Synthetic theory track",
-                                                       "convergence")
+    section, track, predictions, command = suite_track(
+        reader, tracks, "synthetic", "Synthetic theory track", "convergence"
+    )
     if predictions is None:
         return section
-    section.items += [Heading("Predictions", "synthetic-predictions"),
-                      Text("Each row: what theory predicts, what was measured, the verdict. Groups are the "
-                           "id's prefix; groups and rows with a FAIL come first.")]
+    section.items += [
+        Heading("Predictions", "synthetic-predictions"),
+        Text(
+            "Each row: what theory predicts, what was measured, the verdict. Groups are the "
+            "id's prefix; groups and rows with a FAIL come first."
+        ),
+    ]
     section.items += prediction_tables(predictions, track)
     runs = reader.table("synthetic/runs.parquet")
     curves = reader.table("synthetic/curves.parquet")
@@ -195,8 +226,9 @@ def synthetic_section(reader: ResultsReader, tracks: list[Track]) -> Section:
     ]
     covered = {"rate", "floor", "fo", "bias"}
     for group in sorted(set(curves["run_id"].map(group_of)) - covered):
-        builders.append(lambda g=group: figures.curve_group_figure(
-            curves[curves["run_id"].map(group_of) == g], runs, g))
+        builders.append(
+            lambda g=group: figures.curve_group_figure(curves[curves["run_id"].map(group_of) == g], runs, g)
+        )
     guarded(builders, section.items)
     section.items.append(Heading("Constants of each family", "synthetic-constants"))
     if constants is None:
@@ -226,20 +258,35 @@ def constants_tables(constants: pd.DataFrame) -> list[Table]:
             holds = r.get("holds")
             verdict = None if is_missing(holds) else ("PASS" if bool(holds) else FAIL)
             is_check = name.startswith("check:")
-            rows.append([name.removeprefix("check:"), "verification" if is_check else "constant", r.get("value"),
-                         r.get("closed_form"), verdict, r.get("method")])
+            rows.append(
+                [
+                    name.removeprefix("check:"),
+                    "verification" if is_check else "constant",
+                    r.get("value"),
+                    r.get("closed_form"),
+                    verdict,
+                    r.get("method"),
+                ]
+            )
         rows.sort(key=lambda row: (row[1] == "verification", verdict_rank(row[4]) if row[4] else 9))
-        out.append(make_table(["name", "kind", "value / measured", "closed form", "verdict", "how verified"],
-                              rows, caption=f"Family {family}"))
+        out.append(
+            make_table(
+                ["name", "kind", "value / measured", "closed form", "verdict", "how verified"],
+                rows,
+                caption=f"Family {family}",
+            )
+        )
     return out
 
 
 # ----- generalization -------------------------------------------------------------------------
 
+
 def generalization_section(reader: ResultsReader, tracks: list[Track]) -> Section:
     """Predictions and the gap-versus-M figure of the generalization track."""
-    section, track, predictions, command = suite_track(reader, tracks, "generalization", "Generalization track",
-                                                       "generalization")
+    section, track, predictions, command = suite_track(
+        reader, tracks, "generalization", "Generalization track", "generalization"
+    )
     if predictions is None:
         return section
     section.items += prediction_tables(predictions, track)
@@ -255,8 +302,11 @@ def generalization_section(reader: ResultsReader, tracks: list[Track]) -> Sectio
 
 SETTING_KEYS = ["dataset", "ways", "shots"]
 ROW_KEYS = SETTING_KEYS + ["method", "alpha_low", "alpha_up"]
-IMPLEMENTATIONS = {"reference": "per-task autograd (authors' style)", "engine_vmap": "engine, vmap",
-                   "engine_loop": "engine, loop"}
+IMPLEMENTATIONS = {
+    "reference": "per-task autograd (authors' style)",
+    "engine_vmap": "engine, vmap",
+    "engine_loop": "engine, loop",
+}
 
 
 def realdata_section(reader: ResultsReader, tracks: list[Track]) -> Section:
@@ -268,30 +318,57 @@ def realdata_section(reader: ResultsReader, tracks: list[Track]) -> Section:
     evaluations = reader.table("realdata/evaluations.parquet")
     stored = reader.read(reader.baselines)
     check = reader.table("baselines/check.csv")
-    evaluations = evaluations if needs(evaluations, set(ROW_KEYS) | {"accuracy", "ci95"},
-                                       "realdata/evaluations.parquet", section) else None
-    stored = stored if needs(stored, set(SETTING_KEYS) | {"method", "accuracy"}, reader.display(reader.baselines),
-                             section) else None
+    evaluations = (
+        evaluations
+        if needs(evaluations, set(ROW_KEYS) | {"accuracy", "ci95"}, "realdata/evaluations.parquet", section)
+        else None
+    )
+    stored = (
+        stored
+        if needs(
+            stored, set(SETTING_KEYS) | {"method", "accuracy"}, reader.display(reader.baselines), section
+        )
+        else None
+    )
     check = check if needs(check, set(ROW_KEYS) | {"verdict"}, "baselines/check.csv", section) else None
     measured = aggregate_evaluations(evaluations) if evaluations is not None else pd.DataFrame()
     section.items.append(Heading("Accuracy", "realdata-accuracy"))
     if evaluations is None:
-        section.items.append(Notice(
-            "test-set evaluations (realdata/evaluations.parquet)",
-            (f"sharpmaml evaluate {root}/realdata/runs/RUN/best.pt --out {root}/realdata/evaluations.parquet",)))
+        section.items.append(
+            Notice(
+                "test-set evaluations (realdata/evaluations.parquet)",
+                (
+                    f"sharpmaml evaluate {root}/realdata/runs/RUN/best.pt --out {root}/realdata/evaluations.parquet",
+                ),
+            )
+        )
     if stored is None:
-        section.items.append(Notice(f"stored baselines ({reader.display(reader.baselines)})",
-                                    ("sharpmaml baselines update",)))
+        section.items.append(
+            Notice(f"stored baselines ({reader.display(reader.baselines)})", ("sharpmaml baselines update",))
+        )
     if check is None:
-        section.items.append(Notice("regression gate table (baselines/check.csv)",
-                                    ("sharpmaml baselines check", "tox -e regression")))
+        section.items.append(
+            Notice(
+                "regression gate table (baselines/check.csv)",
+                ("sharpmaml baselines check", "tox -e regression"),
+            )
+        )
     else:
         track.ran = True
         track.verdicts += check["verdict"].astype(str).tolist()
         for r in check[check["verdict"] == FAIL].to_dict("records"):
-            track.failures.append([track.name, r.get("row_id", row_name(r)), "accuracy within tolerance of the "
-                                   "stored baseline", r.get("stored"), r.get("measured"), r.get("tolerance"),
-                                   r["verdict"], r.get("reason")])
+            track.failures.append(
+                [
+                    track.name,
+                    r.get("row_id", row_name(r)),
+                    "accuracy within tolerance of the stored baseline",
+                    r.get("stored"),
+                    r.get("measured"),
+                    r.get("tolerance"),
+                    r["verdict"],
+                    r.get("reason"),
+                ]
+            )
     if not measured.empty or stored is not None or check is not None:
         section.items.append(comparison_table(measured, stored, check))
         entries = accuracy_entries(measured, stored)
@@ -302,10 +379,14 @@ def realdata_section(reader: ResultsReader, tracks: list[Track]) -> Section:
         section.items.append(stored_table(stored))
     section.items.append(Heading("Cost per meta-iteration", "realdata-cost"))
     section.items += cost_items(reader)
-    ran = [name for name, frame in (("evaluations", evaluations), ("baselines", stored), ("gate", check))
-           if frame is not None]
+    ran = [
+        name
+        for name, frame in (("evaluations", evaluations), ("baselines", stored), ("gate", check))
+        if frame is not None
+    ]
     section.status = (status_line(check["verdict"]) + "; " if check is not None else "") + (
-        f"read: {', '.join(ran)}" if ran else "not run yet")
+        f"read: {', '.join(ran)}" if ran else "not run yet"
+    )
     return section
 
 
@@ -320,8 +401,11 @@ def row_name(row: dict[str, Any]) -> str:
 
 
 def radii_text(row: dict[str, Any]) -> str:
-    parts = [f"{k} = {fmt(row.get(k))}" for k in ("alpha_low", "alpha_up")
-             if not is_missing(row.get(k)) and float(row.get(k)) != 0]
+    parts = [
+        f"{k} = {fmt(row.get(k))}"
+        for k in ("alpha_low", "alpha_up")
+        if not is_missing(row.get(k)) and float(row.get(k)) != 0
+    ]
     return ", ".join(parts) or "—"
 
 
@@ -350,13 +434,21 @@ def aggregate_evaluations(evaluations: pd.DataFrame) -> pd.DataFrame:
         else:
             ci = float(scipy_stats.t.ppf(0.975, n - 1) * part["accuracy"].std(ddof=1) / np.sqrt(n))
             basis = f"spread over {n} seeds (t)"
-        rows.append({**{k: first[k] for k in keys}, "seeds": n, "accuracy": mean, "ci95": ci, "ci_basis": basis,
-                     "iterations": ", ".join(sorted({fmt(v) for v in part["iterations"]}))})
+        rows.append(
+            {
+                **{k: first[k] for k in keys},
+                "seeds": n,
+                "accuracy": mean,
+                "ci95": ci,
+                "ci_basis": basis,
+                "iterations": ", ".join(sorted({fmt(v) for v in part["iterations"]})),
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def _is_paper(row: dict[str, Any]) -> bool:
-    """Paper rows of the stored baselines: scale "paper" (harness.baselines), or a source citing a paper."""
+    """Paper rows of the stored baselines: scale "paper" (realdata.baselines.format), or a source citing a paper."""
     return str(row.get("scale", "")) == "paper" or str(row.get("source", "")).lower().startswith("paper")
 
 
@@ -372,10 +464,14 @@ def _same(row: dict[str, Any], other: dict[str, Any], radii: bool) -> bool:
     keys = SETTING_KEYS + ["method"]
     if any(fmt(row[k]) != fmt(other[k]) for k in keys):  # 5 and 5.0 (a CSV column with gaps) match
         return False
-    return not radii or all(radius_key(row.get(k)) == radius_key(other.get(k)) for k in ("alpha_low", "alpha_up"))
+    return not radii or all(
+        radius_key(row.get(k)) == radius_key(other.get(k)) for k in ("alpha_low", "alpha_up")
+    )
 
 
-def comparison_table(measured: pd.DataFrame, stored: pd.DataFrame | None, check: pd.DataFrame | None) -> Table:
+def comparison_table(
+    measured: pd.DataFrame, stored: pd.DataFrame | None, check: pd.DataFrame | None
+) -> Table:
     """Measured accuracy next to the paper rows, the stored baselines and the gate's verdict."""
     stored_rows = stored.to_dict("records") if stored is not None else []
     paper = [r for r in stored_rows if _is_paper(r)]
@@ -383,8 +479,10 @@ def comparison_table(measured: pd.DataFrame, stored: pd.DataFrame | None, check:
     checks = check.to_dict("records") if check is not None else []
     keyed: dict[tuple, dict[str, Any]] = {}
     for r in measured.to_dict("records") + reproduced + checks:
-        key = tuple(fmt(r[k]) for k in SETTING_KEYS + ["method"]) + (radius_key(r.get("alpha_low")),
-                                                                    radius_key(r.get("alpha_up")))
+        key = tuple(fmt(r[k]) for k in SETTING_KEYS + ["method"]) + (
+            radius_key(r.get("alpha_low")),
+            radius_key(r.get("alpha_up")),
+        )
         keyed.setdefault(key, r)
     rows = []
     for key in sorted(keyed, key=lambda k: (k[:3], method_rank(k[3]), k[3:])):
@@ -392,23 +490,53 @@ def comparison_table(measured: pd.DataFrame, stored: pd.DataFrame | None, check:
         mine = [r for r in measured.to_dict("records") if _same(base, r, True)]
         gate = [r for r in checks if _same(base, r, True)]
         worst = min((str(g["verdict"]) for g in gate), key=verdict_rank, default=None)
-        rows.append([
-            row_name(base), method_label(base["method"]), radii_text(base),
-            "; ".join(f"{fmt_ci(r['accuracy'], r['ci95'])} ({r['preset'] or 'no preset'}, {r['ci_basis']})"
-                      for r in mine) or "—",
-            "; ".join(f"{fmt_ci(r['accuracy'], r.get('ci95'))} ({short_source(r.get('source'))})"
-                      for r in paper if _same(base, r, False)) or "—",
-            "; ".join(f"{fmt_ci(r['accuracy'], r.get('ci95'))} ({r.get('scale', r.get('source', ''))})"
-                      for r in reproduced if _same(base, r, True)) or "—",
-            Cell(worst, verdict_class(worst)) if worst else "—",
-            "; ".join(f"Δ {fmt(g.get('delta'), 3)}, tolerance {fmt(g.get('tolerance'), 3)}"
-                      + (f" ({g['scale']})" if not is_missing(g.get("scale")) else "") for g in gate) or "—",
-        ])
-    return make_table(["setting", "method", "radii", "measured accuracy % ± 95% CI", "paper", "stored baseline",
-                       "gate verdict", "gate detail"], rows,
-                      caption="Accuracy per method next to the paper rows and the stored baselines",
-                      note="Paper rows match on setting and method (their radii are the paper's); stored "
-                           "baselines and gate rows also on the radii.")
+        rows.append(
+            [
+                row_name(base),
+                method_label(base["method"]),
+                radii_text(base),
+                "; ".join(
+                    f"{fmt_ci(r['accuracy'], r['ci95'])} ({r['preset'] or 'no preset'}, {r['ci_basis']})"
+                    for r in mine
+                )
+                or "—",
+                "; ".join(
+                    f"{fmt_ci(r['accuracy'], r.get('ci95'))} ({short_source(r.get('source'))})"
+                    for r in paper
+                    if _same(base, r, False)
+                )
+                or "—",
+                "; ".join(
+                    f"{fmt_ci(r['accuracy'], r.get('ci95'))} ({r.get('scale', r.get('source', ''))})"
+                    for r in reproduced
+                    if _same(base, r, True)
+                )
+                or "—",
+                Cell(worst, verdict_class(worst)) if worst else "—",
+                "; ".join(
+                    f"Δ {fmt(g.get('delta'), 3)}, tolerance {fmt(g.get('tolerance'), 3)}"
+                    + (f" ({g['scale']})" if not is_missing(g.get("scale")) else "")
+                    for g in gate
+                )
+                or "—",
+            ]
+        )
+    return make_table(
+        [
+            "setting",
+            "method",
+            "radii",
+            "measured accuracy % ± 95% CI",
+            "paper",
+            "stored baseline",
+            "gate verdict",
+            "gate detail",
+        ],
+        rows,
+        caption="Accuracy per method next to the paper rows and the stored baselines",
+        note="Paper rows match on setting and method (their radii are the paper's); stored "
+        "baselines and gate rows also on the radii.",
+    )
 
 
 def accuracy_entries(measured: pd.DataFrame, stored: pd.DataFrame | None) -> pd.DataFrame:
@@ -416,15 +544,32 @@ def accuracy_entries(measured: pd.DataFrame, stored: pd.DataFrame | None) -> pd.
     entries = []
     for r in measured.to_dict("records"):
         radii = radii_text(r)
-        entries.append({**r, "source": "measured", "label": f"{method_label(r['method'])}"
-                        + (f" [{radii}]" if radii != "—" else "") + f" measured ({r['preset'] or 'no preset'})"})
+        entries.append(
+            {
+                **r,
+                "source": "measured",
+                "label": f"{method_label(r['method'])}"
+                + (f" [{radii}]" if radii != "—" else "")
+                + f" measured ({r['preset'] or 'no preset'})",
+            }
+        )
     for r in stored.to_dict("records") if stored is not None else []:
         if r["method"] not in figures.METHOD_STYLES:  # other papers' methods: in the stored table only
             continue
         source = "paper" if _is_paper(r) else "stored baseline"
-        detail = f"paper ({short_source(r.get('source'))})" if source == "paper" else f"stored baseline ({r.get('scale', '')})"
-        entries.append({**r, "source": source, "ci95": r.get("ci95", np.nan),
-                        "label": f"{method_label(r['method'])} {detail}"})
+        detail = (
+            f"paper ({short_source(r.get('source'))})"
+            if source == "paper"
+            else f"stored baseline ({r.get('scale', '')})"
+        )
+        entries.append(
+            {
+                **r,
+                "source": source,
+                "ci95": r.get("ci95", np.nan),
+                "label": f"{method_label(r['method'])} {detail}",
+            }
+        )
     if not entries:
         return pd.DataFrame()
     frame = pd.DataFrame(entries)
@@ -437,16 +582,52 @@ def accuracy_entries(measured: pd.DataFrame, stored: pd.DataFrame | None) -> pd.
 def gate_table(check: pd.DataFrame) -> Table:
     """The regression gate's rows, failures first."""
     frame = check.assign(_rank=check["verdict"].map(verdict_rank)).sort_values("_rank", kind="stable")
-    columns = ["row_id", "dataset", "ways", "shots", "method", "alpha_low", "alpha_up", "scale", "stored",
-               "measured", "delta", "tolerance", "verdict", "reason", "n_seeds"]
-    return frame_table(frame, {c: c for c in columns if c in frame},
-                       caption="Regression gate (baselines/check.csv): re-run against stored rows")
+    columns = [
+        "row_id",
+        "dataset",
+        "ways",
+        "shots",
+        "method",
+        "alpha_low",
+        "alpha_up",
+        "scale",
+        "stored",
+        "measured",
+        "delta",
+        "tolerance",
+        "verdict",
+        "reason",
+        "n_seeds",
+    ]
+    return frame_table(
+        frame,
+        {c: c for c in columns if c in frame},
+        caption="Regression gate (baselines/check.csv): re-run against stored rows",
+    )
 
 
 def stored_table(stored: pd.DataFrame) -> Table:
     """Every stored baseline row with its source."""
-    columns = ["row_id", "dataset", "ways", "shots", "method", "alpha_low", "alpha_up", "scale", "accuracy", "ci95",
-               "n_episodes", "n_seeds", "iterations", "tolerance_rule", "source", "device", "git_sha", "date"]
+    columns = [
+        "row_id",
+        "dataset",
+        "ways",
+        "shots",
+        "method",
+        "alpha_low",
+        "alpha_up",
+        "scale",
+        "accuracy",
+        "ci95",
+        "n_episodes",
+        "n_seeds",
+        "iterations",
+        "tolerance_rule",
+        "source",
+        "device",
+        "git_sha",
+        "date",
+    ]
     return frame_table(stored, {c: c for c in columns if c in stored}, caption="Stored baselines")
 
 
@@ -456,16 +637,24 @@ def cost_items(reader: ResultsReader) -> list[Any]:
     items: list[Any] = []
     metrics = reader.run_metrics()
     if metrics is None or not {"run", "method", "iteration", "elapsed_s"} <= set(metrics.columns):
-        items.append(Notice("training runs (realdata/runs/*/metrics.parquet)",
-                            (f"sharpmaml train --preset ci --method maml --out {root}/realdata/runs/RUN",)))
+        items.append(
+            Notice(
+                "training runs (realdata/runs/*/metrics.parquet)",
+                (f"sharpmaml train --preset ci --method maml --out {root}/realdata/runs/RUN",),
+            )
+        )
     else:
         items.append(training_cost_table(metrics))
     speed = reader.table("realdata/speed.json")
     if speed is None:
         speed = reader.table("realdata/speed.csv")
     if speed is None or not {"name", "method"} <= set(speed.columns):
-        items.append(Notice("speed benchmark (realdata/speed.json or .csv)",
-                            (f"python benchmarks/realdata_speed.py --out {root}/realdata/speed.json",)))
+        items.append(
+            Notice(
+                "speed benchmark (realdata/speed.json or .csv)",
+                (f"python benchmarks/realdata_speed.py --out {root}/realdata/speed.json",),
+            )
+        )
         return items
     present = {p: label for p, label in IMPLEMENTATIONS.items() if f"{p}_median_s" in speed}
     items.append(speed_table(speed, present))
@@ -476,8 +665,11 @@ def cost_items(reader: ResultsReader) -> list[Any]:
 def training_cost_table(metrics: pd.DataFrame) -> Table:
     """Per run: iterations, wall time per meta-iteration (validation included), ratio to MAML."""
     last = metrics.sort_values("iteration", kind="stable").groupby("run", sort=True).tail(1)
-    val = (metrics[metrics["split"] == "val"].groupby("run")["accuracy"].max() if "split" in metrics
-           else pd.Series(dtype=float))
+    val = (
+        metrics[metrics["split"] == "val"].groupby("run")["accuracy"].max()
+        if "split" in metrics
+        else pd.Series(dtype=float)
+    )
     last = last.assign(per_it=last["elapsed_s"] / last["iteration"].where(last["iteration"] > 0))
     for col in ("preset", "device", "alpha_low", "alpha_up", "seed", "status"):
         if col not in last:
@@ -486,13 +678,39 @@ def training_cost_table(metrics: pd.DataFrame) -> Table:
     rows = []
     for r in last.sort_values(["preset", "method", "run"]).to_dict("records"):
         base = maml.get((r["preset"], r["device"]), np.nan)
-        rows.append([r["run"], r["preset"], method_label(r["method"]), radii_text(r), r["seed"], r["device"],
-                     int(r["iteration"]), 100 * val.get(r["run"], np.nan), 1e3 * r["per_it"], r["per_it"] / base,
-                     r["status"]])
-    return make_table(["run", "preset", "method", "radii", "seed", "device", "iterations", "best val. accuracy %",
-                       "ms / meta-iteration", "× MAML (same preset, device)", "status"], rows,
-                      caption="Training runs: wall time per meta-iteration",
-                      note="Wall time of the whole run (validation included) divided by its iterations.")
+        rows.append(
+            [
+                r["run"],
+                r["preset"],
+                method_label(r["method"]),
+                radii_text(r),
+                r["seed"],
+                r["device"],
+                int(r["iteration"]),
+                100 * val.get(r["run"], np.nan),
+                1e3 * r["per_it"],
+                r["per_it"] / base,
+                r["status"],
+            ]
+        )
+    return make_table(
+        [
+            "run",
+            "preset",
+            "method",
+            "radii",
+            "seed",
+            "device",
+            "iterations",
+            "best val. accuracy %",
+            "ms / meta-iteration",
+            "× MAML (same preset, device)",
+            "status",
+        ],
+        rows,
+        caption="Training runs: wall time per meta-iteration",
+        note="Wall time of the whole run (validation included) divided by its iterations.",
+    )
 
 
 def speed_table(speed: pd.DataFrame, implementations: dict[str, str]) -> Table:
@@ -503,15 +721,36 @@ def speed_table(speed: pd.DataFrame, implementations: dict[str, str]) -> Table:
         for p, label in implementations.items():
             ratio = r[f"{p}_median_s"] / float(maml[f"{p}_median_s"].iloc[0]) if len(maml) else np.nan
             peak = r.get(f"{p}_peak_mib", np.nan)
-            rows.append([r["name"], method_label(r["method"]), r.get("tasks"), label, 1e3 * r[f"{p}_median_s"],
-                         ratio, "not measured (CPU)" if is_missing(peak) else peak,
-                         r.get("device_name", r.get("device"))])
-    return make_table(["case", "method", "tasks", "implementation", "ms / meta-iteration (median)", "× MAML",
-                       "peak memory (MiB)", "device"], rows,
-                      caption="Speed benchmark: time and memory per meta-iteration")
+            rows.append(
+                [
+                    r["name"],
+                    method_label(r["method"]),
+                    r.get("tasks"),
+                    label,
+                    1e3 * r[f"{p}_median_s"],
+                    ratio,
+                    "not measured (CPU)" if is_missing(peak) else peak,
+                    r.get("device_name", r.get("device")),
+                ]
+            )
+    return make_table(
+        [
+            "case",
+            "method",
+            "tasks",
+            "implementation",
+            "ms / meta-iteration (median)",
+            "× MAML",
+            "peak memory (MiB)",
+            "device",
+        ],
+        rows,
+        caption="Speed benchmark: time and memory per meta-iteration",
+    )
 
 
 # ----- summary and provenance -----------------------------------------------------------------
+
 
 def summary_section(tracks: list[Track], sections: list[Section]) -> Section:
     """Verdict counts per track and every failing row, first."""
@@ -528,33 +767,63 @@ def summary_section(tracks: list[Track], sections: list[Section]) -> Section:
     failures = [f for t in tracks for f in t.failures]
     section.status = f"{len(failures)} failing" if failures else "no failing rows"
     if failures:
-        section.items.append(make_table(["track", "id", "statement", "predicted / stored", "measured", "tolerance",
-                                          "verdict", "details"], failures, caption="Failing rows (FAIL first)"))
+        section.items.append(
+            make_table(
+                [
+                    "track",
+                    "id",
+                    "statement",
+                    "predicted / stored",
+                    "measured",
+                    "tolerance",
+                    "verdict",
+                    "details",
+                ],
+                failures,
+                caption="Failing rows (FAIL first)",
+            )
+        )
     else:
         section.items.append(Text("No prediction or gate row has the verdict FAIL."))
-    section.items.append(make_table(["section", "status"], [[s.title, s.status] for s in sections],
-                                    caption="Sections"))
+    section.items.append(
+        make_table(["section", "status"], [[s.title, s.status] for s in sections], caption="Sections")
+    )
     return section
 
 
 def provenance_section(reader: ResultsReader) -> Section:
     """Files read (sha256) and the provenance the rows of each carry: sha, versions, device, dates."""
     section = Section("provenance", "Provenance")
-    section.items.append(Text(f"Paths are relative to the results store {reader.root.as_posix()}. The report "
-                              "is built from these files alone and carries no build date, so the same files "
-                              "give the same bytes."))
-    section.items.append(make_table(["file", "rows", "bytes", "sha256"],
-                                    [[f.path, f.rows, f.size, Cell(f.sha256, "hash")] for f in reader.files],
-                                    caption="Results files read"))
+    section.items.append(
+        Text(
+            f"Paths are relative to the results store {reader.root.as_posix()}. The report "
+            "is built from these files alone and carries no build date, so the same files "
+            "give the same bytes."
+        )
+    )
+    section.items.append(
+        make_table(
+            ["file", "rows", "bytes", "sha256"],
+            [[f.path, f.rows, f.size, Cell(f.sha256, "hash")] for f in reader.files],
+            caption="Results files read",
+        )
+    )
     section.items += [Problem(p) for p in reader.problems]
     columns = [c for c in PROVENANCE_COLUMNS if any(c in frame for frame in reader.frames.values())]
-    rows = [[name, *[distinct(frame[c]) if c in frame else "—" for c in columns]]
-            for name, frame in reader.frames.items() if any(c in frame for c in columns)]
+    rows = [
+        [name, *[distinct(frame[c]) if c in frame else "—" for c in columns]]
+        for name, frame in reader.frames.items()
+        if any(c in frame for c in columns)
+    ]
     if rows:
-        section.items.append(make_table(["file", *columns], rows,
-                                        caption="Provenance columns of the rows read (distinct values)"))
-    section.status = f"{len(reader.files)} files read" + (f", {len(reader.problems)} unreadable"
-                                                          if reader.problems else "")
+        section.items.append(
+            make_table(
+                ["file", *columns], rows, caption="Provenance columns of the rows read (distinct values)"
+            )
+        )
+    section.status = f"{len(reader.files)} files read" + (
+        f", {len(reader.problems)} unreadable" if reader.problems else ""
+    )
     return section
 
 
@@ -567,6 +836,7 @@ def distinct(values: pd.Series) -> str:
 
 
 # ----- helpers ----------------------------------------------------------------------------------
+
 
 def needs(frame: pd.DataFrame | None, columns: set[str], name: str, section: Section) -> bool:
     """Whether a table is present with the columns needed; a Problem item when it lacks some."""

@@ -7,42 +7,56 @@ import sys
 import time
 from pathlib import Path
 
-from harness.cli import CliError
-from harness.store import atomic_write_bytes
-from realdata.datasets.locate import DEFAULT_BASELINES
+from infra.errors import UsageError
+from infra.paths import DEFAULT_BASELINES
+from infra.store import atomic_write_bytes
 from reports.store import DEFAULT_RESULTS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``report`` to the ``sharpmaml`` command."""
     parser = subparsers.add_parser(
-        "report", help="HTML report of both tracks from the results store (re-runs nothing)",
+        "report",
+        help="HTML report of both tracks from the results store (re-runs nothing)",
         description="Build one self-contained HTML file (inline CSS, embedded figures, nothing "
-                    "fetched) from the results store; absent parts show as 'not run yet'.",
+        "fetched) from the results store; absent parts show as 'not run yet'.",
     )
-    parser.add_argument("--results", type=Path, metavar="DIR",
-                        help=f"results store to read (default {DEFAULT_RESULTS}/; must exist when given)")
-    parser.add_argument("--out", type=Path, metavar="FILE", help="HTML file to write (default DIR/report.html)")
-    parser.add_argument("--baselines", type=Path, default=DEFAULT_BASELINES, metavar="CSV",
-                        help="stored baselines (default: the repository's realdata/baselines.csv; may be absent)")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        metavar="DIR",
+        help=f"results store to read (default {DEFAULT_RESULTS}/; must exist when given)",
+    )
+    parser.add_argument(
+        "--out", type=Path, metavar="FILE", help="HTML file to write (default DIR/report.html)"
+    )
+    parser.add_argument(
+        "--baselines",
+        type=Path,
+        default=DEFAULT_BASELINES,
+        metavar="CSV",
+        help="stored baselines (default: the repository's realdata/baselines/baselines.csv; may be absent)",
+    )
     parser.set_defaults(handler=run)
 
 
 def validate(args: argparse.Namespace) -> tuple[Path, Path]:
-    """The results folder and output file, after checking them (exit 2 on bad input)."""
+    """The results folder and output file, after checking them (exit 4 on bad input)."""
     results = args.results if args.results is not None else DEFAULT_RESULTS
     if results.exists() and not results.is_dir():
-        raise CliError(f"--results: expected a results folder, but {results} is a file")
+        raise UsageError(f"--results: expected a results folder, but {results} is a file")
     if args.results is not None and not results.exists():
-        raise CliError(f"--results: folder {results} not found; expected the --out folder of the suites "
-                       "(default results/)")
+        raise UsageError(
+            f"--results: folder {results} not found; expected the --out folder of the suites "
+            "(default results/)"
+        )
     out = args.out if args.out is not None else results / "report.html"
     if out.is_dir():
-        raise CliError(f"--out: expected an HTML file path, but {out} is a folder")
+        raise UsageError(f"--out: expected an HTML file path, but {out} is a folder")
     if out.parent.exists() and not out.parent.is_dir():
-        raise CliError(f"--out: {out.parent} is a file, not a folder")
+        raise UsageError(f"--out: {out.parent} is a file, not a folder")
     if args.baselines.exists() and not args.baselines.is_file():
-        raise CliError(f"--baselines: expected a CSV file, but {args.baselines} is not a file")
+        raise UsageError(f"--baselines: expected a CSV file, but {args.baselines} is not a file")
     return results, out
 
 

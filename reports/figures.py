@@ -11,8 +11,9 @@ import base64
 import functools
 import io
 import re
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import matplotlib
 import matplotlib.colors
@@ -38,8 +39,18 @@ METHOD_STYLES = {
     "sharp_up": (1, "v", "-."),
     "sharp_both": (3, "D", (0, (5, 1, 1, 1))),
 }
-SERIES_STYLES = [(0, "o", "-"), (1, "v", "--"), (2, "^", "-."), (3, "D", ":"), (4, "P", "-"),
-                 (5, "X", "--"), (6, "*", "-."), (8, "h", ":"), (9, "<", "-"), (7, ">", "--")]
+SERIES_STYLES = [
+    (0, "o", "-"),
+    (1, "v", "--"),
+    (2, "^", "-."),
+    (3, "D", ":"),
+    (4, "P", "-"),
+    (5, "X", "--"),
+    (6, "*", "-."),
+    (8, "h", ":"),
+    (9, "<", "-"),
+    (7, ">", "--"),
+]
 RC = {
     **sns.axes_style("whitegrid"),
     "svg.hashsalt": "sharp-maml-bench",
@@ -78,10 +89,12 @@ def style(key: Any, index: int = 0) -> dict[str, Any]:
 
 def styled(build: Callable[..., Figure | None]) -> Callable[..., Figure | None]:
     """Run a figure builder inside the report's matplotlib style (rcParams), start to SVG."""
+
     @functools.wraps(build)
     def wrapper(*args: Any, **kwargs: Any) -> Figure | None:
         with matplotlib.rc_context(RC):
             return build(*args, **kwargs)
+
     return wrapper
 
 
@@ -106,8 +119,13 @@ def shared_legend(fig: MplFigure) -> None:
             entries.setdefault(label, handle)
     if entries:
         room = fig.get_figwidth() * 12 / max(len(label) + 6 for label in entries)  # ~12 characters per inch
-        fig.legend(list(entries.values()), list(entries), loc="outside lower center",
-                   ncols=int(np.clip(room, 1, min(3, len(entries)))), frameon=False)
+        fig.legend(
+            list(entries.values()),
+            list(entries),
+            loc="outside lower center",
+            ncols=int(np.clip(room, 1, min(3, len(entries)))),
+            frameon=False,
+        )
 
 
 def finish(fig: MplFigure, fid: str, title: str, alt: str, table: Table, legend: bool = True) -> Figure:
@@ -129,12 +147,23 @@ def quantile_band(values: np.ndarray) -> dict[str, np.ndarray]:
     """Median, mean and the quantile band over the rows (samples) of a (samples, x) array."""
     with np.errstate(all="ignore"):
         lo, hi = np.nanquantile(values, QUANTILES, axis=0)
-        return {"median": np.nanmedian(values, axis=0), "mean": np.nanmean(values, axis=0),
-                "lo": lo, "hi": hi, "n": np.sum(np.isfinite(values), axis=0)}
+        return {
+            "median": np.nanmedian(values, axis=0),
+            "mean": np.nanmean(values, axis=0),
+            "lo": lo,
+            "hi": hi,
+            "n": np.sum(np.isfinite(values), axis=0),
+        }
 
 
-def draw_band(ax: Axes, x: np.ndarray, stats: dict[str, np.ndarray], label: str, st: dict[str, Any],
-              markevery: int | None = None) -> None:
+def draw_band(
+    ax: Axes,
+    x: np.ndarray,
+    stats: dict[str, np.ndarray],
+    label: str,
+    st: dict[str, Any],
+    markevery: int | None = None,
+) -> None:
     """Median line with markers and a translucent quantile band in the same colour."""
     ax.fill_between(x, stats["lo"], stats["hi"], color=st["color"], alpha=0.18, linewidth=0)
     ax.plot(x, stats["median"], label=label, markevery=markevery, **st)
@@ -179,8 +208,11 @@ SeriesKey = tuple[float, str, str]  # (batch size, method, schedule)
 
 
 def method_panels(
-    frame: pd.DataFrame, x: str, value: str,
-    extra: Callable[[Axes, SeriesKey, dict[str, np.ndarray]], None] | None = None, markevery: int | None = None,
+    frame: pd.DataFrame,
+    x: str,
+    value: str,
+    extra: Callable[[Axes, SeriesKey, dict[str, np.ndarray]], None] | None = None,
+    markevery: int | None = None,
 ) -> tuple[MplFigure, np.ndarray, dict[SeriesKey, dict[str, np.ndarray]]]:
     """Panels batch size x schedule of a rate-style frame, one band per (method, schedule).
 
@@ -198,14 +230,17 @@ def method_panels(
     for i, batch in enumerate(batches):
         for j, schedule in enumerate(schedules):
             ax = axes[i, j]
-            keys = sorted(((m, s) for b, m, s in series if b == batch and s in (schedule, "none")),
-                          key=_method_order)
+            keys = sorted(
+                ((m, s) for b, m, s in series if b == batch and s in (schedule, "none")), key=_method_order
+            )
             for k, (method, sch) in enumerate(keys):
                 stats = series[(batch, method, sch)]
                 draw_band(ax, stats["x"], stats, series_name(method, sch), style(method, k), markevery)
                 if extra is not None:
                     extra(ax, (batch, method, sch), stats)
-            title = f"B = {fmt(batch)}" + (f", {SCHEDULE_LABELS.get(schedule, schedule)}" if schedule != "none" else "")
+            title = f"B = {fmt(batch)}" + (
+                f", {SCHEDULE_LABELS.get(schedule, schedule)}" if schedule != "none" else ""
+            )
             ax.set(xscale="log", yscale="log", title=title)
     return fig, axes, series
 
@@ -221,8 +256,15 @@ def r1_by_T(part: pd.DataFrame, constants: dict[str, float]) -> dict[float, floa
     for T, lanes_ in part.groupby("T", sort=True):
         first = lanes_.iloc[0]
         try:
-            out[float(T)] = r1_bound(constants["Delta"], float(first["eta"]), int(T), constants["L_bar"],
-                                     float(first["alpha"]), constants["sigma2"], int(first["batch_size"]))
+            out[float(T)] = r1_bound(
+                constants["Delta"],
+                float(first["eta"]),
+                int(T),
+                constants["L_bar"],
+                float(first["alpha"]),
+                constants["sigma2"],
+                int(first["batch_size"]),
+            )
         except (KeyError, ValueError):
             out[float(T)] = float("nan")
     return out
@@ -234,15 +276,30 @@ def rate_figure(runs: pd.DataFrame, constants: dict[str, float]) -> Figure | Non
     rate = runs_of(runs, "rate")
     if rate.empty:
         return None
-    r1 = {key: r1_by_T(part, constants)
-          for key, part in rate.groupby(["batch_size", "method", "schedule"], sort=True) if key[1] in R1_METHODS}
+    r1 = {
+        key: r1_by_T(part, constants)
+        for key, part in rate.groupby(["batch_size", "method", "schedule"], sort=True)
+        if key[1] in R1_METHODS
+    }
 
     def references(ax: Axes, key: SeriesKey, stats: dict[str, np.ndarray]) -> None:
         if key[1] == "maml":
-            ax.plot(stats["x"], [r1[key][T] for T in stats["x"]], color="black", linestyle="--",
-                    linewidth=1.2, label="R1 bound (MAML)")
-            ax.plot(stats["x"], stats["mean"][0] * (stats["x"] / stats["x"][0]) ** -0.5, color="0.45",
-                    linestyle=":", linewidth=1.4, label="predicted slope −1/2")
+            ax.plot(
+                stats["x"],
+                [r1[key][T] for T in stats["x"]],
+                color="black",
+                linestyle="--",
+                linewidth=1.2,
+                label="R1 bound (MAML)",
+            )
+            ax.plot(
+                stats["x"],
+                stats["mean"][0] * (stats["x"] / stats["x"][0]) ** -0.5,
+                color="0.45",
+                linestyle=":",
+                linewidth=1.4,
+                label="predicted slope −1/2",
+            )
 
     fig, axes, series = method_panels(rate, "T", "grad_norm2_avg", references)
     for ax in axes.flat:
@@ -257,22 +314,38 @@ def rate_figure(runs: pd.DataFrame, constants: dict[str, float]) -> Figure | Non
             bounds = np.asarray([r1.get((batch, method, sch), {}).get(T, np.nan) for T in stats["x"]])
             ratios += [r for r in stats["mean"] / bounds if np.isfinite(r)]
             slopes[(method, sch)] = slope(stats["x"], stats["mean"])
-            for row in zip(stats["x"], stats["n"], stats["mean"], stats["median"], stats["lo"], stats["hi"],
-                           bounds, stats["mean"] / bounds):
+            for row in zip(
+                stats["x"],
+                stats["n"],
+                stats["mean"],
+                stats["median"],
+                stats["lo"],
+                stats["hi"],
+                bounds,
+                stats["mean"] / bounds,
+            ):
                 rows.append([batch, series_name(method, sch), *row])
         findings.append(_rate_finding(batch, series, slopes, ratios))
-    table = make_table(["B", "series", "T", "seeds", "mean G_avg", "median", "q10", "q90", "R1", "mean / R1"], rows)
+    table = make_table(
+        ["B", "series", "T", "seeds", "mean G_avg", "median", "q10", "q90", "R1", "mean / R1"], rows
+    )
     title = "Convergence rate (R1): G_avg(T), the mean of ||grad F(theta_t)||² over a run of length T"
     return finish(fig, "fig-rate", title, " ".join(findings) + f" Lines: seed medians; bands: {BAND}.", table)
 
 
-def _rate_finding(batch: float, series: dict[SeriesKey, dict[str, np.ndarray]],
-                  slopes: dict[tuple[str, str], float], ratios: list[float]) -> str:
+def _rate_finding(
+    batch: float,
+    series: dict[SeriesKey, dict[str, np.ndarray]],
+    slopes: dict[tuple[str, str], float],
+    ratios: list[float],
+) -> str:
     horizons = series[next(k for k in series if k[0] == batch)]["x"]
     maml = slopes.get(("maml", "none"), float("nan"))
     sharp = [v for (m, _), v in slopes.items() if m.startswith("sharp")]
-    text = (f"B = {fmt(batch)}: MAML's seed-mean G_avg falls with log-log slope {fmt(maml, 3)} over "
-            f"T = {fmt(horizons[0])} to {fmt(horizons[-1])} (predicted −0.5); Sharp-MAML slopes {span(sharp)}")
+    text = (
+        f"B = {fmt(batch)}: MAML's seed-mean G_avg falls with log-log slope {fmt(maml, 3)} over "
+        f"T = {fmt(horizons[0])} to {fmt(horizons[-1])} (predicted −0.5); Sharp-MAML slopes {span(sharp)}"
+    )
     if ("fomaml", "none") in slopes:
         text += f"; FO-MAML {fmt(slopes[('fomaml', 'none')], 3)}"
     if ratios:
@@ -296,24 +369,37 @@ def iteration_figure(curves: pd.DataFrame, runs: pd.DataFrame) -> Figure | None:
     fig, axes, series = method_panels(joined, "step", "grad_norm2", markevery=4)
     for ax in axes.flat:
         ax.set(xlabel="iteration t", ylabel="||grad F(theta_t)||²")
-    names = {key: f"B={fmt(key[0])} {series_name(key[1], key[2])}"
-             for key in sorted(series, key=lambda k: (k[0], *_method_order(k[1:])))}
-    cells = {key: {float(t): f"{fmt(m, 3)} [{fmt(lo, 3)}, {fmt(hi, 3)}]"
-                   for t, m, lo, hi in zip(s["x"], s["median"], s["lo"], s["hi"])} for key, s in series.items()}
+    names = {
+        key: f"B={fmt(key[0])} {series_name(key[1], key[2])}"
+        for key in sorted(series, key=lambda k: (k[0], *_method_order(k[1:])))
+    }
+    cells = {
+        key: {
+            float(t): f"{fmt(m, 3)} [{fmt(lo, 3)}, {fmt(hi, 3)}]"
+            for t, m, lo, hi in zip(s["x"], s["median"], s["lo"], s["hi"])
+        }
+        for key, s in series.items()
+    }
     steps = sorted({t for c in cells.values() for t in c})
-    table = make_table(["t", *[f"{n}: median [q10, q90]" for n in names.values()]],
-                       [[int(t), *[cells[key].get(t, "—") for key in names]] for t in steps])
+    table = make_table(
+        ["t", *[f"{n}: median [q10, q90]" for n in names.values()]],
+        [[int(t), *[cells[key].get(t, "—") for key in names]] for t in steps],
+    )
     final = {key: float(s["median"][-1]) for key, s in series.items()}
     by_method = lambda test: span(v for k, v in final.items() if test(k[1]))  # noqa: E731
-    alt = (f"At the last iteration t = {int(steps[-1])} of the runs with T = {int(longest['T'].max())} the "
-           f"seed-median ||grad F||² is {by_method(lambda m: m == 'maml')} for MAML, "
-           f"{by_method(lambda m: m.startswith('sharp'))} for the Sharp-MAML variants and "
-           f"{by_method(lambda m: m == 'fomaml')} for FO-MAML. Bands: {BAND} over seeds.")
-    return finish(fig, "fig-iterations", "Convergence curves: ||grad F(theta_t)||² along the longest runs",
-                  alt, table)
+    alt = (
+        f"At the last iteration t = {int(steps[-1])} of the runs with T = {int(longest['T'].max())} the "
+        f"seed-median ||grad F||² is {by_method(lambda m: m == 'maml')} for MAML, "
+        f"{by_method(lambda m: m.startswith('sharp'))} for the Sharp-MAML variants and "
+        f"{by_method(lambda m: m == 'fomaml')} for FO-MAML. Bands: {BAND} over seeds."
+    )
+    return finish(
+        fig, "fig-iterations", "Convergence curves: ||grad F(theta_t)||² along the longest runs", alt, table
+    )
 
 
 # ----- synthetic: floor (R2, FO) and bias (R3) -----------------------------------------------
+
 
 @styled
 def floor_figure(curves: pd.DataFrame, runs: pd.DataFrame, fo_floor: float | None) -> Figure | None:
@@ -330,13 +416,18 @@ def floor_figure(curves: pd.DataFrame, runs: pd.DataFrame, fo_floor: float | Non
         st = style(None, k)
         label = f"eta = {fmt(run.eta)}, alpha = {fmt(run.alpha)}"
         ax.plot(part["step"], part["grad_norm2"], label=label, markevery=4, **st)
-        predicted2 = run.predicted_grad_norm ** 2
+        predicted2 = run.predicted_grad_norm**2
         ax.axhline(predicted2, color=st["color"], linestyle="--", linewidth=1.0)
-        measured2 = run.final_grad_norm ** 2
+        measured2 = run.final_grad_norm**2
         errors.append(abs(run.final_grad_norm - run.predicted_grad_norm) / run.predicted_grad_norm)
         rows.append(["Sharp-MAML_up (R2 2-cycle)", label, int(run.T), predicted2, measured2, errors[-1]])
-    ax.set(xscale="log", yscale="log", xlabel="iteration t", ylabel="||grad F(theta_t)||²",
-           title="Sharp-MAML_up, constant alpha (dashed: R2 level)")
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="iteration t",
+        ylabel="||grad F(theta_t)||²",
+        title="Sharp-MAML_up, constant alpha (dashed: R2 level)",
+    )
     ax = axes[0, 1]
     fo_text = ""
     if not fo_curve.empty:
@@ -345,21 +436,39 @@ def floor_figure(curves: pd.DataFrame, runs: pd.DataFrame, fo_floor: float | Non
         measured = float(part["grad_norm2"].dropna().iloc[-1])
         if fo_floor is not None:
             ax.axhline(fo_floor, color="black", linestyle="--", linewidth=1.0, label="predicted floor")
-            rows.append(["FO-MAML floor", "eta = 1/L_bar", int(part["step"].max()), fo_floor, measured,
-                         abs(measured - fo_floor) / fo_floor])
-        fo_text = (f" Deterministic FO-MAML stalls at ||grad F||² = {fmt(measured, 3)}"
-                   + (f" (predicted floor {fmt(fo_floor, 3)})." if fo_floor is not None else "."))
-    ax.set(xscale="log", yscale="log", xlabel="iteration t", ylabel="||grad F(theta_t)||²",
-           title="FO-MAML, deterministic")
+            rows.append(
+                [
+                    "FO-MAML floor",
+                    "eta = 1/L_bar",
+                    int(part["step"].max()),
+                    fo_floor,
+                    measured,
+                    abs(measured - fo_floor) / fo_floor,
+                ]
+            )
+        fo_text = f" Deterministic FO-MAML stalls at ||grad F||² = {fmt(measured, 3)}" + (
+            f" (predicted floor {fmt(fo_floor, 3)})." if fo_floor is not None else "."
+        )
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="iteration t",
+        ylabel="||grad F(theta_t)||²",
+        title="FO-MAML, deterministic",
+    )
     alt = ""
     if errors:
-        alt = (f"Deterministic Sharp-MAML_up with a constant radius settles on the predicted 2-cycle level in "
-               f"{sum(e <= 1e-6 for e in errors)} of {len(errors)} (eta, alpha) lanes; largest relative error "
-               f"of ||grad F|| {fmt(max(errors), 2)}.")
-    table = make_table(["run", "setting", "steps", "predicted ||grad F||²", "measured (last step)",
-                        "relative error"], rows)
-    return finish(fig, "fig-floor", "Error floors: where deterministic methods stop", (alt + fo_text).strip(),
-                  table)
+        alt = (
+            f"Deterministic Sharp-MAML_up with a constant radius settles on the predicted 2-cycle level in "
+            f"{sum(e <= 1e-6 for e in errors)} of {len(errors)} (eta, alpha) lanes; largest relative error "
+            f"of ||grad F|| {fmt(max(errors), 2)}."
+        )
+    table = make_table(
+        ["run", "setting", "steps", "predicted ||grad F||²", "measured (last step)", "relative error"], rows
+    )
+    return finish(
+        fig, "fig-floor", "Error floors: where deterministic methods stop", (alt + fo_text).strip(), table
+    )
 
 
 @styled
@@ -371,12 +480,19 @@ def bias_figure(runs: pd.DataFrame) -> Figure | None:
     alpha = bias["alpha"].to_numpy(float)
     fig, axes = new_figure(1, 2)
     ax = axes[0, 0]
-    for k, (column, label, predicted) in enumerate((("shift", "shift ||theta_low − theta*||", 1.0),
-                                                    ("gap2", "MAML gap ||grad F(theta_low)||²", 2.0))):
+    for k, (column, label, predicted) in enumerate(
+        (("shift", "shift ||theta_low − theta*||", 1.0), ("gap2", "MAML gap ||grad F(theta_low)||²", 2.0))
+    ):
         y = bias[column].to_numpy(float)
         ax.plot(alpha, y, label=label, **style(None, k))
-        ax.plot(alpha, y[0] * (alpha / alpha[0]) ** predicted, color="0.45", linestyle=":", linewidth=1.2,
-                label=f"predicted slope {fmt(predicted)}")
+        ax.plot(
+            alpha,
+            y[0] * (alpha / alpha[0]) ** predicted,
+            color="0.45",
+            linestyle=":",
+            linewidth=1.2,
+            label=f"predicted slope {fmt(predicted)}",
+        )
     ax.set(xscale="log", yscale="log", xlabel="alpha_low", title="Fixed point of Sharp-MAML_low")
     ax = axes[0, 1]
     at_star, bound = bias["low_grad_norm_at_star"].to_numpy(float), bias["r3_bound"].to_numpy(float)
@@ -385,12 +501,16 @@ def bias_figure(runs: pd.DataFrame) -> Figure | None:
     ax.set(xscale="log", yscale="log", xlabel="alpha_low", title="Bias at theta* (R3)")
     shift_slope, gap_slope = slope(alpha, bias["shift"]), slope(alpha, bias["gap2"])
     ratio = at_star / bound
-    alt = (f"The Sharp-MAML_low fixed point moves with log-log slope {fmt(shift_slope, 3)} in alpha_low "
-           f"(predicted 1) and MAML's gap² there with slope {fmt(gap_slope, 3)} (predicted 2); "
-           f"||grad F_low(theta*)|| is {fmt(ratio.min(), 2)} to {fmt(ratio.max(), 2)} times the R3 bound"
-           f" ({'below it' if np.all(ratio <= 1) else 'above it somewhere'} at every alpha_low tried).")
-    table = make_table(["alpha_low", "shift", "gap²", "||grad F_low(theta*)||", "R3 bound", "ratio to bound"],
-                       [list(r) for r in zip(alpha, bias["shift"], bias["gap2"], at_star, bound, ratio)])
+    alt = (
+        f"The Sharp-MAML_low fixed point moves with log-log slope {fmt(shift_slope, 3)} in alpha_low "
+        f"(predicted 1) and MAML's gap² there with slope {fmt(gap_slope, 3)} (predicted 2); "
+        f"||grad F_low(theta*)|| is {fmt(ratio.min(), 2)} to {fmt(ratio.max(), 2)} times the R3 bound"
+        f" ({'below it' if np.all(ratio <= 1) else 'above it somewhere'} at every alpha_low tried)."
+    )
+    table = make_table(
+        ["alpha_low", "shift", "gap²", "||grad F_low(theta*)||", "R3 bound", "ratio to bound"],
+        [list(r) for r in zip(alpha, bias["shift"], bias["gap2"], at_star, bound, ratio)],
+    )
     return finish(fig, "fig-bias", "Bias of Sharp-MAML_low (R3)", alt, table)
 
 
@@ -410,11 +530,18 @@ def lane_series(curves: pd.DataFrame, runs: pd.DataFrame) -> pd.Series:
     if not keys:
         return names
     meta = meta.drop_duplicates(["run_id", "lane"]).set_index(["run_id", "lane"])[keys]
-    labels = {idx: ", ".join(method_label(v) if k == "method" else f"{k} = {fmt(v)}" for k, v in zip(keys, row))
-              for idx, row in zip(meta.index, meta.itertuples(index=False))}
+    labels = {
+        idx: ", ".join(method_label(v) if k == "method" else f"{k} = {fmt(v)}" for k, v in zip(keys, row))
+        for idx, row in zip(meta.index, meta.itertuples(index=False))
+    }
     prefix = names.nunique() > 1
-    return pd.Series([(f"{r}: " if prefix else "") + labels[(r, lane)] if (r, lane) in labels else r
-                      for r, lane in zip(names, curves["lane"])], index=curves.index)
+    return pd.Series(
+        [
+            (f"{r}: " if prefix else "") + labels[(r, lane)] if (r, lane) in labels else r
+            for r, lane in zip(names, curves["lane"])
+        ],
+        index=curves.index,
+    )
 
 
 @styled
@@ -433,20 +560,44 @@ def curve_group_figure(curves: pd.DataFrame, runs: pd.DataFrame, group: str) -> 
         stats = quantile_band(table.to_numpy())
         draw_band(ax, steps, stats, str(name), style(None, k), markevery=4)
         last = int(np.max(np.nonzero(np.isfinite(stats["median"]))[0], initial=0))
-        rows.append([name, int(table.shape[0]), stats["median"][0], int(steps[last]), stats["median"][last],
-                     stats["lo"][last], stats["hi"][last]])
+        rows.append(
+            [
+                name,
+                int(table.shape[0]),
+                stats["median"][0],
+                int(steps[last]),
+                stats["median"][last],
+                stats["lo"][last],
+                stats["hi"][last],
+            ]
+        )
         finals.append(f"{name}: {fmt(stats['median'][last], 3)}")
-    ax.set(xscale="log", yscale="log", xlabel="iteration t", ylabel="||grad F(theta_t)||²",
-           title=f"Curves of '{group}' (median over the lanes of a series, {BAND})")
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="iteration t",
+        ylabel="||grad F(theta_t)||²",
+        title=f"Curves of '{group}' (median over the lanes of a series, {BAND})",
+    )
     alt = f"Median ||grad F||² at the last recorded iteration: {'; '.join(finals)}."
-    table = make_table(["series", "lanes", "median at t = 1", "last t", "median at last t", "q10", "q90"], rows)
-    return finish(fig, f"fig-curves-{re.sub(r'[^a-z0-9]+', '-', group.lower())}",
-                  f"Convergence curves: {group}", alt, table)
+    table = make_table(
+        ["series", "lanes", "median at t = 1", "last t", "median at last t", "q10", "q90"], rows
+    )
+    return finish(
+        fig,
+        f"fig-curves-{re.sub(r'[^a-z0-9]+', '-', group.lower())}",
+        f"Convergence curves: {group}",
+        alt,
+        table,
+    )
 
 
 # ----- generalization ------------------------------------------------------------------------
 
-GEN_BOUNDS = {"foret": ("foret_rhs", "Foret-style bound"), "pac_bayes": ("pac_bayes_kl_rhs", "PAC-Bayes-kl bound")}
+GEN_BOUNDS = {
+    "foret": ("foret_rhs", "Foret-style bound"),
+    "pac_bayes": ("pac_bayes_kl_rhs", "PAC-Bayes-kl bound"),
+}
 
 
 def gap_bounds(runs: pd.DataFrame) -> dict[str, pd.Series]:
@@ -479,8 +630,11 @@ def generalization_figure(runs: pd.DataFrame) -> Figure | None:
     if runs.empty:
         return None
     bounds = gap_bounds(runs)
-    runs = runs.assign(series=[_gen_series(r) for r in runs.to_dict("records")], M=runs["M"].astype(float),
-                       **{f"_bound_{b}": v for b, v in bounds.items()})
+    runs = runs.assign(
+        series=[_gen_series(r) for r in runs.to_dict("records")],
+        M=runs["M"].astype(float),
+        **{f"_bound_{b}": v for b, v in bounds.items()},
+    )
     m_values = sorted(runs["m_tr"].unique()) if "m_tr" in runs else [None]
     fig, axes = new_figure(1, len(m_values))
     rows = []
@@ -490,20 +644,43 @@ def generalization_figure(runs: pd.DataFrame) -> Figure | None:
         for k, (name, part) in enumerate(panel.groupby("series", sort=True)):
             by_m = part.groupby("M", sort=True)
             gap = by_m["gap"]
-            stats = {"median": gap.median().to_numpy(), "lo": gap.quantile(QUANTILES[0]).to_numpy(),
-                     "hi": gap.quantile(QUANTILES[1]).to_numpy()}
+            stats = {
+                "median": gap.median().to_numpy(),
+                "lo": gap.quantile(QUANTILES[0]).to_numpy(),
+                "hi": gap.quantile(QUANTILES[1]).to_numpy(),
+            }
             ms = gap.median().index.to_numpy(float)
             draw_band(ax, ms, stats, name, style(None, k))  # one style per (method, alpha_up)
             medians = [by_m[f"_bound_{b}"].median().to_numpy() for b in bounds]
             for idx, (M, n) in enumerate(zip(ms, gap.count())):
-                rows.append([fmt(m), name, M, n, stats["median"][idx], stats["lo"][idx], stats["hi"][idx],
-                             *[med[idx] for med in medians]])
+                rows.append(
+                    [
+                        fmt(m),
+                        name,
+                        M,
+                        n,
+                        stats["median"][idx],
+                        stats["lo"][idx],
+                        stats["hi"][idx],
+                        *[med[idx] for med in medians],
+                    ]
+                )
         for b, line in zip(bounds, ("--", ":")):
             lowest = panel.groupby("M", sort=True)[f"_bound_{b}"].min()
-            ax.plot(lowest.index.to_numpy(float), lowest.to_numpy(float), color="black", linestyle=line,
-                    linewidth=1.2, label=f"{GEN_BOUNDS[b][1]} on the gap (lowest over runs)")
-        ax.set(xscale="log", xlabel="training tasks M", ylabel="gap = true − train risk",
-               title="all m_tr" if m is None else f"m_tr = {fmt(m)}")
+            ax.plot(
+                lowest.index.to_numpy(float),
+                lowest.to_numpy(float),
+                color="black",
+                linestyle=line,
+                linewidth=1.2,
+                label=f"{GEN_BOUNDS[b][1]} on the gap (lowest over runs)",
+            )
+        ax.set(
+            xscale="log",
+            xlabel="training tasks M",
+            ylabel="gap = true − train risk",
+            title="all m_tr" if m is None else f"m_tr = {fmt(m)}",
+        )
         if (panel["gap"] > 0).all() and all((panel[f"_bound_{b}"] > 0).all() for b in bounds):
             ax.set_yscale("log")
         else:
@@ -511,11 +688,24 @@ def generalization_figure(runs: pd.DataFrame) -> Figure | None:
         value_ticks(ax, panel["M"])
     findings = [_bound_finding(runs, b, v) for b, v in bounds.items()]
     largest = runs[runs["M"] == runs["M"].max()]
-    findings.append(f"at M = {fmt(runs['M'].max())} the gap spans {span(largest['gap'])}"
-                    + "".join(f", the {GEN_BOUNDS[b][1]} on it {span(largest[f'_bound_{b}'])}" for b in bounds))
+    findings.append(
+        f"at M = {fmt(runs['M'].max())} the gap spans {span(largest['gap'])}"
+        + "".join(f", the {GEN_BOUNDS[b][1]} on it {span(largest[f'_bound_{b}'])}" for b in bounds)
+    )
     findings.append(f"the median gap's log-log slope in M is {span(_gap_slopes(runs))} over the series")
-    table = make_table(["m_tr", "series", "M", "runs", "median gap", "q10", "q90",
-                        *[f"median {GEN_BOUNDS[b][1]} on the gap" for b in bounds]], rows)
+    table = make_table(
+        [
+            "m_tr",
+            "series",
+            "M",
+            "runs",
+            "median gap",
+            "q10",
+            "q90",
+            *[f"median {GEN_BOUNDS[b][1]} on the gap" for b in bounds],
+        ],
+        rows,
+    )
     text = "; ".join(findings)
     alt = text[:1].upper() + text[1:] + f". Bands: {BAND} over seeds; bounds on the gap are RHS − train risk."
     return finish(fig, "fig-generalization", "Generalization gap against the bounds as M grows", alt, table)
@@ -563,14 +753,25 @@ def accuracy_figure(entries: pd.DataFrame) -> Figure | None:
             marker, filled = ENTRY_MARKERS[rec["source"]]
             colour = style(rec["method"])["color"]
             ci = rec["ci95"] if np.isfinite(rec["ci95"]) else 0.0
-            ax.errorbar(rec["accuracy"], y, xerr=ci, fmt=marker, color=colour, capsize=3,
-                        markerfacecolor=colour if filled else "white", markersize=6)
+            ax.errorbar(
+                rec["accuracy"],
+                y,
+                xerr=ci,
+                fmt=marker,
+                color=colour,
+                capsize=3,
+                markerfacecolor=colour if filled else "white",
+                markersize=6,
+            )
             rows.append([setting, rec["label"], rec["source"], rec["accuracy"], rec["ci95"]])
         ax.set_yticks(range(len(labels)), labels)
         ax.set_ylim(len(labels) - 0.5, -0.5)
         ax.set(xlabel="test accuracy (%), 95% CI", title=setting)
-    handles = [Line2D([], [], marker=m, color="0.3", linestyle="", markerfacecolor="0.3" if f else "white", label=k)
-               for k, (m, f) in ENTRY_MARKERS.items() if k in set(entries["source"])]
+    handles = [
+        Line2D([], [], marker=m, color="0.3", linestyle="", markerfacecolor="0.3" if f else "white", label=k)
+        for k, (m, f) in ENTRY_MARKERS.items()
+        if k in set(entries["source"])
+    ]
     fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
     alt = " ".join(_accuracy_finding(entries[entries["setting"] == s], s) for s in settings)
     table = make_table(["setting", "method", "row", "accuracy (%)", "95% CI (±)"], rows)
@@ -613,14 +814,25 @@ def cost_figure(speed: pd.DataFrame, implementations: dict[str, str]) -> Figure 
             if method not in part.index:
                 continue
             ms = [1e3 * float(part.loc[method, f"{p}_median_s"]) for p in implementations]
-            bars = ax.bar(xs + (k - (len(methods) - 1) / 2) * width, ms, width, label=method_label(method),
-                          color=style(method)["color"], hatch=hatches[k % len(hatches)], edgecolor="0.2")
+            bars = ax.bar(
+                xs + (k - (len(methods) - 1) / 2) * width,
+                ms,
+                width,
+                label=method_label(method),
+                color=style(method)["color"],
+                hatch=hatches[k % len(hatches)],
+                edgecolor="0.2",
+            )
             if method != "maml" and "maml" in part.index:
-                ratios = [float(part.loc[method, f"{p}_median_s"] / part.loc["maml", f"{p}_median_s"])
-                          for p in implementations]
+                ratios = [
+                    float(part.loc[method, f"{p}_median_s"] / part.loc["maml", f"{p}_median_s"])
+                    for p in implementations
+                ]
                 ax.bar_label(bars, labels=[f"×{r:.2f}" for r in ratios], fontsize=8)
-                findings.append(f"{case}: {method_label(method)} / MAML time per meta-iteration "
-                                + ", ".join(f"×{r:.2f} ({label})" for r, label in zip(ratios, implementations.values())))
+                findings.append(
+                    f"{case}: {method_label(method)} / MAML time per meta-iteration "
+                    + ", ".join(f"×{r:.2f} ({label})" for r, label in zip(ratios, implementations.values()))
+                )
             for p, label, value in zip(implementations, implementations.values(), ms):
                 peak = part.loc[method].get(f"{p}_peak_mib", float("nan"))
                 rows.append([case, method_label(method), label, value, peak])

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from realdata.datasets.locate import repo_root
+from infra.paths import repo_root
 
 DEFAULT_RESULTS = Path("results")
 

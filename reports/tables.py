@@ -9,14 +9,15 @@ from __future__ import annotations
 import math
 import numbers
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from harness.config import METHODS
-from synthetic.theory import FAIL, INFO, NOT_APPLICABLE, PASS
+from infra.verdicts import FAIL, INFO, NOT_APPLICABLE, PASS
 
 MISSING = "—"
 METHOD_LABELS = {

@@ -55,9 +55,7 @@ def preferred_solver() -> str:
     for name in SOLVER_PREFERENCE:
         if name in installed:
             return name
-    raise RuntimeError(
-        f"cvxpy has none of the solvers {SOLVER_PREFERENCE}; installed: {sorted(installed)}"
-    )
+    raise RuntimeError(f"cvxpy has none of the solvers {SOLVER_PREFERENCE}; installed: {sorted(installed)}")
 
 
 def certify_quadratic_minimum(

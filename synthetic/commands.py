@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 
-from harness.cli import CliError
-from harness.seeding import DEFAULT_SEED
-from harness.threads import single_threaded
+from infra.errors import UsageError
+from infra.seeding import DEFAULT_SEED
+from infra.threads import single_threaded
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,9 +33,9 @@ def add_suite_arguments(parser: argparse.ArgumentParser, default_out: Path) -> N
 
 def validate(args: argparse.Namespace) -> None:
     if args.seed < 0:
-        raise CliError(f"--seed: expected an integer >= 0, got {args.seed}")
+        raise UsageError(f"--seed: expected an integer >= 0, got {args.seed}")
     if args.out.exists() and not args.out.is_dir():
-        raise CliError(f"--out: expected a folder, but {args.out} is a file")
+        raise UsageError(f"--out: expected a folder, but {args.out} is a file")
 
 
 def print_table(predictions: pd.DataFrame) -> None:

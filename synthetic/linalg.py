@@ -10,8 +10,8 @@ power iteration would stall.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch.func import grad
@@ -24,9 +24,7 @@ MatVec = Callable[[torch.Tensor], torch.Tensor]
 FlatObjective = Callable[[torch.Tensor], torch.Tensor]
 
 
-def random_rotation(
-    d: int, generator: torch.Generator, dtype: torch.dtype = torch.float64
-) -> torch.Tensor:
+def random_rotation(d: int, generator: torch.Generator, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """A Haar-distributed orthogonal d x d matrix (QR of a Gaussian matrix, signs fixed)."""
     gaussian = torch.randn(d, d, generator=generator, dtype=dtype)
     q, r = torch.linalg.qr(gaussian)

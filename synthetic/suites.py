@@ -11,23 +11,22 @@ that makes an interrupted suite resume where it stopped).
 
 from __future__ import annotations
 
-import pickle
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
 
 import pandas as pd
 from tqdm import tqdm
 
-from harness.provenance import code_fingerprint, config_hash, provenance
-from harness.store import atomic_write_bytes, write_table
+from infra.cells import CellCache
+from infra.provenance import config_hash, provenance
+from infra.store import write_table
+from infra.verdicts import DERIVED, FAIL, Prediction, verdict
 from synthetic.checks.bias import BiasGrid, run_bias_check
 from synthetic.checks.common import CheckOutput
 from synthetic.checks.flat import FlatGrid, problem_label, run_flat_check, switch_radius_prediction
 from synthetic.checks.floor import FloorGrid, run_floor_check
 from synthetic.checks.rate import RateGrid, run_rate_check
 from synthetic.problems.base import ProblemInstance, build_problem
-from synthetic.theory import DERIVED, FAIL, Prediction, verdict
 
 
 @dataclass(frozen=True)
@@ -63,36 +62,17 @@ SCALES: dict[str, SuiteScale] = {
 FAMILIES = ("Q1", "L2", "E2")
 
 
-class CellCache:
-    """Per-cell results on disk, keyed by the cell's config, the global seed and the code
-    (commit and uncommitted diff), so a resumed suite only reuses what the same code computed
-    for the same seed."""
-
-    def __init__(self, folder: Path, fresh: bool, progress: tqdm | None, seed: int) -> None:
-        self.folder, self.fresh, self.progress, self.seed = folder, fresh, progress, seed
-        self.code = code_fingerprint()
-
-    def __call__(self, name: str, key: dict[str, Any], compute: Callable[[], Any]) -> Any:
-        full_key = {**key, "global_seed": self.seed, "code": self.code}
-        path = self.folder / f"{name.replace('/', '_')}-{config_hash(full_key)}.pkl"
-        if self.progress is not None:
-            self.progress.set_description(name)
-        if path.exists() and not self.fresh:
-            result = pickle.loads(path.read_bytes())
-        else:
-            result = compute()
-            atomic_write_bytes(path, pickle.dumps(result))
-        if self.progress is not None:
-            self.progress.update(1)
-        return result
-
-
 def smooth_predictions(problem: ProblemInstance, label: str | None = None) -> list[Prediction]:
     """One row per constant check of a family (closed form vs numerical verification)."""
     return [
         Prediction(
-            f"smooth/{label or problem.family}/{check.name}", f"{check.relation} ({check.method})", DERIVED,
-            check.closed_form, check.measured, check.relation, verdict(check.holds),
+            f"smooth/{label or problem.family}/{check.name}",
+            f"{check.relation} ({check.method})",
+            DERIVED,
+            check.closed_form,
+            check.measured,
+            check.relation,
+            verdict(check.holds),
         )
         for check in problem.checks
     ]
@@ -100,13 +80,27 @@ def smooth_predictions(problem: ProblemInstance, label: str | None = None) -> li
 
 def constants_table(problems: dict[str, ProblemInstance]) -> pd.DataFrame:
     """Every constant and every verification of the problems, keyed by their labels."""
-    rows = [{"family": n, "constant": k, "value": v} for n, p in problems.items() for k, v in p.constants.items()]
-    rows += [{"family": n, "constant": f"check:{c.name}", "value": c.measured, "closed_form": c.closed_form,
-              "holds": c.holds, "method": c.method} for n, p in problems.items() for c in p.checks]
+    rows = [
+        {"family": n, "constant": k, "value": v} for n, p in problems.items() for k, v in p.constants.items()
+    ]
+    rows += [
+        {
+            "family": n,
+            "constant": f"check:{c.name}",
+            "value": c.measured,
+            "closed_form": c.closed_form,
+            "holds": c.holds,
+            "method": c.method,
+        }
+        for n, p in problems.items()
+        for c in p.checks
+    ]
     return pd.DataFrame(rows)
 
 
-def run_convergence_suite(scale: str, out: Path, seed: int, fresh: bool = False, progress: bool = True) -> pd.DataFrame:
+def run_convergence_suite(
+    scale: str, out: Path, seed: int, fresh: bool = False, progress: bool = True
+) -> pd.DataFrame:
     """Run the suite at ``scale`` and write the results store; returns the predictions table."""
     grids = SCALES[scale]
     problems = {name: build_problem(name, seed=seed) for name in FAMILIES}

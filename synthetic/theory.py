@@ -1,65 +1,17 @@
 """Every bound and rate formula the suites check, each labelled with its source.
 
-Sources (THEORY.md): "derived here" (derived for this project, the algorithm as
-implemented), "paper claim (shape)" (the widely stated form of the paper's results, exact
-constants not available), "literature" (other papers).
+Each docstring ends with its source label (infra.verdicts: derived here, paper claim (shape),
+literature); docs/theory.md states and derives every one.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from typing import Any
 
 import numpy as np
 
-DERIVED = "derived here"
-PAPER_SHAPE = "paper claim (shape)"
-LITERATURE = "literature"
-
-PASS, FAIL, NOT_APPLICABLE, INFO = "PASS", "FAIL", "N/A", "INFO"
-# A bound that holds only because it is at least the top of the loss's range: true, but it
-# says nothing, so it is never counted as a PASS.
-VACUOUS = "VACUOUS"
-VERDICTS = (PASS, FAIL, NOT_APPLICABLE, INFO, VACUOUS)
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """One row of the predictions table: what theory says, what we measured, the verdict.
-
-    ``ratio`` is measured / predicted where both are numbers. A FAIL is a finding.
-    """
-
-    id: str
-    prediction: str
-    source: str
-    predicted: float | None
-    measured: float | None
-    tolerance: str
-    verdict: str
-    details: str = ""
-
-    def __post_init__(self) -> None:
-        if self.verdict not in VERDICTS:
-            raise ValueError(f"verdict: expected one of {VERDICTS}, got {self.verdict!r}")
-
-    @property
-    def ratio(self) -> float | None:
-        if self.predicted is None or self.measured is None or self.predicted == 0:
-            return None
-        return self.measured / self.predicted
-
-    def to_row(self) -> dict[str, Any]:
-        return {**asdict(self), "ratio": self.ratio}
-
-
-def verdict(ok: bool) -> str:
-    """PASS or FAIL."""
-    return PASS if ok else FAIL
-
-
 # ----- smoothness ---------------------------------------------------------------------------
+
 
 def maml_smoothness_bound(L: float, rho: float, G: float, beta: float) -> float:
     """Generic bound on the smoothness of F_m: (1 + beta L)^2 L + beta rho G [derived]."""
@@ -78,6 +30,7 @@ def quadratic_task_smoothness(eigenvalues: np.ndarray, beta: float) -> float:
 
 
 # ----- R1: stochastic Sharp-MAML_up rate -----------------------------------------------------
+
 
 def r1_bound(
     delta: float,
@@ -117,6 +70,7 @@ def rate_radius(steps: int, schedule: str, a: float = 0.5) -> float:
 
 # ----- R2: constant-radius 2-cycle -----------------------------------------------------------
 
+
 def r2_cycle_gradient_norm(eta: float, lambda1: float, alpha: float) -> float:
     """||grad F|| on the 2-cycle of deterministic Sharp-MAML_up: eta l1^2 a / (2 - eta l1)."""
     if not 0 < eta * lambda1 < 2:
@@ -126,12 +80,14 @@ def r2_cycle_gradient_norm(eta: float, lambda1: float, alpha: float) -> float:
 
 # ----- R3: Sharp-MAML_low bias ---------------------------------------------------------------
 
+
 def r3_bias_bound(beta: float, alpha_low: float, L: float) -> float:
     """||grad F_low(theta*)|| <= 2 beta alpha_low L^2 (1 + beta L) + O(alpha_low^2) [derived]."""
     return 2 * beta * alpha_low * L**2 * (1 + beta * L)
 
 
 # ----- fits ----------------------------------------------------------------------------------
+
 
 def loglog_slope(x: np.ndarray, y: np.ndarray) -> float:
     """Least-squares slope of log y against log x."""

@@ -36,8 +36,14 @@ def mlp_problem(seed: int = 0, num_tasks: int = 3) -> tuple:
         "b2": torch.randn(3, generator=g, dtype=DTYPE) * 0.1,
     }
     tasks = TaskBatch(
-        (torch.randn(num_tasks, 6, 4, generator=g, dtype=DTYPE), torch.randint(0, 3, (num_tasks, 6), generator=g)),
-        (torch.randn(num_tasks, 9, 4, generator=g, dtype=DTYPE), torch.randint(0, 3, (num_tasks, 9), generator=g)),
+        (
+            torch.randn(num_tasks, 6, 4, generator=g, dtype=DTYPE),
+            torch.randint(0, 3, (num_tasks, 6), generator=g),
+        ),
+        (
+            torch.randn(num_tasks, 9, 4, generator=g, dtype=DTYPE),
+            torch.randint(0, 3, (num_tasks, 9), generator=g),
+        ),
     )
     return mlp_loss, params, tasks
 
@@ -49,17 +55,32 @@ def conv_bn_problem(seed: int = 0, num_tasks: int = 3, smooth: bool = True) -> t
     meta-objective without jumps (the inner gradient of a ReLU net jumps at kinks).
     """
     spec = Conv4Spec(
-        in_channels=1, image_size=8, filters=3, blocks=2, num_classes=3,
-        activation="softplus" if smooth else "relu", pooling="avg" if smooth else "max",
+        in_channels=1,
+        image_size=8,
+        filters=3,
+        blocks=2,
+        num_classes=3,
+        activation="softplus" if smooth else "relu",
+        pooling="avg" if smooth else "max",
     )
     g = torch.Generator().manual_seed(seed)
     params = conv4_init(spec, g, DTYPE)
     for i in range(spec.blocks):  # move BN affine away from (1, 0) so its gradients are generic
-        params[f"bn{i}.weight"] = params[f"bn{i}.weight"] + 0.2 * torch.randn(spec.filters, generator=g, dtype=DTYPE)
-        params[f"bn{i}.bias"] = params[f"bn{i}.bias"] + 0.2 * torch.randn(spec.filters, generator=g, dtype=DTYPE)
+        params[f"bn{i}.weight"] = params[f"bn{i}.weight"] + 0.2 * torch.randn(
+            spec.filters, generator=g, dtype=DTYPE
+        )
+        params[f"bn{i}.bias"] = params[f"bn{i}.bias"] + 0.2 * torch.randn(
+            spec.filters, generator=g, dtype=DTYPE
+        )
     tasks = TaskBatch(
-        (torch.randn(num_tasks, 6, 1, 8, 8, generator=g, dtype=DTYPE), torch.randint(0, 3, (num_tasks, 6), generator=g)),
-        (torch.randn(num_tasks, 9, 1, 8, 8, generator=g, dtype=DTYPE), torch.randint(0, 3, (num_tasks, 9), generator=g)),
+        (
+            torch.randn(num_tasks, 6, 1, 8, 8, generator=g, dtype=DTYPE),
+            torch.randint(0, 3, (num_tasks, 6), generator=g),
+        ),
+        (
+            torch.randn(num_tasks, 9, 1, 8, 8, generator=g, dtype=DTYPE),
+            torch.randint(0, 3, (num_tasks, 9), generator=g),
+        ),
     )
     return Conv4Loss(spec), params, tasks
 

@@ -30,9 +30,7 @@ def write_omniglot_npz(path: Path, ink: np.ndarray) -> Path:
     return path
 
 
-def write_omniglot_folder(
-    root: Path, ink: np.ndarray, first_id: int = 1, per_alphabet: int = 3
-) -> Path:
+def write_omniglot_folder(root: Path, ink: np.ndarray, first_id: int = 1, per_alphabet: int = 3) -> Path:
     """Lake's layout: ``root/Alphabet_k/characterNN/<NNNN>_<DD>.png`` (1-bit, white background)."""
     for c in range(len(ink)):
         char_id = first_id + c
@@ -58,9 +56,7 @@ def mini_images(n_classes: int, n_per_class: int, size: int, seed: int) -> np.nd
     return rng.integers(0, 256, (n_classes, n_per_class, size, size, 3), dtype=np.uint8)
 
 
-def write_mini_pickle(
-    path: Path, images: np.ndarray, names: list[str], shuffle_seed: int = 0
-) -> Path:
+def write_mini_pickle(path: Path, images: np.ndarray, names: list[str], shuffle_seed: int = 0) -> Path:
     """A ``mini-imagenet-cache-<split>.pkl``: rows shuffled, ``class_dict`` maps names to rows."""
     n_classes, n = images.shape[:2]
     perm = np.random.default_rng(shuffle_seed).permutation(n_classes * n)

@@ -14,23 +14,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness.store import write_table
+from infra.store import write_table
+from infra.verdicts import DERIVED, FAIL, INFO, NOT_APPLICABLE, PAPER_SHAPE, PASS, Prediction
 from synthetic.checks.common import curve_frame
-from synthetic.theory import (
-    DERIVED,
-    FAIL,
-    INFO,
-    NOT_APPLICABLE,
-    PAPER_SHAPE,
-    PASS,
-    Prediction,
-    r2_cycle_gradient_norm,
-    rate_radius,
-    rate_step_size,
-)
+from synthetic.theory import r2_cycle_gradient_norm, rate_radius, rate_step_size
 
-STAMP = {"git_sha": "abc123", "versions": "torch=2.13.0", "device": "cpu:x86_64",
-         "date": "2026-01-02T03:04:05+00:00", "seed": 7, "scale": "quick", "config_hash": "cafe12345678"}
+STAMP = {
+    "git_sha": "abc123",
+    "versions": "torch=2.13.0",
+    "device": "cpu:x86_64",
+    "date": "2026-01-02T03:04:05+00:00",
+    "seed": 7,
+    "scale": "quick",
+    "config_hash": "cafe12345678",
+}
 CONSTANTS = {"L": 1.0, "L_bar": 0.49, "Delta": 1.22, "sigma2": 1.07, "L_F": 0.444}
 HORIZONS = (100, 316, 1000)
 SEEDS = 3
@@ -43,14 +40,26 @@ SYNTHETIC_PREDICTIONS = [
     Prediction("floor/eta=2/alpha=0.1", "2-cycle", DERIVED, 0.0356, 0.0356, "rel 1e-6", PASS),
     Prediction("fo.floor/deterministic", "FO floor", DERIVED, 1e-3, 1e-3, "rel 1e-6", PASS),
     Prediction("bias.shift_slope", "slope 1", DERIVED, 1.0, 1.0, "1 +- 0.05", PASS),
-    Prediction("flat/E2/basin", "Sharp-MAML_up ends in the flat basin", PAPER_SHAPE, 1.94, 0.31, "|d| < 0.1", FAIL,
-               "stalls at theta_sharp + alpha"),
+    Prediction(
+        "flat/E2/basin",
+        "Sharp-MAML_up ends in the flat basin",
+        PAPER_SHAPE,
+        1.94,
+        0.31,
+        "|d| < 0.1",
+        FAIL,
+        "stalls at theta_sharp + alpha",
+    ),
     Prediction("flat/E2/stall", "stall point is stationary", PAPER_SHAPE, 0.0, 2.5, "< 1e-10", FAIL),
     Prediction("flat/E2/lambda", "lambda_max at the end (recorded)", PAPER_SHAPE, None, 30.5, "-", INFO),
 ]
 GEN_PREDICTIONS = [
-    Prediction("gen.below_foret/maml", "gap <= Foret RHS in every run", DERIVED, None, 0.01, "every run", PASS),
-    Prediction("gen.sharpness/sharp_up", "sharpness term smaller in >= 7/10 seeds", PAPER_SHAPE, 7, 5, ">= 7", FAIL),
+    Prediction(
+        "gen.below_foret/maml", "gap <= Foret RHS in every run", DERIVED, None, 0.01, "every run", PASS
+    ),
+    Prediction(
+        "gen.sharpness/sharp_up", "sharpness term smaller in >= 7/10 seeds", PAPER_SHAPE, 7, 5, ">= 7", FAIL
+    ),
 ]
 
 
@@ -66,13 +75,23 @@ def rate_runs() -> pd.DataFrame:
         for schedule in schedules:
             for T in HORIZONS:
                 for s in range(SEEDS):
-                    rows.append({
-                        "check": "rate", "run_id": f"rate/{method}/B8", "family": "Q1", "method": method,
-                        "schedule": schedule, "batch_size": 8.0, "T": T, "lane": lane, "seed_index": float(s),
-                        "eta": rate_step_size(T, CONSTANTS["L_bar"]),
-                        "alpha": rate_radius(T, schedule) if schedule != "none" else 0.0,
-                        "grad_norm2_avg": RATE_C[method] * T**-0.5 * (1 + 0.01 * s), "status": "ok",
-                    })
+                    rows.append(
+                        {
+                            "check": "rate",
+                            "run_id": f"rate/{method}/B8",
+                            "family": "Q1",
+                            "method": method,
+                            "schedule": schedule,
+                            "batch_size": 8.0,
+                            "T": T,
+                            "lane": lane,
+                            "seed_index": float(s),
+                            "eta": rate_step_size(T, CONSTANTS["L_bar"]),
+                            "alpha": rate_radius(T, schedule) if schedule != "none" else 0.0,
+                            "grad_norm2_avg": RATE_C[method] * T**-0.5 * (1 + 0.01 * s),
+                            "status": "ok",
+                        }
+                    )
                     lane += 1
     return pd.DataFrame(rows)
 
@@ -81,13 +100,38 @@ def floor_and_bias_runs() -> pd.DataFrame:
     rows = []
     for lane, (eta, alpha) in enumerate([(2.0, 0.01), (2.0, 0.1)]):
         predicted = r2_cycle_gradient_norm(eta, CONSTANTS["L_F"], alpha)
-        rows.append({"check": "floor", "run_id": "floor/sharp_up", "family": "Q1", "method": "sharp_up",
-                     "lane": lane, "eta": eta, "alpha": alpha, "T": 1500, "final_grad_norm": predicted * (1 + 1e-9),
-                     "predicted_grad_norm": predicted, "status": "ok"})
+        rows.append(
+            {
+                "check": "floor",
+                "run_id": "floor/sharp_up",
+                "family": "Q1",
+                "method": "sharp_up",
+                "lane": lane,
+                "eta": eta,
+                "alpha": alpha,
+                "T": 1500,
+                "final_grad_norm": predicted * (1 + 1e-9),
+                "predicted_grad_norm": predicted,
+                "status": "ok",
+            }
+        )
     for lane, alpha in enumerate([0.01, 0.1]):
-        rows.append({"check": "bias", "run_id": "bias/sharp_low", "family": "Q1", "method": "sharp_low",
-                     "lane": lane, "alpha": alpha, "T": 400, "shift": 0.01 * alpha, "gap2": 0.5 * alpha**2,
-                     "low_grad_norm_at_star": 0.001 * alpha, "r3_bound": 0.1 * alpha, "status": "ok"})
+        rows.append(
+            {
+                "check": "bias",
+                "run_id": "bias/sharp_low",
+                "family": "Q1",
+                "method": "sharp_low",
+                "lane": lane,
+                "alpha": alpha,
+                "T": 400,
+                "shift": 0.01 * alpha,
+                "gap2": 0.5 * alpha**2,
+                "low_grad_norm_at_star": 0.001 * alpha,
+                "r3_bound": 0.1 * alpha,
+                "status": "ok",
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -106,10 +150,26 @@ def curves(runs: pd.DataFrame) -> pd.DataFrame:
 
 def constants() -> pd.DataFrame:
     rows = [{"family": "Q1", "constant": k, "value": v} for k, v in CONSTANTS.items()]
-    rows.append({"family": "Q1", "constant": "check:L_F", "value": 0.444, "closed_form": 0.444, "holds": True,
-                 "method": "Lanczos"})
-    rows.append({"family": "E2", "constant": "check:L_bar", "value": 300.0, "closed_form": 274.0, "holds": False,
-                 "method": "grid"})
+    rows.append(
+        {
+            "family": "Q1",
+            "constant": "check:L_F",
+            "value": 0.444,
+            "closed_form": 0.444,
+            "holds": True,
+            "method": "Lanczos",
+        }
+    )
+    rows.append(
+        {
+            "family": "E2",
+            "constant": "check:L_bar",
+            "value": 300.0,
+            "closed_form": 274.0,
+            "holds": False,
+            "method": "grid",
+        }
+    )
     return pd.DataFrame(rows).assign(**STAMP)
 
 
@@ -123,9 +183,22 @@ def generalization_runs() -> pd.DataFrame:
             for M in (25, 100, 400):
                 for seed in range(3):
                     gap = 0.1 * M**-0.5 * (1 + 0.1 * seed)
-                    rows.append({"family": "L2", "method": method, "alpha_up": alpha_up, "M": M, "m_tr": m_tr,
-                                 "seed": seed, "train_risk": 0.3, "true_risk": 0.3 + gap, "true_risk_se": 1e-3,
-                                 "gap": gap, "foret_rhs": 2 * M**-0.25, "pac_bayes_kl_rhs": 1.5})
+                    rows.append(
+                        {
+                            "family": "L2",
+                            "method": method,
+                            "alpha_up": alpha_up,
+                            "M": M,
+                            "m_tr": m_tr,
+                            "seed": seed,
+                            "train_risk": 0.3,
+                            "true_risk": 0.3 + gap,
+                            "true_risk_se": 1e-3,
+                            "gap": gap,
+                            "foret_rhs": 2 * M**-0.25,
+                            "pac_bayes_kl_rhs": 1.5,
+                        }
+                    )
     rows.append({"family": "E2", "method": "maml", "alpha_up": 0.0, "M": 64, "seed": 0, "hessian_top": 30.5})
     frame = pd.DataFrame(rows).assign(**STAMP)
     return frame.astype({"M": "Int64", "m_tr": "Int64"})
@@ -139,51 +212,168 @@ EVALUATIONS = [  # (method, alpha_low, alpha_up, seed, accuracy %, ci95)
 
 
 def evaluations() -> pd.DataFrame:
-    rows = [{"preset": "ci", "dataset": "omniglot", "ways": 5, "shots": 1, "queries": 5, "method": m,
-             "alpha_low": lo, "alpha_up": up, "eval_inner_loop": "same", "test_inner_steps": 3, "accuracy": acc,
-             "ci95": ci, "n_episodes": 600, "test_seed": 20220606, "seed": s, "iterations": 300,
-             "checkpoint_kind": "best", "test_fingerprint": "f" * 64, "config_hash": "c0ffee",
-             **{k: v for k, v in STAMP.items() if k not in ("seed", "scale", "config_hash")}}
-            for m, lo, up, s, acc, ci in EVALUATIONS]
+    rows = [
+        {
+            "preset": "ci",
+            "dataset": "omniglot",
+            "ways": 5,
+            "shots": 1,
+            "queries": 5,
+            "method": m,
+            "alpha_low": lo,
+            "alpha_up": up,
+            "eval_inner_loop": "same",
+            "test_inner_steps": 3,
+            "accuracy": acc,
+            "ci95": ci,
+            "n_episodes": 600,
+            "test_seed": 20220606,
+            "seed": s,
+            "iterations": 300,
+            "checkpoint_kind": "best",
+            "test_fingerprint": "f" * 64,
+            "config_hash": "c0ffee",
+            **{k: v for k, v in STAMP.items() if k not in ("seed", "scale", "config_hash")},
+        }
+        for m, lo, up, s, acc, ci in EVALUATIONS
+    ]
     return pd.DataFrame(rows)
 
 
 def metrics(method: str, alpha: float, seconds_per_iteration: float) -> pd.DataFrame:
     run = f"ci-{method}-s0"
-    rows = [{"run": run, "preset": "ci", "dataset": "omniglot", "ways": 5, "shots": 1, "method": method,
-             "alpha_low": alpha, "alpha_up": alpha, "seed": 0, "split": split, "iteration": it,
-             "meta_loss": 0.5, "accuracy": acc, "ci95": 0.01, "status": "ok",
-             "elapsed_s": it * seconds_per_iteration, "device": "cpu:x86_64", "config_hash": "c0ffee"}
-            for split, it, acc in (("train", 100, 0.8), ("val", 100, 0.85), ("val", 200, 0.9))]
+    rows = [
+        {
+            "run": run,
+            "preset": "ci",
+            "dataset": "omniglot",
+            "ways": 5,
+            "shots": 1,
+            "method": method,
+            "alpha_low": alpha,
+            "alpha_up": alpha,
+            "seed": 0,
+            "split": split,
+            "iteration": it,
+            "meta_loss": 0.5,
+            "accuracy": acc,
+            "ci95": 0.01,
+            "status": "ok",
+            "elapsed_s": it * seconds_per_iteration,
+            "device": "cpu:x86_64",
+            "config_hash": "c0ffee",
+        }
+        for split, it, acc in (("train", 100, 0.8), ("val", 100, 0.85), ("val", 200, 0.9))
+    ]
     return pd.DataFrame(rows)
 
 
-SPEED = {"device": "cpu", "device_name": "cpu:x86_64", "quick": True, "rows": [
-    {"name": "omniglot-5w1s", "method": "maml", "tasks": 4, "reference_median_s": 0.2, "reference_peak_mib": None,
-     "engine_vmap_median_s": 0.1, "engine_vmap_peak_mib": None},
-    {"name": "omniglot-5w1s", "method": "sharp_both", "tasks": 4, "reference_median_s": 0.5,
-     "reference_peak_mib": None, "engine_vmap_median_s": 0.25, "engine_vmap_peak_mib": None},
-]}
-BASELINES = pd.DataFrame([
-    {"dataset": "omniglot", "ways": 5, "shots": 1, "method": "maml", "alpha_low": None, "alpha_up": None,
-     "scale": "paper", "accuracy": 98.7, "ci95": 0.4, "source": "paper: Finn et al. 2017, Table 1"},
-    {"dataset": "omniglot", "ways": 5, "shots": 1, "method": "maml", "alpha_low": 0.0, "alpha_up": 0.0,
-     "scale": "ci", "accuracy": 91.5, "ci95": 0.7, "source": "reproduced here"},
-    {"dataset": "omniglot", "ways": 5, "shots": 1, "method": "reptile", "alpha_low": None, "alpha_up": None,
-     "scale": "paper", "accuracy": 97.7, "ci95": None, "source": "paper: Nichol et al., Reptile (arXiv 1803.02999)"},
-])
-CHECK = pd.DataFrame([
-    {"row_id": "omniglot-5w1s-maml-ci", "dataset": "omniglot", "ways": 5, "shots": 1, "method": "maml",
-     "alpha_low": 0.0, "alpha_up": 0.0, "scale": "ci", "stored": 91.5, "measured": 91.0, "delta": -0.5,
-     "tolerance": 1.5, "verdict": PASS, "reason": ""},
-    {"row_id": "omniglot-5w1s-sharp_both-ci", "dataset": "omniglot", "ways": 5, "shots": 1, "method": "sharp_both",
-     "alpha_low": 0.05, "alpha_up": 0.05, "scale": "ci", "stored": 93.0, "measured": 91.0, "delta": -2.0,
-     "tolerance": 1.5, "verdict": FAIL, "reason": "drop beyond tolerance"},
-])
+SPEED = {
+    "device": "cpu",
+    "device_name": "cpu:x86_64",
+    "quick": True,
+    "rows": [
+        {
+            "name": "omniglot-5w1s",
+            "method": "maml",
+            "tasks": 4,
+            "reference_median_s": 0.2,
+            "reference_peak_mib": None,
+            "engine_vmap_median_s": 0.1,
+            "engine_vmap_peak_mib": None,
+        },
+        {
+            "name": "omniglot-5w1s",
+            "method": "sharp_both",
+            "tasks": 4,
+            "reference_median_s": 0.5,
+            "reference_peak_mib": None,
+            "engine_vmap_median_s": 0.25,
+            "engine_vmap_peak_mib": None,
+        },
+    ],
+}
+BASELINES = pd.DataFrame(
+    [
+        {
+            "dataset": "omniglot",
+            "ways": 5,
+            "shots": 1,
+            "method": "maml",
+            "alpha_low": None,
+            "alpha_up": None,
+            "scale": "paper",
+            "accuracy": 98.7,
+            "ci95": 0.4,
+            "source": "paper: Finn et al. 2017, Table 1",
+        },
+        {
+            "dataset": "omniglot",
+            "ways": 5,
+            "shots": 1,
+            "method": "maml",
+            "alpha_low": 0.0,
+            "alpha_up": 0.0,
+            "scale": "ci",
+            "accuracy": 91.5,
+            "ci95": 0.7,
+            "source": "reproduced here",
+        },
+        {
+            "dataset": "omniglot",
+            "ways": 5,
+            "shots": 1,
+            "method": "reptile",
+            "alpha_low": None,
+            "alpha_up": None,
+            "scale": "paper",
+            "accuracy": 97.7,
+            "ci95": None,
+            "source": "paper: Nichol et al., Reptile (arXiv 1803.02999)",
+        },
+    ]
+)
+CHECK = pd.DataFrame(
+    [
+        {
+            "row_id": "omniglot-5w1s-maml-ci",
+            "dataset": "omniglot",
+            "ways": 5,
+            "shots": 1,
+            "method": "maml",
+            "alpha_low": 0.0,
+            "alpha_up": 0.0,
+            "scale": "ci",
+            "stored": 91.5,
+            "measured": 91.0,
+            "delta": -0.5,
+            "tolerance": 1.5,
+            "verdict": PASS,
+            "reason": "",
+        },
+        {
+            "row_id": "omniglot-5w1s-sharp_both-ci",
+            "dataset": "omniglot",
+            "ways": 5,
+            "shots": 1,
+            "method": "sharp_both",
+            "alpha_low": 0.05,
+            "alpha_up": 0.05,
+            "scale": "ci",
+            "stored": 93.0,
+            "measured": 91.0,
+            "delta": -2.0,
+            "tolerance": 1.5,
+            "verdict": FAIL,
+            "reason": "drop beyond tolerance",
+        },
+    ]
+)
 
 
-def write_store(root: Path, *, synthetic: bool = True, generalization: bool = True,
-                realdata: bool = True) -> Path:
+def write_store(
+    root: Path, *, synthetic: bool = True, generalization: bool = True, realdata: bool = True
+) -> Path:
     """Write the chosen parts of the store under ``root``; returns the baselines CSV path."""
     if synthetic:
         runs = pd.concat([rate_runs(), floor_and_bias_runs()], ignore_index=True).assign(**STAMP)
@@ -198,8 +388,10 @@ def write_store(root: Path, *, synthetic: bool = True, generalization: bool = Tr
     if realdata:
         write_table(evaluations(), root / "realdata" / "evaluations.parquet")
         write_table(metrics("maml", 0.0, 0.1), root / "realdata" / "runs" / "ci-maml-s0" / "metrics.parquet")
-        write_table(metrics("sharp_both", 0.05, 0.25),
-                    root / "realdata" / "runs" / "ci-sharp_both-s0" / "metrics.parquet")
+        write_table(
+            metrics("sharp_both", 0.05, 0.25),
+            root / "realdata" / "runs" / "ci-sharp_both-s0" / "metrics.parquet",
+        )
         (root / "realdata" / "speed.json").write_text(json.dumps(SPEED))
         write_table(CHECK, root / "baselines" / "check.csv")
         write_table(BASELINES, baselines)

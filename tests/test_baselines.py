@@ -20,7 +20,11 @@ import torch
 
 import harness.meta
 import realdata.train
-from harness.baselines import (
+from harness.config import METHODS
+from infra.cli import main
+from infra.errors import EXIT_USAGE
+from infra.paths import DEFAULT_BASELINES
+from realdata.baselines.format import (
     FAIL,
     PASS,
     REFERENCE_RULE,
@@ -35,27 +39,43 @@ from harness.baselines import (
     seed_tolerance,
     write_baselines,
 )
-from harness.cli import main
-from harness.config import METHODS
-from realdata.baselines import SCALES, Scale, defined_rows, row_spec
-from realdata.baselines_commands import DEFAULT_BASELINES
+from realdata.baselines.measure import SCALES, Scale, defined_rows, row_spec
+from realdata.data import DATASET_LOADERS
 from realdata.datasets import ClassImages, DatasetSplits, find_data_root
 from realdata.presets import PRESETS
-from realdata.train import DATASET_LOADERS
 
 REAL = find_data_root()
 HAS_OMNIGLOT = REAL is not None and (REAL / "omniglot").is_dir()
 TOY_PRESET = PRESETS["ci"].replace(
-    name="toy", filters=8, meta_batch=4, queries=2, iterations=20, val_every=20, val_episodes=10,
-    log_every=10, train_classes=None, test_inner_steps=1,
+    name="toy",
+    filters=8,
+    meta_batch=4,
+    queries=2,
+    iterations=20,
+    val_every=20,
+    val_episodes=10,
+    log_every=10,
+    train_classes=None,
+    test_inner_steps=1,
 )
-TOY_SCALE = Scale("toy", "test scale", preset="toy", iterations=20, seeds=(0, 1),
-                  spread_seeds=(0, 1, 2), n_episodes=600, device="cpu", threads=1,
-                  methods=("maml",))
+TOY_SCALE = Scale(
+    "toy",
+    "test scale",
+    preset="toy",
+    iterations=20,
+    seeds=(0, 1),
+    spread_seeds=(0, 1, 2),
+    n_episodes=600,
+    device="cpu",
+    threads=1,
+    methods=("maml",),
+)
 TOY_ROW = "toy:omniglot-5w1s-maml-lo0-up0"
-PAPER_LINE = ("paper:finn2017-omniglot-5w1s-maml,paper,omniglot,5,1,maml,0,0,98.7,0.4,,,,,,,,,,"
-              "\"paper: Finn et al., MAML, ICML 2017, Table 1\",,,,,"
-              f"\"{REFERENCE_RULE}\",\n")
+PAPER_LINE = (
+    "paper:finn2017-omniglot-5w1s-maml,paper,omniglot,5,1,maml,0,0,98.7,0.4,,,,,,,,,,"
+    '"paper: Finn et al., MAML, ICML 2017, Table 1",,,,,'
+    f'"{REFERENCE_RULE}",\n'
+)
 VALID = render_baselines([]) + PAPER_LINE
 
 
@@ -67,8 +87,7 @@ def toy_splits() -> DatasetSplits:
         proto = torch.rand(n, 1, 1, 4, 4, generator=g) < 0.5
         proto = proto.repeat_interleave(4, -1).repeat_interleave(4, -2).expand(n, 8, 1, 16, 16)
         flips = torch.rand(n, 8, 1, 16, 16, generator=g) < 0.15
-        return ClassImages((proto ^ flips).to(torch.uint8) * 255,
-                           tuple(f"{name}/{i}" for i in range(n)))
+        return ClassImages((proto ^ flips).to(torch.uint8) * 255, tuple(f"{name}/{i}" for i in range(n)))
 
     return DatasetSplits(split("train", 20), split("val", 10), split("test", 10), False, None)
 
@@ -131,32 +150,69 @@ def test_tolerance_is_the_stored_ci_or_three_sigmas_of_a_seed_mean_difference():
 
 def stored_row(**changes) -> Baseline:
     fields = dict(
-        row_id="ci:omniglot-5w1s-maml-lo0-up0", scale="ci", dataset="omniglot", ways=5, shots=1,
-        method="maml", alpha_low=0.0, alpha_up=0.0, accuracy=70.0, ci95=1.0, seed_std=1.0,
-        n_episodes=600, n_seeds=2, seeds=(0, 1), spread_seeds=(0, 1, 2, 3), iterations=80, preset="ci",
-        eval_inner_loop="same", test_seed=1, source="reproduced here", device="cpu",
-        git_sha="abc", date="2025-01-01", config_hash="h", tolerance_rule=SEED_RULE, note="",
+        row_id="ci:omniglot-5w1s-maml-lo0-up0",
+        scale="ci",
+        dataset="omniglot",
+        ways=5,
+        shots=1,
+        method="maml",
+        alpha_low=0.0,
+        alpha_up=0.0,
+        accuracy=70.0,
+        ci95=1.0,
+        seed_std=1.0,
+        n_episodes=600,
+        n_seeds=2,
+        seeds=(0, 1),
+        spread_seeds=(0, 1, 2, 3),
+        iterations=80,
+        preset="ci",
+        eval_inner_loop="same",
+        test_seed=1,
+        source="reproduced here",
+        device="cpu",
+        git_sha="abc",
+        date="2025-01-01",
+        config_hash="h",
+        tolerance_rule=SEED_RULE,
+        note="",
     )
     return Baseline(**{**fields, **changes})
 
 
 def measured(accuracy: float, **changes) -> Measured:
-    fields = dict(accuracy=accuracy, ci95=1.0, seed_std=1.0, seeds=(0, 1), spread_seeds=(0, 1),
-                  n_episodes=600,
-                  config_hash="h", device="cpu", elapsed_s=1.0)
+    fields = dict(
+        accuracy=accuracy,
+        ci95=1.0,
+        seed_std=1.0,
+        seeds=(0, 1),
+        spread_seeds=(0, 1),
+        n_episodes=600,
+        config_hash="h",
+        device="cpu",
+        elapsed_s=1.0,
+    )
     return Measured(**{**fields, **changes})
 
 
-@pytest.mark.parametrize(("value", "changes", "verdict", "reason"), [
-    (70.0, {}, PASS, ""),
-    (67.0, {}, PASS, ""),  # exactly at the tolerance (3 points)
-    (73.0, {}, PASS, ""),
-    (66.9, {}, FAIL, "dropped 3.10 points, beyond the tolerance 3.00"),
-    (73.2, {}, FAIL, "improved 3.20 points, beyond the tolerance 3.00: store it deliberately "
-                     "with `sharpmaml baselines update --rows ci:omniglot-5w1s-maml-lo0-up0`"),
-    (70.0, {"config_hash": "other"}, FAIL, "settings changed (config hash h stored, other now)"),
-    (math.nan, {"problem": "training of seed 1 diverged"}, FAIL, "training of seed 1 diverged"),
-])
+@pytest.mark.parametrize(
+    ("value", "changes", "verdict", "reason"),
+    [
+        (70.0, {}, PASS, ""),
+        (67.0, {}, PASS, ""),  # exactly at the tolerance (3 points)
+        (73.0, {}, PASS, ""),
+        (66.9, {}, FAIL, "dropped 3.10 points, beyond the tolerance 3.00"),
+        (
+            73.2,
+            {},
+            FAIL,
+            "improved 3.20 points, beyond the tolerance 3.00: store it deliberately "
+            "with `sharpmaml baselines update --rows ci:omniglot-5w1s-maml-lo0-up0`",
+        ),
+        (70.0, {"config_hash": "other"}, FAIL, "settings changed (config hash h stored, other now)"),
+        (math.nan, {"problem": "training of seed 1 diverged"}, FAIL, "training of seed 1 diverged"),
+    ],
+)
 def test_verdicts_fail_drops_and_rises_beyond_the_tolerance(value, changes, verdict, reason):
     got_verdict, got_reason, tolerance = judge(stored_row(), measured(value, **changes))
     assert (got_verdict, tolerance) == (verdict, pytest.approx(3.0))
@@ -182,7 +238,8 @@ def test_committed_baselines_are_valid_canonical_and_describe_the_current_code()
         spec = row_spec(row, DEFAULT_BASELINES)
         assert spec.config_hash() == row.config_hash, (
             f"{row.row_id}: the ci preset or engine settings changed since the row was stored; "
-            "re-measure with `sharpmaml baselines update --scale ci`")
+            "re-measure with `sharpmaml baselines update --scale ci`"
+        )
         assert row.n_seeds == len(SCALES["ci"].seeds) and row.tolerance() > 0
         assert row.device.endswith(", 1 thread") and row.git_sha and row.date  # pinned thread
 
@@ -190,25 +247,31 @@ def test_committed_baselines_are_valid_canonical_and_describe_the_current_code()
 # ----------------------------------------------------------------------------- bad files
 
 
-@pytest.mark.parametrize(("content", "expected"), [
-    (b"", ["line 1", "empty file"]),
-    (VALID.replace("ci95,", "", 1).encode(), ["line 1", "missing ['ci95']"]),
-    (VALID.replace(",98.7,", ",9x.7,").encode(), ["line 2", "column 'accuracy'", "expected a number",
-                                                  "'9x.7'"]),
-    (VALID.replace(",98.7,", ",198.7,").encode(), ["line 2", "column 'accuracy'", "[0, 100]"]),
-    (VALID.replace(",0.4,", ",0.4,,").encode(), ["line 2", "expected 26 fields, got 27"]),
-    ((VALID + PAPER_LINE).encode(), ["line 3", "column 'row_id'", "duplicate row_id; line 2"]),
-    (VALID.replace('"paper: Finn', '"Finn').encode(), ["line 2", "column 'source'", "'paper:'"]),
-    (VALID.replace(REFERENCE_RULE, "max(ci95)").encode(), ["line 2", "column 'tolerance_rule'"]),
-    (VALID.encode() + b"\xff\xfe", ["not UTF-8"]),
-])
-def test_a_corrupt_file_is_a_clear_error_and_is_never_written(content, expected, tmp_path, capsys,
-                                                              monkeypatch):
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"", ["line 1", "empty file"]),
+        (VALID.replace("ci95,", "", 1).encode(), ["line 1", "missing ['ci95']"]),
+        (
+            VALID.replace(",98.7,", ",9x.7,").encode(),
+            ["line 2", "column 'accuracy'", "expected a number", "'9x.7'"],
+        ),
+        (VALID.replace(",98.7,", ",198.7,").encode(), ["line 2", "column 'accuracy'", "[0, 100]"]),
+        (VALID.replace(",0.4,", ",0.4,,").encode(), ["line 2", "expected 26 fields, got 27"]),
+        ((VALID + PAPER_LINE).encode(), ["line 3", "column 'row_id'", "duplicate row_id; line 2"]),
+        (VALID.replace('"paper: Finn', '"Finn').encode(), ["line 2", "column 'source'", "'paper:'"]),
+        (VALID.replace(REFERENCE_RULE, "max(ci95)").encode(), ["line 2", "column 'tolerance_rule'"]),
+        (VALID.encode() + b"\xff\xfe", ["not UTF-8"]),
+    ],
+)
+def test_a_corrupt_file_is_a_clear_error_and_is_never_written(
+    content, expected, tmp_path, capsys, monkeypatch
+):
     path, out = tmp_path / "baselines.csv", tmp_path / "check.csv"
     path.write_bytes(content)
     monkeypatch.delenv("CI", raising=False)
-    assert run("check", "--baselines", path, "--out", out) == 2
-    assert run("update", "--scale", "ci", "--baselines", path) == 2  # fails before measuring
+    assert run("check", "--baselines", path, "--out", out) == EXIT_USAGE
+    assert run("update", "--scale", "ci", "--baselines", path) == EXIT_USAGE  # fails before measuring
     err = capsys.readouterr().err
     assert str(path) in err
     for text in expected:
@@ -216,26 +279,33 @@ def test_a_corrupt_file_is_a_clear_error_and_is_never_written(content, expected,
     assert path.read_bytes() == content and not out.exists()
 
 
-def measured_row_line(row_id: str = TOY_ROW, scale: str = "toy", preset: str = "toy",
-                      iterations: str = "20", n_seeds: str = "2") -> str:
-    return (f"{row_id},{scale},omniglot,5,1,maml,0,0,60,1.3,1,600,{n_seeds},0 1,0 1 2,{iterations},"
-            f"{preset},same,"
-            f"20220606,reproduced here,cpu,abc,2025-01-01,h,\"{SEED_RULE}\",\n")
+def measured_row_line(
+    row_id: str = TOY_ROW, scale: str = "toy", preset: str = "toy", iterations: str = "20", n_seeds: str = "2"
+) -> str:
+    return (
+        f"{row_id},{scale},omniglot,5,1,maml,0,0,60,1.3,1,600,{n_seeds},0 1,0 1 2,{iterations},"
+        f"{preset},same,"
+        f'20220606,reproduced here,cpu,abc,2025-01-01,h,"{SEED_RULE}",\n'
+    )
 
 
-@pytest.mark.parametrize(("line", "expected"), [
-    (measured_row_line(scale="tpu"), ["line 3", "column 'scale'", "unknown scale 'tpu'"]),
-    (measured_row_line(preset="nope"), ["line 3", "column 'preset'", "unknown preset 'nope'"]),
-    (measured_row_line(preset="mini-5w1s"), ["line 3", "column 'dataset'", "'miniimagenet'"]),
-    (measured_row_line(n_seeds="3"), ["line 3", "column 'n_seeds'", "the number of seeds listed (2)"]),
-])
-def test_a_row_the_code_cannot_rerun_is_rejected_before_any_compute(line, expected, toy_env, tmp_path,
-                                                                   capsys, monkeypatch):
-    monkeypatch.setattr("realdata.baselines_commands.measure", pytest.fail)
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        (measured_row_line(scale="tpu"), ["line 3", "column 'scale'", "unknown scale 'tpu'"]),
+        (measured_row_line(preset="nope"), ["line 3", "column 'preset'", "unknown preset 'nope'"]),
+        (measured_row_line(preset="mini-5w1s"), ["line 3", "column 'dataset'", "'miniimagenet'"]),
+        (measured_row_line(n_seeds="3"), ["line 3", "column 'n_seeds'", "the number of seeds listed (2)"]),
+    ],
+)
+def test_a_row_the_code_cannot_rerun_is_rejected_before_any_compute(
+    line, expected, toy_env, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setattr("realdata.baselines.commands.measure", pytest.fail)
     path, out = tmp_path / "baselines.csv", tmp_path / "check.csv"
     path.write_text(VALID + line)
     before = path.read_bytes()
-    assert run("check", "--baselines", path, "--out", out) == 2
+    assert run("check", "--baselines", path, "--out", out) == EXIT_USAGE
     err = capsys.readouterr().err
     for text in expected:
         assert text in err
@@ -244,24 +314,24 @@ def test_a_row_the_code_cannot_rerun_is_rejected_before_any_compute(line, expect
 
 def test_a_missing_file_is_a_clear_error_and_is_not_created(tmp_path, capsys):
     path = tmp_path / "none.csv"
-    assert run("check", "--baselines", path, "--out", tmp_path / "check.csv") == 2
-    assert run("show", "--baselines", path) == 2
+    assert run("check", "--baselines", path, "--out", tmp_path / "check.csv") == EXIT_USAGE
+    assert run("show", "--baselines", path) == EXIT_USAGE
     err = capsys.readouterr().err
     assert f"{path}: baselines file not found" in err and "baselines update --scale ci" in err
     assert not path.exists() and not (tmp_path / "check.csv").exists()
 
 
 def test_unknown_rows_and_ci_updates_are_refused_before_any_compute(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("realdata.baselines_commands.measure", pytest.fail)
+    monkeypatch.setattr("realdata.baselines.commands.measure", pytest.fail)
     path = tmp_path / "baselines.csv"
     path.write_text(VALID)
     monkeypatch.delenv("CI", raising=False)
-    assert run("update", "--rows", "ci:nope", "--baselines", path) == 2
+    assert run("update", "--rows", "ci:nope", "--baselines", path) == EXIT_USAGE
     assert "--rows: unknown row of a scale ['ci:nope']" in capsys.readouterr().err
-    assert run("check", "--rows", "ci:nope", "--baselines", path) == 2
+    assert run("check", "--rows", "ci:nope", "--baselines", path) == EXIT_USAGE
     assert "--rows: unknown row ['ci:nope']" in capsys.readouterr().err
     monkeypatch.setenv("CI", "true")
-    assert run("update", "--scale", "ci", "--baselines", path) == 2
+    assert run("update", "--scale", "ci", "--baselines", path) == EXIT_USAGE
     assert "refusing to update baselines where CI is set" in capsys.readouterr().err
     assert path.read_text() == VALID
 
@@ -284,8 +354,7 @@ def test_writes_are_validated_and_atomic(tmp_path, monkeypatch):
 # ----------------------------------------------------------------------------- gate runs (toy scale)
 
 
-def test_update_prints_the_diff_and_keeps_the_other_rows(stored_text, toy_env, tmp_path, capsys,
-                                                         monkeypatch):
+def test_update_prints_the_diff_and_keeps_the_other_rows(stored_text, toy_env, tmp_path, capsys, monkeypatch):
     rows = {r.row_id: r for r in load_baselines_text(stored_text, tmp_path)}
     assert set(rows) == {"paper:finn2017-omniglot-5w1s-maml", TOY_ROW}
     toy = rows[TOY_ROW]
@@ -312,8 +381,9 @@ def load_baselines_text(text: str, folder: Path) -> list[Baseline]:
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the skip of gpu rows without CUDA")
-def test_an_unchanged_model_passes_bit_exactly_and_gpu_rows_are_skipped(stored_text, toy_env,
-                                                                        tmp_path, capsys):
+def test_an_unchanged_model_passes_bit_exactly_and_gpu_rows_are_skipped(
+    stored_text, toy_env, tmp_path, capsys
+):
     gpu = measured_row_line("gpu:omniglot-5w1s-maml-lo0-up0", "gpu", "omniglot-5w1s", "2000")
     path, out = tmp_path / "baselines.csv", tmp_path / "gate" / "check.csv"
     path.write_text(stored_text + gpu)
@@ -323,9 +393,26 @@ def test_an_unchanged_model_passes_bit_exactly_and_gpu_rows_are_skipped(stored_t
     toy, skipped = table.loc[TOY_ROW], table.loc["gpu:omniglot-5w1s-maml-lo0-up0"]
     assert toy["verdict"] == PASS and abs(toy["delta"]) < 1e-3  # same machine: same numbers
     assert skipped["verdict"] == SKIPPED and "needs a CUDA GPU" in skipped["reason"]
-    for column in ("row_id", "dataset", "ways", "shots", "method", "alpha_low", "alpha_up", "scale",
-                   "stored", "measured", "delta", "tolerance", "verdict", "reason", "git_sha",
-                   "versions", "device", "date"):
+    for column in (
+        "row_id",
+        "dataset",
+        "ways",
+        "shots",
+        "method",
+        "alpha_low",
+        "alpha_up",
+        "scale",
+        "stored",
+        "measured",
+        "delta",
+        "tolerance",
+        "verdict",
+        "reason",
+        "git_sha",
+        "versions",
+        "device",
+        "date",
+    ):
         assert column in table.reset_index().columns
     printed = capsys.readouterr().out
     assert "row_id" in printed and "tolerance" in printed and "verdicts: PASS 1, SKIPPED 1" in printed
@@ -343,8 +430,7 @@ def test_a_model_without_inner_steps_fails_the_gate(stored_text, toy_env, tmp_pa
     assert path.read_text() == stored_text  # a check never writes the baselines
 
 
-def test_an_improved_model_is_flagged_until_the_baseline_is_updated(toy_env, tmp_path, monkeypatch,
-                                                                    capsys):
+def test_an_improved_model_is_flagged_until_the_baseline_is_updated(toy_env, tmp_path, monkeypatch, capsys):
     path, out = tmp_path / "baselines.csv", tmp_path / "check.csv"
     path.write_text(VALID)
     with monkeypatch.context() as degraded:
@@ -372,8 +458,9 @@ def test_show_prints_rows_with_their_tolerance(stored_text, toy_env, tmp_path, c
 
 @pytest.mark.slow
 @pytest.mark.data
-@pytest.mark.skipif(not HAS_OMNIGLOT, reason="no Omniglot folder under the data root "
-                    "($SHARPMAML_DATA or ../shared/data)")
+@pytest.mark.skipif(
+    not HAS_OMNIGLOT, reason="no Omniglot folder under the data root ($SHARPMAML_DATA or ../shared/data)"
+)
 def test_the_real_gate_fails_the_committed_maml_row_without_inner_steps(tmp_path, monkeypatch):
     """The committed ci MAML row, re-run on real Omniglot with adaptation switched off (~15 s)."""
     out = tmp_path / "check.csv"
@@ -386,12 +473,12 @@ def test_the_real_gate_fails_the_committed_maml_row_without_inner_steps(tmp_path
 
 
 def test_missing_data_stops_the_gate_unless_ci_asks_to_skip(tmp_path, capsys):
-    """Without the data the gate exits 2 naming the folder; with --skip-missing-data (CI) every
+    """Without the data the gate exits 4 naming the folder; with --skip-missing-data (CI) every
     row needing it is SKIPPED with that reason and nothing is trained."""
     empty, out = tmp_path / "no-data", tmp_path / "check.csv"
     empty.mkdir()
     before = DEFAULT_BASELINES.read_bytes()
-    assert run("check", "--scale", "ci", "--data-root", empty, "--out", out) == 2
+    assert run("check", "--scale", "ci", "--data-root", empty, "--out", out) == EXIT_USAGE
     assert f"{empty / 'omniglot'}: Omniglot folder not found" in capsys.readouterr().err
     assert not out.exists()
     assert run("check", "--scale", "ci", "--data-root", empty, "--out", out, "--skip-missing-data") == 0

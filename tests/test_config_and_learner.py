@@ -65,7 +65,9 @@ def test_learner_applies_meta_gradient_at_unperturbed_theta() -> None:
     result = learner.step(tasks)
     for name, value in params.items():
         torch.testing.assert_close(result.grad[name], expected_grad[name], rtol=0, atol=0)
-        torch.testing.assert_close(learner.params[name].detach(), value - 0.5 * expected_grad[name], rtol=0, atol=0)
+        torch.testing.assert_close(
+            learner.params[name].detach(), value - 0.5 * expected_grad[name], rtol=0, atol=0
+        )
     assert result.perturbed_loss is not None and float(result.perturbed_loss) > float(result.loss)
 
 

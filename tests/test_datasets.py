@@ -14,13 +14,12 @@ import pytest
 import torch
 from PIL import Image
 
+from infra.errors import EXIT_USAGE
 from realdata.datasets import (
     ClassImages,
     DatasetError,
     EpisodeSampler,
     OmniglotSettings,
-    accuracy_ci,
-    aggregate_seeds,
     download,
     fixed_test_episodes,
     load_miniimagenet,
@@ -34,6 +33,7 @@ from realdata.datasets import (
 from realdata.datasets import cache as cache_mod
 from realdata.datasets import omniglot as omniglot_mod
 from realdata.datasets.omniglot import split_indices
+from realdata.stats import accuracy_ci, aggregate_seeds
 from tests.fixtures_datasets import (
     mini_images,
     random_ink,
@@ -112,9 +112,7 @@ def test_every_omniglot_format_reads_the_same_characters(tmp_path, ink):
     folder = write_omniglot_folder(tmp_path / "images_background", ink)
     from_folder = read_omniglot(folder)
     zipped = read_omniglot(zip_folder(folder, tmp_path / "bg.zip", top="images_background_small1"))
-    flat_zip = read_omniglot(
-        zip_folder(folder, tmp_path / "flat.zip", top=None), "images_background"
-    )
+    flat_zip = read_omniglot(zip_folder(folder, tmp_path / "flat.zip", top=None), "images_background")
     for chars in (npz, from_folder, zipped, flat_zip):
         assert chars.ink.dtype == np.bool_ and np.array_equal(chars.ink, ink)
     assert npz.char_ids == from_folder.char_ids == flat_zip.char_ids
@@ -130,9 +128,7 @@ def test_character_order_follows_lake_ids_not_folder_names(tmp_path, ink):
     assert np.array_equal(chars.ink, ink)
 
 
-@pytest.mark.parametrize(
-    "member", ["../evil.png", "/abs/evil.png", "a/../../evil.png", "C:/evil.png"]
-)
+@pytest.mark.parametrize("member", ["../evil.png", "/abs/evil.png", "a/../../evil.png", "C:/evil.png"])
 def test_zip_with_unsafe_member_is_rejected(tmp_path, ink, member):
     path = zip_folder(write_omniglot_folder(tmp_path / "s", ink), tmp_path / "s.zip", top="s")
     with zipfile.ZipFile(path, "a") as archive:
@@ -248,9 +244,7 @@ def test_load_omniglot_splits_and_rotations(tmp_path, as_zip):
     root = make_omniglot_folder(tmp_path / "omniglot", as_zip)
     splits = load_omniglot(root, OmniglotSettings(**SMALL), cache_folder=tmp_path / "cache")
     assert [splits.split(s).num_classes for s in ("train", "val", "test")] == [16, 8, 16]
-    assert (
-        splits.train.images.shape[1:] == (4, 1, 28, 28) and splits.train.images.dtype == torch.uint8
-    )
+    assert splits.train.images.shape[1:] == (4, 1, 28, 28) and splits.train.images.dtype == torch.uint8
     ids = [c.rsplit("/", 1)[0] for s in ("train", "val", "test") for c in splits.split(s).class_ids]
     assert len(set(ids)) == 10 and any(i.startswith("images_evaluation/") for i in ids)
     assert splits.train.class_ids[1].endswith("/rot090")
@@ -269,9 +263,7 @@ def test_split_is_deterministic_and_seeded():
     a, b = split_indices(ids, s), split_indices(list(ids), s)
     assert a == b and sorted(a["train"] + a["val"] + a["test"]) == list(range(30))
     assert [len(a[k]) for k in ("train", "val", "test")] == [15, 5, 10]
-    other = split_indices(
-        ids, OmniglotSettings(train_chars=20, val_chars=5, total_chars=30, split_seed=2)
-    )
+    other = split_indices(ids, OmniglotSettings(train_chars=20, val_chars=5, total_chars=30, split_seed=2))
     assert other != a
     ordered = split_indices(
         ids, OmniglotSettings(train_chars=20, val_chars=5, total_chars=30, split_seed=None)
@@ -350,11 +342,7 @@ def test_load_omniglot_errors(tmp_path):
     with pytest.raises(DatasetError) as err:
         load_omniglot(root, OmniglotSettings(**SMALL), cache_folder=tmp_path)
     msg = str(err.value)
-    assert (
-        "images_evaluation" in msg
-        and "images_evaluation.npz" in msg
-        and "images_evaluation.zip" in msg
-    )
+    assert "images_evaluation" in msg and "images_evaluation.npz" in msg and "images_evaluation.zip" in msg
     write_omniglot_npz(root / "images_evaluation.npz", random_ink(4, 4))
     with pytest.raises(DatasetError, match="found 10 characters .* expected 1623"):
         load_omniglot(root, cache_folder=tmp_path)
@@ -382,8 +370,7 @@ def test_real_omniglot_protocol(real_splits):
     counts = [real_splits.split(s).num_classes for s in ("train", "val", "test")]
     assert counts == [1100 * 4, 100 * 4, 423 * 4]
     chars = {
-        s: {c.rsplit("/", 1)[0] for c in real_splits.split(s).class_ids}
-        for s in ("train", "val", "test")
+        s: {c.rsplit("/", 1)[0] for c in real_splits.split(s).class_ids} for s in ("train", "val", "test")
     }
     assert [len(chars[s]) for s in ("train", "val", "test")] == [1100, 100, 423]
     assert len(chars["train"] | chars["val"] | chars["test"]) == 1623
@@ -406,9 +393,7 @@ def test_real_omniglot_ink_fraction_survives_resizing(real_splits):
         if "images_background/0001/rot000" in real_splits.split(s).class_ids
     )
     classes = real_splits.split(split)
-    small = (
-        classes.images[classes.class_ids.index("images_background/0001/rot000"), :, 0].float() / 255
-    )
+    small = classes.images[classes.class_ids.index("images_background/0001/rot000"), :, 0].float() / 255
     assert 0.02 < raw.mean() < 0.3
     assert abs(small.mean().item() - raw.mean()) < 0.02
     assert small[:, [0, -1]].max() < 0.5  # ink is 1 on a 0 background, which fills the border
@@ -425,9 +410,7 @@ def make_mini_pickles(folder: Path, size: int = 84) -> dict[str, np.ndarray]:
     out = {}
     for k, (split, names) in enumerate(MINI_NAMES.items()):
         out[split] = mini_images(len(names), 6, size, seed=k)
-        write_mini_pickle(
-            folder / f"mini-imagenet-cache-{split}.pkl", out[split], list(reversed(names))
-        )
+        write_mini_pickle(folder / f"mini-imagenet-cache-{split}.pkl", out[split], list(reversed(names)))
     return out
 
 
@@ -516,9 +499,7 @@ def test_mini_csv_reads_resizes_and_caches(tmp_path, monkeypatch):
     with Image.open(tmp_path / "mini" / "images" / "n0200000001.jpg") as im:  # 100x60: resized
         ref = np.array(im.convert("RGB").resize((84, 84), Image.Resampling.LANCZOS))
         assert torch.equal(splits.train.images[1, 1], torch.from_numpy(ref).permute(2, 0, 1))
-    monkeypatch.setattr(
-        "realdata.datasets.miniimagenet.read_miniimagenet_csv", lambda *a, **k: 1 / 0
-    )
+    monkeypatch.setattr("realdata.datasets.miniimagenet.read_miniimagenet_csv", lambda *a, **k: 1 / 0)
     again = load_miniimagenet(tmp_path / "mini", cache_folder=cache)
     assert again.from_cache and torch.equal(again.test.images, splits.test.images)
 
@@ -533,19 +514,14 @@ def test_mini_csv_errors(tmp_path):
         match=r"val.csv: columns \['file', 'class'\]; expected a header with filename,label",
     ):
         read_miniimagenet_csv(csv_path, folder / "images")
-    csv_path.write_text(
-        "filename,label\nn0400000000.jpg,n04\nn0400000001.jpg,n04\nn0500000000.jpg,n05\n"
-    )
+    csv_path.write_text("filename,label\nn0400000000.jpg,n04\nn0400000001.jpg,n04\nn0500000000.jpg,n05\n")
     with pytest.raises(
         DatasetError,
-        match="val.csv: inconsistent image counts per class; "
-        "expected 2 for every class, got n05: 1",
+        match="val.csv: inconsistent image counts per class; expected 2 for every class, got n05: 1",
     ):
         read_miniimagenet_csv(csv_path, folder / "images")
     csv_path.write_text("filename,label\nn0400000000.jpg,n04\nmissing.jpg,n05\n")
-    with pytest.raises(
-        DatasetError, match=r"1 image\(s\) listed in val.csv are missing, e.g. missing.jpg"
-    ):
+    with pytest.raises(DatasetError, match=r"1 image\(s\) listed in val.csv are missing, e.g. missing.jpg"):
         read_miniimagenet_csv(csv_path, folder / "images")
     csv_path.write_text("filename,label\n../secret.jpg,n04\n")
     with pytest.raises(DatasetError, match="line 2: filename '../secret.jpg' must be a plain name"):
@@ -607,9 +583,7 @@ def test_sampler_is_deterministic_per_seed_and_index():
     assert torch.equal(torch.cat([x.support[0] for x in batches_a]), batch_b.support[0])
     assert torch.equal(torch.cat([x.query[0] for x in batches_a]), batch_b.query[0])
     ep = b.episode(4)
-    assert torch.equal(ep.support[0], batch_b.support[0][4]) and torch.equal(
-        ep.query[1], batch_b.query[1][4]
-    )
+    assert torch.equal(ep.support[0], batch_b.support[0][4]) and torch.equal(ep.query[1], batch_b.query[1][4])
     c = EpisodeSampler(data, 5, 1, 4, seed=4).sample_batch(6)
     assert not torch.equal(c.support[0], batch_b.support[0])
     resumed = EpisodeSampler(data, 5, 1, 4, seed=3, start=4).sample_batch(2)
@@ -706,9 +680,7 @@ def test_download_verifies_sha256_of_a_local_file(tmp_path, monkeypatch):
             opener=no_network,
         )
     with pytest.raises(DatasetError, match="md5 .*; expected the published 68d2efa1"):
-        download.download_file(
-            src.as_uri(), tmp_path / "m" / "images_background.zip", sha256=digest
-        )
+        download.download_file(src.as_uri(), tmp_path / "m" / "images_background.zip", sha256=digest)
     monkeypatch.setattr(
         download,
         "KNOWN_DIGESTS",
@@ -719,17 +691,13 @@ def test_download_verifies_sha256_of_a_local_file(tmp_path, monkeypatch):
     )
     (tmp_path / "src" / "images_background.zip").write_bytes(b"omniglot bytes")
     (tmp_path / "src" / "images_evaluation.zip").write_bytes(b"omniglot bytes")
-    folder = download.download_omniglot(
-        tmp_path / "root", base_url=(tmp_path / "src").as_uri() + "/"
-    )
+    folder = download.download_omniglot(tmp_path / "root", base_url=(tmp_path / "src").as_uri() + "/")
     assert sorted(p.name for p in folder.iterdir()) == [
         "images_background.zip",
         "images_evaluation.zip",
     ]
     with pytest.raises(DatasetError, match="download failed"):
-        download.download_file(
-            (tmp_path / "nope.zip").as_uri(), tmp_path / "y" / "images_background.zip"
-        )
+        download.download_file((tmp_path / "nope.zip").as_uri(), tmp_path / "y" / "images_background.zip")
 
 
 def test_ensure_omniglot_and_cli_without_network(tmp_path, monkeypatch, capsys):
@@ -738,8 +706,8 @@ def test_ensure_omniglot_and_cli_without_network(tmp_path, monkeypatch, capsys):
         download.ensure_omniglot()
     make_omniglot_folder(tmp_path / "omniglot")
     assert download.ensure_omniglot() == tmp_path / "omniglot"
-    assert download.main(["--sha256", "images_background.zip=abc"]) == 2
+    assert download.main(["--sha256", "images_background.zip=abc"]) == EXIT_USAGE
     assert "expected NAME=HEX" in capsys.readouterr().err
     os.remove(tmp_path / "omniglot" / "images_background.npz")
-    assert download.main(["--data-root", str(tmp_path), "--base-url", "file:///nonexistent/"]) == 2
+    assert download.main(["--data-root", str(tmp_path), "--base-url", "file:///nonexistent/"]) == EXIT_USAGE
     assert "no sha256 is known" in capsys.readouterr().err

@@ -23,7 +23,9 @@ FD_TOLERANCE = 1e-6
 
 
 def config(method: str, steps: int, executor: str = "loop", **extra) -> MetaConfig:
-    return MetaConfig(method=method, inner_steps=steps, inner_lr=0.3, executor=executor, **METHOD_RADII[method], **extra)
+    return MetaConfig(
+        method=method, inner_steps=steps, inner_lr=0.3, executor=executor, **METHOD_RADII[method], **extra
+    )
 
 
 @pytest.mark.parametrize("problem", sorted(PROBLEMS))
@@ -85,7 +87,9 @@ def test_zero_radius_sharp_methods_equal_maml(problem: str) -> None:
     loss, params, tasks = PROBLEMS[problem]()
     maml = meta_gradient(loss, params, tasks, MetaConfig("maml", inner_steps=3, inner_lr=0.3))
     up = meta_gradient(loss, params, tasks, MetaConfig("sharp_up", inner_steps=3, inner_lr=0.3, alpha_up=0.0))
-    low = meta_gradient(loss, params, tasks, MetaConfig("sharp_low", inner_steps=3, inner_lr=0.3, alpha_low=0.0))
+    low = meta_gradient(
+        loss, params, tasks, MetaConfig("sharp_low", inner_steps=3, inner_lr=0.3, alpha_low=0.0)
+    )
     for name in params:
         assert torch.equal(up.grad[name], maml.grad[name])
     # _low with alpha_low = 0 takes the same values, but its graph has the (zero) eps_m
@@ -111,7 +115,9 @@ def test_fomaml_equals_closed_form_on_quadratic_tasks(steps: int) -> None:
 
     theta = torch.randn(d, generator=g, dtype=torch.float64)
     tasks = TaskBatch((a, c_support), (a, c_query))
-    result = meta_gradient(quadratic, {"theta": theta}, tasks, MetaConfig("fomaml", inner_steps=steps, inner_lr=beta))
+    result = meta_gradient(
+        quadratic, {"theta": theta}, tasks, MetaConfig("fomaml", inner_steps=steps, inner_lr=beta)
+    )
     expected = torch.zeros(d, dtype=torch.float64)
     for i in range(m):
         adapted = theta.clone()
@@ -119,7 +125,9 @@ def test_fomaml_equals_closed_form_on_quadratic_tasks(steps: int) -> None:
             adapted = adapted - beta * a[i] @ (adapted - c_support[i])
         expected += a[i] @ (adapted - c_query[i]) / m
     torch.testing.assert_close(result.grad["theta"], expected, rtol=1e-13, atol=0)
-    maml = meta_gradient(quadratic, {"theta": theta}, tasks, MetaConfig("maml", inner_steps=steps, inner_lr=beta))
+    maml = meta_gradient(
+        quadratic, {"theta": theta}, tasks, MetaConfig("maml", inner_steps=steps, inner_lr=beta)
+    )
     assert relative_error(maml.grad, result.grad) > 1e-3, "second-order terms must matter here"
 
 

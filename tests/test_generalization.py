@@ -11,17 +11,18 @@ import pandas as pd
 import pytest
 import torch
 
-from harness.cli import main
 from harness.meta import plain_meta_gradient
-from synthetic.checks.rate import method_config
+from infra.cli import main
+from infra.errors import EXIT_USAGE
+from infra.verdicts import FAIL, PASS, VACUOUS
 from synthetic.generalization import bounds, estimates, suite
 from synthetic.generalization.cells import training_tasks
 from synthetic.generalization.training import seed_slice, stack_tasks, train_lanes
+from synthetic.methods import method_config
 from synthetic.problems.base import build_problem
-from synthetic.theory import FAIL, PASS, VACUOUS
-
 
 # ----- kl divergence and its inversion -------------------------------------------------------
+
 
 def test_kl_bernoulli_known_values() -> None:
     assert bounds.kl_bernoulli(0.3, 0.3) == pytest.approx(0.0, abs=1e-15)
@@ -59,13 +60,16 @@ def test_kl_inverse_is_the_largest_root() -> None:
 
 # ----- bound formulas against hand computation ----------------------------------------------
 
+
 def test_foret_rhs_against_hand_computation() -> None:
     # |theta| = 2, rho = 0.5, M = 100, k = 10, delta = 0.05:
     # sqrt(log 100 / 10) = 0.678614; 16 (1.678614)^2 = 45.08392; 10 log(46.08392) = 38.30462;
     # 4 log(2000) = 30.40361; sqrt(68.70823 / 99) = 0.833080
     complexity = bounds.foret_complexity(2.0, 0.5, 100, 10, 0.05)
     assert complexity == pytest.approx(0.833080, rel=1e-5)
-    exact = math.sqrt((10 * math.log(1 + 16 * (1 + math.sqrt(math.log(100) / 10)) ** 2) + 4 * math.log(2000)) / 99)
+    exact = math.sqrt(
+        (10 * math.log(1 + 16 * (1 + math.sqrt(math.log(100) / 10)) ** 2) + 4 * math.log(2000)) / 99
+    )
     assert complexity == pytest.approx(exact, rel=1e-14)
     assert bounds.foret_rhs(0.31, 2.0, 0.5, 100, 10, 0.05) == pytest.approx(0.31 + exact, rel=1e-14)
     assert bounds.foret_sigma(0.5, 100, 10) == pytest.approx(0.5 / (math.sqrt(10) + math.sqrt(math.log(100))))
@@ -92,11 +96,16 @@ def test_gaussian_kl_and_pac_bayes_union_term_by_hand() -> None:
 def test_pac_bayes_kl_rhs_takes_the_best_prior_of_the_grid() -> None:
     priors = 2.0 ** (np.arange(-4, 5) / 2)
     rhs, best = bounds.pac_bayes_kl_rhs(0.3, 3.0, 0.5, priors, 400, 10, 0.025)
-    brute = [bounds.kl_inverse_upper(0.3, (bounds.gaussian_kl(3.0, 0.5, p, 10) + math.log(2 * 20 * 9 / 0.025)) / 400)
-             for p in priors]
+    brute = [
+        bounds.kl_inverse_upper(
+            0.3, (bounds.gaussian_kl(3.0, 0.5, p, 10) + math.log(2 * 20 * 9 / 0.025)) / 400
+        )
+        for p in priors
+    ]
     assert rhs == pytest.approx(min(brute), abs=1e-12) and int(best) == int(np.argmin(brute))
     assert bounds.kl_bernoulli(0.3, rhs) == pytest.approx(
-        (bounds.gaussian_kl(3.0, 0.5, priors[best], 10) + math.log(14400)) / 400, rel=1e-8)
+        (bounds.gaussian_kl(3.0, 0.5, priors[best], 10) + math.log(14400)) / 400, rel=1e-8
+    )
 
 
 def test_pac_bayes_bound_splits_delta_between_monte_carlo_and_priors() -> None:
@@ -110,10 +119,11 @@ def test_pac_bayes_bound_splits_delta_between_monte_carlo_and_priors() -> None:
 
 
 def test_vacuous_means_at_least_one() -> None:
-    assert bounds.is_vacuous(np.array([1.7, 1.0, 0.999]) ).tolist() == [True, True, False]
+    assert bounds.is_vacuous(np.array([1.7, 1.0, 0.999])).tolist() == [True, True, False]
 
 
 # ----- measurements ---------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def l2():
@@ -123,12 +133,24 @@ def l2():
 def test_maml_lane_is_maml_exactly(l2) -> None:
     """alpha_up = 0 in the Sharp-MAML_up lanes is plain full-batch MAML."""
     tasks = training_tasks(l2, 4, 5, 0, 25)
-    theta = train_lanes(l2.loss, method_config(l2, "sharp_up"), stack_tasks([tasks]), torch.tensor([0.0, 0.3]),
-                        l2.init_params["theta"], 30.0, 5)
+    theta = train_lanes(
+        l2.loss,
+        method_config(l2, "sharp_up"),
+        stack_tasks([tasks]),
+        torch.tensor([0.0, 0.3]),
+        l2.init_params["theta"],
+        30.0,
+        5,
+    )
     reference = l2.init_params["theta"]
     for _ in range(5):
-        reference = reference - 30.0 * plain_meta_gradient(l2.loss, {"theta": reference}, tasks,
-                                                           l2.meta_config.replace(executor="vmap")).grad["theta"]
+        reference = (
+            reference
+            - 30.0
+            * plain_meta_gradient(
+                l2.loss, {"theta": reference}, tasks, l2.meta_config.replace(executor="vmap")
+            ).grad["theta"]
+        )
     assert torch.allclose(theta[0, 0], reference, rtol=1e-12, atol=1e-15)
     assert not torch.allclose(theta[0, 1], reference, rtol=1e-6)
 
@@ -145,9 +167,13 @@ def test_risks_noise_free_equals_clean_and_max_in_ball_is_a_valid_lower_estimate
     theta = l2.extras["w_bar"].expand(2, 3, -1) + 0.3 * offset
     clean = estimates.task_risks(l2, theta, tasks, per_seed=True)
     noise = torch.randn(2, 4, 25, 10, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    noisy = estimates.noisy_task_risks(l2, theta, torch.zeros(2, 3, dtype=torch.float64), noise, tasks, per_seed=True)
+    noisy = estimates.noisy_task_risks(
+        l2, theta, torch.zeros(2, 3, dtype=torch.float64), noise, tasks, per_seed=True
+    )
     assert torch.equal(noisy, clean[:, :, None, :].expand_as(noisy))
-    ball = estimates.max_in_ball(l2, theta, tasks, torch.tensor([0.1, 1.0]), 2, 4, torch.Generator().manual_seed(2))
+    ball = estimates.max_in_ball(
+        l2, theta, tasks, torch.tensor([0.1, 1.0]), 2, 4, torch.Generator().manual_seed(2)
+    )
     risk = clean.mean(-1)
     assert torch.all(ball >= risk[..., None] - 1e-15) and torch.all(ball <= 1)
     assert torch.all(ball[..., 1] > risk)  # a radius of 1 at |theta| ~ 3 flips some points
@@ -166,12 +192,15 @@ def test_top_hessian_eigenvalue_is_exact_on_quadratic_tasks() -> None:
 def test_top_hessian_eigenvalue_of_e2_is_the_closed_form_curvature() -> None:
     e2 = build_problem("E2", seed=1, verify=False, grid_points=2001)
     z = torch.tensor([[[0.0], [0.3], [2.0]]], dtype=torch.float64)
-    top, _ = estimates.top_hessian_eigenvalues(e2, z, stack_tasks([e2.tasks]), torch.Generator().manual_seed(0))
+    top, _ = estimates.top_hessian_eigenvalues(
+        e2, z, stack_tasks([e2.tasks]), torch.Generator().manual_seed(0)
+    )
     assert torch.allclose(top[0], e2.extras["model"].meta_1d(z[0, :, 0])[2], rtol=1e-10)
     assert seed_slice(stack_tasks([e2.tasks]), 0).num_tasks == e2.num_tasks
 
 
 # ----- the suite and its command ----------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
@@ -187,9 +216,18 @@ def test_quick_suite_end_to_end(quick_run) -> None:
     assert code == (1 if (predictions["verdict"] == FAIL).any() else 0)
     assert pd.read_csv(out / "predictions.csv")["id"].tolist() == predictions["id"].tolist()
     ids = set(predictions["id"])
-    assert {"gen.foret/M=25", "gen.pac_bayes_kl/M=100", "gen.premise/foret_sigma", "gen.complexity_rate",
-            "gen.gap_slope/m_tr=2", "gen.gap_vs_m_tr", "gen.sharpness/alpha=0.5", "gen.hessian/L2/alpha=0.1",
-            "gen.hessian/E2/alpha=0.3", "gen.pac_bayes_kl.gibbs"} <= ids
+    assert {
+        "gen.foret/M=25",
+        "gen.pac_bayes_kl/M=100",
+        "gen.premise/foret_sigma",
+        "gen.complexity_rate",
+        "gen.gap_slope/m_tr=2",
+        "gen.gap_vs_m_tr",
+        "gen.sharpness/alpha=0.5",
+        "gen.hessian/L2/alpha=0.1",
+        "gen.hessian/E2/alpha=0.3",
+        "gen.pac_bayes_kl.gibbs",
+    } <= ids
     verdicts = predictions.set_index("id")["verdict"]
     assert verdicts["gen.foret/M=25"] == VACUOUS  # a vacuous bound is never a PASS
     assert verdicts["gen.complexity_rate"] == PASS
@@ -250,18 +288,20 @@ def test_a_wrong_bound_fails_the_suite(monkeypatch, tmp_path) -> None:
 
 @pytest.mark.parametrize(
     ("argv", "message"),
-    [(["--seed", "-1"], "--seed: expected an integer >= 0"), (["--out", "{file}"], "--out: expected a folder")],
+    [
+        (["--seed", "-1"], "--seed: expected an integer >= 0"),
+        (["--out", "{file}"], "--out: expected a folder"),
+    ],
 )
-def test_bad_input_exits_2_before_any_compute(argv, message, capsys, tmp_path) -> None:
+def test_bad_input_exits_4_before_any_compute(argv, message, capsys, tmp_path) -> None:
     target = tmp_path / "file"
     target.write_text("keep me")
     argv = [a.format(file=target) for a in argv]
-    assert main(["generalization", "--out", str(tmp_path / "r"), *argv]) == 2
+    assert main(["generalization", "--out", str(tmp_path / "r"), *argv]) == EXIT_USAGE
     assert message in capsys.readouterr().err
     assert target.read_text() == "keep me" and not (tmp_path / "r").exists()
 
 
 def test_quick_with_full_is_a_usage_error(capsys) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        main(["generalization", "--quick", "--full"])
-    assert exit_info.value.code == 2 and "not allowed with" in capsys.readouterr().err
+    assert main(["generalization", "--quick", "--full"]) == EXIT_USAGE
+    assert "not allowed with" in capsys.readouterr().err

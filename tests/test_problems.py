@@ -91,9 +91,7 @@ def test_meta_grad_is_vmappable_and_matches_the_engine(problems, name: str) -> N
     batched = torch.func.vmap(problem.meta_grad)({"theta": thetas})["theta"]
     cfg = problem.meta_config.replace(executor="loop")
     for i, theta in enumerate(thetas):
-        engine = plain_meta_gradient(problem.loss, {"theta": theta}, problem.tasks, cfg).grad[
-            "theta"
-        ]
+        engine = plain_meta_gradient(problem.loss, {"theta": theta}, problem.tasks, cfg).grad["theta"]
         assert relative_error(batched[i], engine) <= EXACT
 
 
@@ -133,9 +131,7 @@ def test_same_seed_same_problem_other_seed_other_problem(name: str, settings: di
         ("E2", {"stiffness": -1.0}, "'stiffness'"),
     ],
 )
-def test_bad_settings_raise_value_error_naming_the_setting(
-    name: str, settings: dict, named: str
-) -> None:
+def test_bad_settings_raise_value_error_naming_the_setting(name: str, settings: dict, named: str) -> None:
     with pytest.raises(ValueError, match=named):
         build_problem(name, 0, **settings)
 
@@ -190,9 +186,7 @@ def test_q1_sigma2(q1: ProblemInstance) -> None:
     assert float(sigma2_at(q1.init_params["theta"])) == pytest.approx(c["sigma2_theta0"], rel=1e-14)
     assert float(sigma2_at(q1.extras["theta_star"])) == pytest.approx(c["sigma2_star"], rel=1e-14)
     radius = float(torch.linalg.vector_norm(q1.init_params["theta"] - q1.extras["theta_star"]))
-    directions = torch.randn(
-        500, 20, generator=torch.Generator().manual_seed(3), dtype=torch.float64
-    )
+    directions = torch.randn(500, 20, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     directions = directions / torch.linalg.vector_norm(directions, dim=-1, keepdim=True)
     inside = q1.extras["theta_star"] + radius * torch.rand(500, 1, dtype=torch.float64) * directions
     assert float(sigma2_at(inside).max()) <= c["sigma2"]
@@ -210,17 +204,10 @@ def test_q1_beta_zero_is_the_mean_task_loss() -> None:
     problem = build_problem("Q1", 0, beta=0.0, verify=False)
     theta = torch.randn(20, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
     mean_loss = torch.stack(
-        [
-            q1_quadratic.quadratic_loss({"theta": theta}, problem.tasks.task(m)[1])
-            for m in range(100)
-        ]
+        [q1_quadratic.quadratic_loss({"theta": theta}, problem.tasks.task(m)[1]) for m in range(100)]
     ).mean()
-    assert float(problem.meta_objective({"theta": theta})) == pytest.approx(
-        float(mean_loss), rel=1e-13
-    )
-    assert problem.constants["L_F"] == pytest.approx(
-        float(torch.linalg.eigvalsh(problem.extras["H_F"])[-1])
-    )
+    assert float(problem.meta_objective({"theta": theta})) == pytest.approx(float(mean_loss), rel=1e-13)
+    assert problem.constants["L_F"] == pytest.approx(float(torch.linalg.eigvalsh(problem.extras["H_F"])[-1]))
 
 
 def test_q1_cvxpy_certificate(q1: ProblemInstance) -> None:
@@ -320,9 +307,7 @@ def test_l2_bounded_losses(l2: ProblemInstance) -> None:
     assert 0 <= float(zero_one) <= float(clipped) <= 1
     assert float(zero_one) < 0.35  # w_bar classifies fresh tasks far better than chance
     gradient = torch.func.grad(
-        lambda t: l2_logistic.bounded_meta_loss(
-            l2, {"theta": t}, tasks, l2_logistic.clipped_logistic_loss
-        )
+        lambda t: l2_logistic.bounded_meta_loss(l2, {"theta": t}, tasks, l2_logistic.clipped_logistic_loss)
     )(theta["theta"])
     assert torch.isfinite(gradient).all() and float(torch.linalg.vector_norm(gradient)) > 0
     batch = tasks.task(0)[1]
@@ -366,9 +351,7 @@ def test_e2_basins_match_theory(e2: ProblemInstance) -> None:
     truth = e2.extras["ground_truth"]
     assert c["F_star"] <= float(truth.values.min()) + 1e-12
     model = e2.extras["model"]
-    slopes = model.meta_1d(torch.tensor([c["theta_sharp"], c["theta_flat"]], dtype=torch.float64))[
-        1
-    ]
+    slopes = model.meta_1d(torch.tensor([c["theta_sharp"], c["theta_flat"]], dtype=torch.float64))[1]
     assert float(slopes.abs().max()) < 1e-12
 
 
@@ -390,11 +373,7 @@ def test_e2_robust_minimizer_switches_basin(e2: ProblemInstance) -> None:
     assert truth.robust_minimizer(0.05)[0] < barrier < truth.robust_minimizer(0.2)[0]
     radius = truth.switch_radius()
     assert 0.05 <= radius <= 0.2  # THEORY: ~0.10; seeds 0-19 give 0.0996-0.112
-    assert (
-        truth.robust_minimizer(radius - 1e-3)[0]
-        < barrier
-        < truth.robust_minimizer(radius + 1e-3)[0]
-    )
+    assert truth.robust_minimizer(radius - 1e-3)[0] < barrier < truth.robust_minimizer(radius + 1e-3)[0]
 
 
 def test_e2_robust_objective_agrees_with_the_sliding_max(e2: ProblemInstance) -> None:
@@ -412,9 +391,7 @@ def test_e2_robust_objective_agrees_with_the_sliding_max(e2: ProblemInstance) ->
 def test_sliding_max_matches_brute_force() -> None:
     values = torch.randn(103, generator=torch.Generator().manual_seed(11), dtype=torch.float64)
     for half in (0, 1, 4, 20):
-        expected = torch.stack(
-            [values[i - half : i + half + 1].max() for i in range(half, 103 - half)]
-        )
+        expected = torch.stack([values[i - half : i + half + 1].max() for i in range(half, 103 - half)])
         assert torch.equal(e2_two_basins.sliding_max(values, half), expected)
 
 
@@ -424,10 +401,7 @@ def test_e2_embedding(e2: ProblemInstance, e2_embedded: ProblemInstance) -> None
     assert float(torch.linalg.vector_norm(axis)) == pytest.approx(1.0)
     assert e2_embedded.constants["theta_sharp"] == e2.constants["theta_sharp"]
     theta_sharp = e2_embedded.extras["embed"](e2_embedded.constants["theta_sharp"])
-    assert (
-        float(torch.linalg.vector_norm(e2_embedded.meta_grad({"theta": theta_sharp})["theta"]))
-        < 1e-12
-    )
+    assert float(torch.linalg.vector_norm(e2_embedded.meta_grad({"theta": theta_sharp})["theta"])) < 1e-12
     assert model.stiff_curvature == pytest.approx(10 * (1 - 0.005 * 10) ** 2)
     offset = torch.linalg.svd(axis[None]).Vh[1]  # a unit vector orthogonal to the axis
     F = e2_embedded.meta_objective
@@ -457,9 +431,7 @@ def test_lanczos_is_exact_with_clustered_and_repeated_eigenvalues() -> None:
     Q = random_rotation(12, g)
     assert torch.allclose(Q.T @ Q, torch.eye(12, dtype=torch.float64), atol=1e-14)
     spectrum = (
-        torch.tensor(
-            [1.0, 1.0 - 1e-9, 0.5, 0.5, 0.5] + [0.1 * i for i in range(7)], dtype=torch.float64
-        )
+        torch.tensor([1.0, 1.0 - 1e-9, 0.5, 0.5, 0.5] + [0.1 * i for i in range(7)], dtype=torch.float64)
         - 0.3
     )
     H = (Q * spectrum) @ Q.T

@@ -14,25 +14,34 @@ import pandas as pd
 import pytest
 import torch
 
-from benchmarks.realdata_speed import (
+from harness.config import ConfigError
+from harness.meta import meta_gradient
+from infra.cli import main
+from infra.errors import EXIT_USAGE
+from realdata.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
+from realdata.data import DataOptions, load_dataset
+from realdata.datasets import ClassImages, DatasetSplits, find_data_root, fixed_test_episodes
+from realdata.evaluate import evaluate_checkpoint
+from realdata.presets import PRESETS, TrainConfig, train_config
+from realdata.reference import (
     Case,
     make_problem,
     meta_config,
     reference_meta_gradient,
     relative_error,
 )
-from harness.cli import main
-from harness.config import ConfigError
-from harness.meta import meta_gradient
-from realdata.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
-from realdata.datasets import ClassImages, DatasetSplits, find_data_root, fixed_test_episodes
-from realdata.evaluate import evaluate_checkpoint
-from realdata.presets import PRESETS, TrainConfig, train_config
-from realdata.train import DataOptions, load_dataset, train
+from realdata.train import train
 
 TINY = PRESETS["ci"].replace(
-    name="tiny", filters=4, meta_batch=2, queries=2, iterations=6, val_every=3, val_episodes=4,
-    log_every=2, train_classes=None,
+    name="tiny",
+    filters=4,
+    meta_batch=2,
+    queries=2,
+    iterations=6,
+    val_every=3,
+    val_episodes=4,
+    log_every=2,
+    train_classes=None,
 )
 REAL = find_data_root()
 HAS_OMNIGLOT = REAL is not None and (REAL / "omniglot").is_dir()
@@ -66,14 +75,28 @@ def test_presets_state_their_sources_and_the_papers_settings():
     assert (mini.queries, mini.meta_batch, mini.inner_steps) == (15, 4, 5)
     assert mini.test_inner_steps == 10
     assert (mini.inner_lr, mini.meta_lr, mini.iterations, mini.alpha, mini.filters) == (
-        0.01, 1e-3, 60_000, 0.0005, 32)
+        0.01,
+        1e-3,
+        60_000,
+        0.0005,
+        32,
+    )
     omni = PRESETS["omniglot-5w1s"]
     assert (omni.inner_lr, omni.inner_steps, omni.meta_batch, omni.filters) == (0.4, 1, 32, 64)
     assert PRESETS["omniglot-20w5s"].meta_batch == 16
     for preset in PRESETS.values():
         missing = {
-            "ways", "shots", "queries", "meta_batch", "inner_steps", "test_inner_steps",
-            "inner_lr", "meta_lr", "iterations", "alpha", "filters",
+            "ways",
+            "shots",
+            "queries",
+            "meta_batch",
+            "inner_steps",
+            "test_inner_steps",
+            "inner_lr",
+            "meta_lr",
+            "iterations",
+            "alpha",
+            "filters",
         } - set(preset.sources)
         assert not missing, f"{preset.name}: no source for {missing}"
 
@@ -107,8 +130,7 @@ def test_resume_continues_bitwise_like_an_uninterrupted_run(tiny, tmp_path):
     assert (whole.status, first.status, first.iteration) == ("completed", "stopped", 3)
     torch.manual_seed(12345)  # a resumed process starts with other global RNG states
     np.random.seed(6789)
-    second = train(config, tmp_path / "split", device="cpu", data=tiny, resume=True,
-                   progress=False)
+    second = train(config, tmp_path / "split", device="cpu", data=tiny, resume=True, progress=False)
     assert (second.status, second.iteration) == ("completed", TINY.iterations)
     a, b = load_checkpoint(whole.last_checkpoint), load_checkpoint(second.last_checkpoint)
     for name, value in a["params"].items():
@@ -179,8 +201,11 @@ def two_evaluations(tiny, tmp_path_factory):
     for method in ("maml", "sharp_both"):
         config = tiny_config(method, iterations=2)
         result = train(config, root / method, device="cpu", data=tiny, progress=False)
-        evaluations.append(evaluate_checkpoint(result.best_checkpoint, n_episodes=600,
-                                               device="cpu", data=tiny, results=table))
+        evaluations.append(
+            evaluate_checkpoint(
+                result.best_checkpoint, n_episodes=600, device="cpu", data=tiny, results=table
+            )
+        )
     return evaluations, table
 
 
@@ -192,8 +217,7 @@ def test_evaluation_row_holds_accuracy_ci_and_provenance(two_evaluations, tiny):
     assert row["accuracy"] == pytest.approx(100 * acc.mean().item())
     assert row["ci95"] == pytest.approx(100 * 1.96 * acc.std().item() / math.sqrt(600))
     assert (row["dataset"], row["ways"], row["shots"], row["method"]) == ("omniglot", 5, 1, "maml")
-    assert (row["alpha_low"], row["alpha_up"], row["n_episodes"], row["iterations"]) == (
-        0.0, 0.0, 600, 2)
+    assert (row["alpha_low"], row["alpha_up"], row["n_episodes"], row["iterations"]) == (0.0, 0.0, 600, 2)
     assert row["test_seed"] == 20220606 and row["seed"] == 0
     assert row["config_hash"] == tiny_config("maml", iterations=2).hash()
     for column in ("git_sha", "versions", "device", "date", "train_git_sha"):
@@ -224,7 +248,7 @@ def test_evaluation_checks_its_arguments_before_loading_anything(tmp_path):
 
 @pytest.mark.parametrize("method", ["maml", "sharp_both"])
 def test_benchmark_reference_computes_the_engines_meta_gradient(method):
-    """The authors'-style autograd loop of benchmarks/realdata_speed.py, in float64."""
+    """The authors'-style autograd loop of realdata.reference, in float64."""
     case = Case("tiny", channels=1, image_size=16, filters=4, tasks=2, queries=2, inner_steps=2)
     loss, params, tasks = make_problem(case, torch.device("cpu"), torch.float64)
     for executor in ("loop", "vmap"):
@@ -239,45 +263,63 @@ def test_benchmark_reference_computes_the_engines_meta_gradient(method):
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
-        (["train", "--preset", "ci", "--method", "maml", "--alpha-up", "0.1"],
-         ["--alpha-up", "no upper perturbation", "expected the flag omitted or 0"]),
-        (["train", "--preset", "ci", "--method", "sharp_low", "--alpha-low", "-1"],
-         ["--alpha-low", "radius >= 0"]),
-        (["train", "--preset", "ci", "--method", "maml", "--iterations", "0"],
-         ["--iterations", "integer >= 1"]),
-        (["train", "--preset", "ci", "--method", "maml", "--seed", "-3"],
-         ["--seed", "integer >= 0"]),
-        (["train", "--preset", "ci", "--method", "maml", "--stop-at", "0"],
-         ["--stop-at", "integer >= 1"]),
-        (["train", "--preset", "ci", "--method", "maml", "--device", "tpu"],
-         ["--device", "expected cpu, cuda or cuda:N"]),
-        (["train", "--preset", "ci", "--method", "maml", "--sha256", "a=b"],
-         ["--sha256", "expected --download"]),
-        (["train", "--preset", "ci", "--method", "maml", "--allow-pickle"],
-         ["--allow-pickle", "Mini-ImageNet"]),
+        (
+            ["train", "--preset", "ci", "--method", "maml", "--alpha-up", "0.1"],
+            ["--alpha-up", "no upper perturbation", "expected the flag omitted or 0"],
+        ),
+        (
+            ["train", "--preset", "ci", "--method", "sharp_low", "--alpha-low", "-1"],
+            ["--alpha-low", "radius >= 0"],
+        ),
+        (
+            ["train", "--preset", "ci", "--method", "maml", "--iterations", "0"],
+            ["--iterations", "integer >= 1"],
+        ),
+        (["train", "--preset", "ci", "--method", "maml", "--seed", "-3"], ["--seed", "integer >= 0"]),
+        (["train", "--preset", "ci", "--method", "maml", "--stop-at", "0"], ["--stop-at", "integer >= 1"]),
+        (
+            ["train", "--preset", "ci", "--method", "maml", "--device", "tpu"],
+            ["--device", "expected cpu, cuda or cuda:N"],
+        ),
+        (
+            ["train", "--preset", "ci", "--method", "maml", "--sha256", "a=b"],
+            ["--sha256", "expected --download"],
+        ),
+        (
+            ["train", "--preset", "ci", "--method", "maml", "--allow-pickle"],
+            ["--allow-pickle", "Mini-ImageNet"],
+        ),
         (["evaluate", "x.pt", "--episodes", "100"], ["--episodes", ">= 600"]),
         (["evaluate", "x.pt"], ["x.pt", "checkpoint not found"]),
     ],
 )
-def test_bad_flags_exit_2_naming_the_flag(argv, expected, capsys, tmp_path, monkeypatch):
+def test_bad_flags_exit_4_naming_the_flag(argv, expected, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert main(argv) == 2
+    assert main(argv) == EXIT_USAGE
     err = capsys.readouterr().err
     for text in expected:
         assert text in err
     assert not (tmp_path / "results").exists()  # nothing ran, nothing written
 
 
-def test_argparse_rejects_unknown_presets_with_exit_2(capsys):
-    with pytest.raises(SystemExit) as info:
-        main(["train", "--preset", "imagenet", "--method", "maml"])
-    assert info.value.code == 2 and "--preset" in capsys.readouterr().err
+def test_argparse_rejects_unknown_presets_with_exit_4(capsys):
+    assert main(["train", "--preset", "imagenet", "--method", "maml"]) == EXIT_USAGE
+    assert "--preset" in capsys.readouterr().err
 
 
 def test_missing_data_says_where_to_put_it(capsys, tmp_path):
-    argv = ["train", "--preset", "ci", "--method", "maml", "--data-root", str(tmp_path),
-            "--out", str(tmp_path / "run")]
-    assert main(argv) == 2
+    argv = [
+        "train",
+        "--preset",
+        "ci",
+        "--method",
+        "maml",
+        "--data-root",
+        str(tmp_path),
+        "--out",
+        str(tmp_path / "run"),
+    ]
+    assert main(argv) == EXIT_USAGE
     err = capsys.readouterr().err
     assert str(tmp_path / "omniglot") in err and "images_background.npz" in err
     assert not (tmp_path / "run").exists()
@@ -288,8 +330,9 @@ def test_missing_data_says_where_to_put_it(capsys, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.data
-@pytest.mark.skipif(not HAS_OMNIGLOT, reason="no Omniglot folder under the data root "
-                    "($SHARPMAML_DATA or ../shared/data)")
+@pytest.mark.skipif(
+    not HAS_OMNIGLOT, reason="no Omniglot folder under the data root ($SHARPMAML_DATA or ../shared/data)"
+)
 def test_ci_preset_learns_real_omniglot_on_cpu(tmp_path):
     """MAML, ci preset (32 filters, 400 training classes), 200 iterations, 5-way 1-shot.
 
@@ -302,7 +345,12 @@ def test_ci_preset_learns_real_omniglot_on_cpu(tmp_path):
     config = train_config("ci", "maml", iterations=200)
     result = train(config, tmp_path, device="cpu", data=splits, progress=False)
     assert result.status == "completed" and result.best_val_accuracy > 0.6
-    evaluation = evaluate_checkpoint(result.best_checkpoint, n_episodes=600, device="cpu",
-                                     data=splits, results=tmp_path / "evaluations.csv")
+    evaluation = evaluate_checkpoint(
+        result.best_checkpoint,
+        n_episodes=600,
+        device="cpu",
+        data=splits,
+        results=tmp_path / "evaluations.csv",
+    )
     assert evaluation.row["accuracy"] - 2 * evaluation.row["ci95"] > 70.0
     assert pd.read_csv(tmp_path / "evaluations.csv")["preset"].tolist() == ["ci"]

@@ -18,11 +18,12 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from harness.cli import main
+from infra.cli import main
+from infra.errors import EXIT_USAGE
+from infra.verdicts import FAIL, VERDICTS
 from reports import figures
 from reports.build import build_report, group_of
 from synthetic.checks.common import curve_frame
-from synthetic.theory import FAIL, VERDICTS
 from tests import report_fixtures as fx
 
 SVG_NAMESPACES = {"http://www.w3.org/2000/svg", "http://www.w3.org/1999/xlink"}
@@ -136,7 +137,9 @@ class ReportParser(HTMLParser):
 
     def table(self, caption_start: str) -> ParsedTable:
         found = [t for t in self.tables if t.caption.startswith(caption_start)]
-        assert len(found) == 1, f"expected one table '{caption_start}', found {[t.caption for t in self.tables]}"
+        assert len(found) == 1, (
+            f"expected one table '{caption_start}', found {[t.caption for t in self.tables]}"
+        )
         return found[0]
 
     def figure(self, fid: str) -> ParsedFigure:
@@ -175,9 +178,13 @@ def report(html) -> ReportParser:
 
 # ----- summary, verdicts, tables ---------------------------------------------------------------
 
+
 def test_summary_counts_every_verdict_per_track(report) -> None:
     counts = {r["track"]: r for r in report.table("Verdicts per track").records()}
-    for track, predictions in (("synthetic", fx.SYNTHETIC_PREDICTIONS), ("generalization", fx.GEN_PREDICTIONS)):
+    for track, predictions in (
+        ("synthetic", fx.SYNTHETIC_PREDICTIONS),
+        ("generalization", fx.GEN_PREDICTIONS),
+    ):
         expected = pd.Series([p.verdict for p in predictions]).value_counts()
         assert {v: int(counts[track][v]) for v in expected.index} == expected.to_dict()
         assert counts[track]["rows"] == str(len(predictions))
@@ -219,16 +226,26 @@ def test_status_is_a_word_and_colour_only_repeats_it(report) -> None:
 
 
 def test_groups_are_id_prefixes() -> None:
-    assert [group_of(i) for i in ("rate.bound/maml/B8", "flat/E2/basin", "bias.shift_slope", "smooth/Q1/L")] == [
-        "rate", "flat", "bias", "smooth"]
+    assert [
+        group_of(i) for i in ("rate.bound/maml/B8", "flat/E2/basin", "bias.shift_slope", "smooth/Q1/L")
+    ] == ["rate", "flat", "bias", "smooth"]
 
 
 # ----- figures ---------------------------------------------------------------------------------
 
+
 def test_every_figure_has_alt_with_numbers_and_a_table(report) -> None:
     ids = [f.id for f in report.figures]
-    assert ids == ["fig-rate", "fig-iterations", "fig-floor", "fig-bias", "fig-curves-flat",
-                   "fig-generalization", "fig-accuracy", "fig-cost"]
+    assert ids == [
+        "fig-rate",
+        "fig-iterations",
+        "fig-floor",
+        "fig-bias",
+        "fig-curves-flat",
+        "fig-generalization",
+        "fig-accuracy",
+        "fig-cost",
+    ]
     for f in report.figures:
         assert re.search(r"\d", f.alt), f.id
         assert f.alt in f.caption
@@ -260,15 +277,24 @@ def test_generalization_finding_counts_a_planted_violation() -> None:
     assert "PAC-Bayes-kl bound holds in 35 of 36 runs" in alt
     l2 = runs[runs["family"] == "L2"]
     flagged = l2.assign(foret_holds=True, foret_vacuous=l2["M"] < 100)  # the suite's own columns win
-    assert "Foret-style bound holds in 36 of 36 runs (vacuous, RHS ≥ 1, in 12)" in \
-        figures.generalization_figure(flagged).alt
+    assert (
+        "Foret-style bound holds in 36 of 36 runs (vacuous, RHS ≥ 1, in 12)"
+        in figures.generalization_figure(flagged).alt
+    )
 
 
 def test_other_curve_groups_get_one_band_per_distinct_lane_setting() -> None:
     curve = np.vstack([1.0 / (1 + np.arange(5))] * 4)
     curves = curve_frame("flat/E2/sharp_up", np.arange(5), curve)
-    runs = pd.DataFrame({"run_id": "flat/E2/sharp_up", "lane": range(4), "method": "sharp_up",
-                         "alpha": [0.0, 0.0, 0.1, 0.1], "start": [-0.1, 0.2, -0.1, 0.2]})
+    runs = pd.DataFrame(
+        {
+            "run_id": "flat/E2/sharp_up",
+            "lane": range(4),
+            "method": "sharp_up",
+            "alpha": [0.0, 0.0, 0.1, 0.1],
+            "start": [-0.1, 0.2, -0.1, 0.2],
+        }
+    )
     figure = figures.curve_group_figure(curves, runs, "flat")
     rows = {r[0].text: r[1].text for r in figure.table.rows}
     assert rows == {"alpha = 0": "2", "alpha = 0.1": "2"}  # starting points pooled, radii apart
@@ -280,12 +306,15 @@ def test_rate_figure_table_holds_r1_from_the_formula(report) -> None:
     numbers = next(t for t in report.tables if "R1" in t.headers and "series" in t.headers)
     maml = [r for r in numbers.records() if r["series"] == "MAML"]
     c = fx.CONSTANTS
-    expected = [r1_bound(c["Delta"], rate_step_size(T, c["L_bar"]), T, c["L_bar"], 0.0, c["sigma2"], 8)
-                for T in fx.HORIZONS]
+    expected = [
+        r1_bound(c["Delta"], rate_step_size(T, c["L_bar"]), T, c["L_bar"], 0.0, c["sigma2"], 8)
+        for T in fx.HORIZONS
+    ]
     assert [float(r["R1"]) for r in maml] == pytest.approx(expected, rel=1e-3)
 
 
 # ----- real data --------------------------------------------------------------------------------
+
 
 def test_accuracy_next_to_paper_rows_baselines_and_gate(report) -> None:
     rows = {r["method"]: r for r in report.table("Accuracy per method").records()}
@@ -311,6 +340,7 @@ def test_cost_tables_give_ratios_against_maml(report) -> None:
 
 
 # ----- self-contained, deterministic, robust --------------------------------------------------------
+
 
 def test_nothing_external_is_referenced(html, report) -> None:
     assert not re.search(r"(?i)https?://|ftp://|\bsrc=\"//|url\(|@import", html)
@@ -339,9 +369,15 @@ def test_absent_parts_say_not_run_yet_with_their_command(tmp_path, capsys) -> No
     report = parse((tmp_path / "r.html").read_text(encoding="utf-8"))
     text = " ".join(report.notices)
     assert len(report.notices) == 7 and not report.problems and not report.figures
-    for command in (f"sharpmaml convergence --out {root.as_posix()}/synthetic", "tox -e generalization",
-                    "sharpmaml evaluate", "sharpmaml baselines check", "sharpmaml train",
-                    "benchmarks/realdata_speed.py", "sharpmaml baselines update"):
+    for command in (
+        f"sharpmaml convergence --out {root.as_posix()}/synthetic",
+        "tox -e generalization",
+        "sharpmaml evaluate",
+        "sharpmaml baselines check",
+        "sharpmaml train",
+        "benchmarks/realdata_speed.py",
+        "sharpmaml baselines update",
+    ):
         assert command in text
     assert {r["rows"] for r in report.table("Verdicts per track").records()} == {"not run yet"}
 
@@ -374,14 +410,14 @@ def test_unreadable_or_incomplete_files_become_notices(tmp_path) -> None:
     assert "synthetic/predictions.parquet" not in files and "realdata/evaluations.parquet" in files
 
 
-def test_bad_arguments_exit_2(tmp_path, capsys) -> None:
+def test_bad_arguments_exit_4(tmp_path, capsys) -> None:
     a_file = tmp_path / "file.txt"
     a_file.write_text("x")
-    assert build(a_file, tmp_path / "r.html") == 2
+    assert build(a_file, tmp_path / "r.html") == EXIT_USAGE
     assert "--results: expected a results folder" in capsys.readouterr().err
-    assert build(tmp_path / "absent", tmp_path / "r.html") == 2
+    assert build(tmp_path / "absent", tmp_path / "r.html") == EXIT_USAGE
     assert "not found" in capsys.readouterr().err
-    assert build(tmp_path, tmp_path) == 2
+    assert build(tmp_path, tmp_path) == EXIT_USAGE
     assert "--out: expected an HTML file path" in capsys.readouterr().err
     assert not (tmp_path / "r.html").exists()
 

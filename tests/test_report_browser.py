@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from harness.cli import main
+from infra.cli import main
 from reports.figures import PALETTE
 from tests import report_fixtures as fx
 
@@ -31,11 +31,27 @@ PASS_CELL = (0xD4, 0xE6, 0xF4)  # --pass in report.css
 def screenshot(page: Path, png: Path, profile: Path, height: int = HEIGHT) -> list[str]:
     """Render ``page`` to ``png``; returns the console lines Chromium logged."""
     done = subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--hide-scrollbars", f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0",
-         f"--screenshot={png}", f"--window-size=1280,{height}", page.resolve().as_uri()],
-        capture_output=True, text=True, timeout=180,
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            f"--user-data-dir={profile}",
+            "--enable-logging=stderr",
+            "--v=0",
+            f"--screenshot={png}",
+            f"--window-size=1280,{height}",
+            page.resolve().as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert png.is_file()
@@ -43,7 +59,7 @@ def screenshot(page: Path, png: Path, profile: Path, height: int = HEIGHT) -> li
 
 
 def rgb(hex_colour: str) -> tuple[int, int, int]:
-    return tuple(int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
+    return tuple(int(hex_colour[i : i + 2], 16) for i in (1, 3, 5))
 
 
 def has_colour(pixels: np.ndarray, colour: tuple[int, int, int], at_least: int = 50) -> bool:
@@ -69,9 +85,11 @@ def test_report_renders_with_no_console_messages(tmp_path) -> None:
 def test_console_check_catches_errors_and_blocked_loads(tmp_path) -> None:
     page = tmp_path / "broken.html"
     page.write_text(
-        "<!DOCTYPE html><html><head><meta http-equiv=\"Content-Security-Policy\" content=\"default-src "
+        '<!DOCTYPE html><html><head><meta http-equiv="Content-Security-Policy" content="default-src '
         "'none'; img-src data:; script-src 'unsafe-inline'\"></head><body><h1>x</h1>"
-        "<img src=\"https://example.invalid/a.png\" alt=\"\"><script>console.error('planted');</script>"
-        "</body></html>", encoding="utf-8")
+        '<img src="https://example.invalid/a.png" alt=""><script>console.error(\'planted\');</script>'
+        "</body></html>",
+        encoding="utf-8",
+    )
     console = " ".join(screenshot(page, tmp_path / "broken.png", tmp_path / "profile", height=600))
     assert "planted" in console and "Content Security Policy" in console

@@ -8,7 +8,7 @@ import stat
 import pandas as pd
 import pytest
 
-from harness.store import StoreError, atomic_write_bytes, read_table, write_table
+from infra.store import StoreError, atomic_write_bytes, read_table, write_table
 
 
 def test_tables_round_trip_in_both_formats(tmp_path) -> None:

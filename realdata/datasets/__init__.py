@@ -2,14 +2,13 @@
 
 Typical use::
 
-    from realdata.datasets import load_omniglot, EpisodeSampler, fixed_test_episodes, accuracy_ci
+    from realdata.datasets import load_omniglot, EpisodeSampler, fixed_test_episodes
 
     splits = load_omniglot()                      # <data root>/omniglot, cached after first run
     train = EpisodeSampler(splits.train, ways=5, shots=1, queries=15, seed=seed)
     batch = train.sample_batch(32)                # harness.tasks.TaskBatch
     test = fixed_test_episodes(splits.test, 5, 1, 15)   # 1000 episodes, same for every method
     for batch in test.batches(50): ...
-    accuracy_ci(per_episode_accuracies)           # MeanCI(mean, ci95, n)
 
 See docs/datasets.md.
 """
@@ -20,10 +19,6 @@ from realdata.datasets.episodes import (
     Episode,
     EpisodeSampler,
     FixedEpisodes,
-    MeanCI,
-    SeedSummary,
-    accuracy_ci,
-    aggregate_seeds,
     fixed_test_episodes,
 )
 from realdata.datasets.errors import DatasetError
@@ -53,12 +48,8 @@ __all__ = [
     "Episode",
     "EpisodeSampler",
     "FixedEpisodes",
-    "MeanCI",
     "OmniglotChars",
     "OmniglotSettings",
-    "SeedSummary",
-    "accuracy_ci",
-    "aggregate_seeds",
     "cache_dir",
     "download_omniglot",
     "ensure_omniglot",

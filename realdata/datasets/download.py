@@ -12,7 +12,6 @@ torchvision checks) are verified too. A file that fails a check is deleted, neve
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 import shutil
@@ -24,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from infra.cli import Parser
+from infra.errors import EXIT_USAGE, UsageError
 from realdata.datasets.errors import DatasetError
 from realdata.datasets.locate import (
     DATA_ENV,
@@ -110,9 +111,7 @@ def download_omniglot(
     for name in KNOWN_DIGESTS:
         stem = name.removesuffix(".zip")
         if not any(p.exists() for p in (folder / name, folder / stem, folder / f"{stem}.npz")):
-            download_file(
-                base_url + name, folder / name, sha256=(sha256 or {}).get(name), opener=opener
-            )
+            download_file(base_url + name, folder / name, sha256=(sha256 or {}).get(name), opener=opener)
     return folder
 
 
@@ -152,11 +151,15 @@ def parse_sha_arguments(items: Sequence[str]) -> dict[str, str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: download Omniglot into the data root."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = Parser(prog="python -m realdata.datasets.download", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-root", type=Path, help=f"default: ${DATA_ENV} or ../shared/data")
     parser.add_argument("--sha256", action="append", default=[], metavar="NAME=HEX")
     parser.add_argument("--base-url", default=BASE_URL)
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     root = args.data_root or (default_data_root() if os.environ.get(DATA_ENV) else find_data_root())
     try:
         if root is None:
@@ -164,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         folder = download_omniglot(root, parse_sha_arguments(args.sha256), base_url=args.base_url)
     except DatasetError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     print(f"Omniglot zips in {folder}")
     return 0
 

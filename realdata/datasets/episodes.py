@@ -1,7 +1,7 @@
-"""N-way K-shot episodes, the fixed meta-test episodes, and accuracy confidence intervals.
+"""N-way K-shot episodes and the fixed meta-test episodes.
 
 Episode ``index`` of stream ``stream`` under ``seed`` is drawn from its own generator,
-``harness.seeding.generator(seed, "episode", stream, index)``: it is the same whether 10 or 1000
+``infra.seeding.generator(seed, "episode", stream, index)``: it is the same whether 10 or 1000
 episodes are generated, in whatever batches, by whichever method. In an episode: N classes are
 drawn without replacement in random order (the order is the class -> label map, label i = i-th
 drawn class), then K + Q distinct images of each class (the first K support, the rest query).
@@ -11,16 +11,14 @@ Support and query are grouped by label: y = 0..0, 1..1, ...; images are float32 
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-import numpy as np
 import torch
 
-from harness.seeding import DEFAULT_SEED, generator
 from harness.tasks import TaskBatch
+from infra.seeding import DEFAULT_SEED, generator
 from realdata.datasets.cache import ClassImages
 from realdata.datasets.errors import DatasetError
 
@@ -41,8 +39,7 @@ def _check_shape(class_images: ClassImages, ways: int, shots: int, queries: int)
             raise DatasetError(f"{name}: expected a positive integer, got {value!r}")
     if ways > class_images.num_classes:
         raise DatasetError(
-            f"ways: {ways}-way episodes need {ways} classes; this split has only "
-            f"{class_images.num_classes}"
+            f"ways: {ways}-way episodes need {ways} classes; this split has only {class_images.num_classes}"
         )
     if shots + queries > class_images.examples_per_class:
         raise DatasetError(
@@ -157,9 +154,7 @@ class FixedEpisodes:
             raise DatasetError(f"batch_size: expected a positive integer, got {batch_size!r}")
         for start in range(0, len(self), batch_size):
             stop = start + batch_size
-            yield _gather(
-                self.class_images, self.classes[start:stop], self.examples[start:stop], self.shots
-            )
+            yield _gather(self.class_images, self.classes[start:stop], self.examples[start:stop], self.shots)
 
     def fingerprint(self) -> str:
         """sha256 of the class names and image indices of every episode (record it with results)."""
@@ -214,50 +209,3 @@ def fixed_test_episodes(
         torch.stack([c for c, _ in pairs]),
         torch.stack([e for _, e in pairs]),
     )
-
-
-class MeanCI(NamedTuple):
-    """Mean accuracy, 95% CI half-width (1.96 * std / sqrt(n), ddof=1), number of episodes."""
-
-    mean: float
-    ci95: float
-    n: int
-
-
-class SeedSummary(NamedTuple):
-    """Across training seeds: mean of the per-seed means, their std (ddof=1; nan for one seed)."""
-
-    mean: float
-    std: float
-    n_seeds: int
-    per_seed: tuple[MeanCI, ...]
-
-
-def accuracy_ci(per_episode_acc: Sequence[float] | np.ndarray | torch.Tensor) -> MeanCI:
-    """Mean and 95% CI half-width of per-episode accuracies (normal approximation)."""
-    acc = np.asarray(
-        per_episode_acc.detach().cpu()
-        if isinstance(per_episode_acc, torch.Tensor)
-        else per_episode_acc,
-        dtype=np.float64,
-    ).reshape(-1)
-    if acc.size < 2 or not np.isfinite(acc).all():
-        raise DatasetError(
-            f"per_episode_acc: expected at least 2 finite accuracies, got {acc.size} values"
-            + ("" if np.isfinite(acc).all() else " with non-finite entries")
-        )
-    return MeanCI(
-        float(acc.mean()), float(1.96 * acc.std(ddof=1) / math.sqrt(acc.size)), int(acc.size)
-    )
-
-
-def aggregate_seeds(
-    per_seed_acc: Sequence[Sequence[float] | np.ndarray | torch.Tensor],
-) -> SeedSummary:
-    """Summary over training seeds, each given as its per-episode accuracies on the fixed set."""
-    per_seed = tuple(accuracy_ci(acc) for acc in per_seed_acc)
-    if not per_seed:
-        raise DatasetError("per_seed_acc: expected the accuracies of at least one training seed")
-    means = np.array([s.mean for s in per_seed])
-    std = float(means.std(ddof=1)) if len(means) > 1 else math.nan
-    return SeedSummary(float(means.mean()), std, len(per_seed), per_seed)

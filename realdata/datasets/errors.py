@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from infra.errors import UsageError
 
-class DatasetError(ValueError):
+
+class DatasetError(UsageError):
     """Data is missing or malformed.
 
     The message names the file or folder, what was expected there, and (where it helps) where

@@ -11,37 +11,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from infra.paths import repo_root
 from realdata.datasets.errors import DatasetError
 
 DATA_ENV = "SHARPMAML_DATA"
 CACHE_ENV = "SHARPMAML_CACHE"
 OMNIGLOT_DIR = "omniglot"
 MINIIMAGENET_DIR = "miniimagenet"
-
-
-PROJECT_NAME = "sharp-maml-bench"
-
-
-def _is_project_root(folder: Path) -> bool:
-    pyproject = folder / "pyproject.toml"
-    return pyproject.is_file() and f'name = "{PROJECT_NAME}"' in pyproject.read_text("utf-8")
-
-
-def repo_root() -> Path:
-    """The repository root: the nearest folder holding this project's pyproject.toml above the
-    package (editable install, or a wheel inside the repo's .tox), else above the working
-    directory; failing both, the folder above the ``realdata`` package."""
-    package = Path(__file__).resolve()
-    for start in (package.parent, Path.cwd().resolve()):
-        for folder in (start, *start.parents):
-            if _is_project_root(folder):
-                return folder
-    return package.parents[2]
-
-
-# The stored accuracy baselines: the checkout's file, also from the wheel that tox installs
-# (repo_root looks above .tox). Read by the gate and by the report.
-DEFAULT_BASELINES = repo_root() / "realdata" / "baselines.csv"
 
 
 def default_data_root() -> Path:
@@ -84,7 +60,9 @@ def _require_dataset_folder(
 def require_omniglot_root(data_root: Path | None = None) -> Path:
     """The folder ``<data root>/omniglot``; if absent, DatasetError saying where to put it."""
     return _require_dataset_folder(
-        data_root, OMNIGLOT_DIR, "Omniglot",
+        data_root,
+        OMNIGLOT_DIR,
+        "Omniglot",
         "images_background.npz and images_evaluation.npz, or Lake's "
         "images_background.zip and images_evaluation.zip (zipped or unzipped)",
         " (or download them: python -m realdata.datasets.download --help)",
@@ -94,7 +72,9 @@ def require_omniglot_root(data_root: Path | None = None) -> Path:
 def require_miniimagenet_root(data_root: Path | None = None) -> Path:
     """The Mini-ImageNet folder ``<data root>/miniimagenet``; DatasetError if absent."""
     return _require_dataset_folder(
-        data_root, MINIIMAGENET_DIR, "Mini-ImageNet",
+        data_root,
+        MINIIMAGENET_DIR,
+        "Mini-ImageNet",
         "images/ with train.csv, val.csv, test.csv (Ravi-Larochelle split) or "
         "mini-imagenet-cache-{train,val,test}.pkl",
     )

@@ -109,14 +109,10 @@ def read_miniimagenet_pickle(
     ):
         kind = f"{type(image_data).__name__} {getattr(image_data, 'dtype', '')}"
         shape = getattr(image_data, "shape", None)
-        raise DatasetError(
-            f"{path}: 'image_data' is {kind} of shape {shape}; expected uint8 (N, 84, 84, 3)"
-        )
+        raise DatasetError(f"{path}: 'image_data' is {kind} of shape {shape}; expected uint8 (N, 84, 84, 3)")
     if not isinstance(class_dict, dict) or not class_dict:
         raise DatasetError(f"{path}: 'class_dict' is empty or not a dict; expected {expect}")
-    rows = {
-        str(name): np.asarray(idx, dtype=np.int64).reshape(-1) for name, idx in class_dict.items()
-    }
+    rows = {str(name): np.asarray(idx, dtype=np.int64).reshape(-1) for name, idx in class_dict.items()}
     _equal_counts(path, {name: len(idx) for name, idx in rows.items()})
     names = sorted(rows)
     index = np.stack([rows[name] for name in names])
@@ -133,15 +129,11 @@ def read_miniimagenet_pickle(
 def _safe_name(csv_path: Path, line: int, name: str) -> str:
     posix = PurePosixPath(name.replace("\\", "/"))
     if not name or posix.is_absolute() or ".." in posix.parts:
-        raise DatasetError(
-            f"{csv_path}, line {line}: filename {name!r} must be a plain name inside images/"
-        )
+        raise DatasetError(f"{csv_path}, line {line}: filename {name!r} must be a plain name inside images/")
     return posix.as_posix()
 
 
-def read_miniimagenet_csv(
-    csv_path: Path, images_dir: Path, *, image_size: int = IMAGE_SIZE
-) -> ClassImages:
+def read_miniimagenet_csv(csv_path: Path, images_dir: Path, *, image_size: int = IMAGE_SIZE) -> ClassImages:
     """One split from a ``filename,label`` CSV and the ``images/`` folder of JPEGs."""
     csv_path, images_dir = Path(csv_path), Path(images_dir)
     try:
@@ -157,9 +149,7 @@ def read_miniimagenet_csv(
                 line = reader.line_num
                 name, label = (row.get(c) or "" for c in CSV_COLUMNS)
                 if not label:
-                    raise DatasetError(
-                        f"{csv_path}, line {line}: empty label; expected a class name"
-                    )
+                    raise DatasetError(f"{csv_path}, line {line}: empty label; expected a class name")
                 by_class.setdefault(label, []).append(_safe_name(csv_path, line, name))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DatasetError(
@@ -248,16 +238,12 @@ def _load_csv(
     sources = {s: source_identity(p) for s, p in csvs.items()}
     sources["images"] = source_identity(images_dir)
     key = cache_key("miniimagenet", sources, {"image_size": image_size, "resample": "lanczos"})
-    path = cache_file(
-        cache_folder if cache_folder is not None else cache_dir(), "miniimagenet", key
-    )
+    path = cache_file(cache_folder if cache_folder is not None else cache_dir(), "miniimagenet", key)
     if use_cache:
         cached = load_splits(path)
         if cached is not None and set(cached) == set(SPLITS):
             return DatasetSplits(**cached, from_cache=True, cache_path=path)
-    splits = {
-        s: read_miniimagenet_csv(p, images_dir, image_size=image_size) for s, p in csvs.items()
-    }
+    splits = {s: read_miniimagenet_csv(p, images_dir, image_size=image_size) for s, p in csvs.items()}
     _check_disjoint(folder, splits)
     if use_cache:
         save_splits(path, splits)

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from harness.seeding import derive_seed
+from infra.seeding import derive_seed
 from realdata.datasets.cache import (
     ClassImages,
     DatasetSplits,
@@ -93,15 +93,12 @@ class OmniglotSettings:
 
     def __post_init__(self) -> None:
         if self.resample not in RESAMPLING:
-            raise DatasetError(
-                f"resample: expected one of {', '.join(RESAMPLING)}, got {self.resample!r}"
-            )
+            raise DatasetError(f"resample: expected one of {', '.join(RESAMPLING)}, got {self.resample!r}")
         if self.image_size < 1:
             raise DatasetError(f"image_size: expected a positive integer, got {self.image_size}")
         if not 0 <= self.val_chars < self.train_chars:
             raise DatasetError(
-                f"val_chars: expected 0 <= val_chars < train_chars ({self.train_chars}), "
-                f"got {self.val_chars}"
+                f"val_chars: expected 0 <= val_chars < train_chars ({self.train_chars}), got {self.val_chars}"
             )
         if self.total_chars is not None and self.total_chars <= self.train_chars:
             raise DatasetError(
@@ -123,8 +120,7 @@ def read_omniglot(path: Path, set_name: str | None = None) -> OmniglotChars:
         return _assemble(entries, path, name)
     if not path.is_file():
         raise DatasetError(
-            f"{path}: not found; expected an Omniglot .npz, a .zip or a folder in Lake's layout "
-            f"{_LAYOUT}"
+            f"{path}: not found; expected an Omniglot .npz, a .zip or a folder in Lake's layout {_LAYOUT}"
         )
     if path.suffix.lower() == ".npz":
         return _read_npz(path, name)
@@ -156,9 +152,7 @@ def _read_npz(path: Path, set_name: str) -> OmniglotChars:
             f"integer array of shape {images.shape[:2]}"
         )
     if not (labels == np.arange(len(labels))[:, None]).all():
-        raise DatasetError(
-            f"{path}: 'labels' row i must hold character index i (global order); it does not"
-        )
+        raise DatasetError(f"{path}: 'labels' row i must hold character index i (global order); it does not")
     np.logical_not(images, out=images)
     ids = tuple(f"{set_name}/{i + 1:04d}" for i in range(len(images)))
     return OmniglotChars(images, ids, path)
@@ -190,9 +184,7 @@ def _read_zip(path: Path, set_name: str) -> OmniglotChars:
                 try:
                     return archive.read(info)
                 except (zipfile.BadZipFile, OSError, EOFError) as exc:  # CRC or zlib failure
-                    raise DatasetError(
-                        f"{path}: member {info.filename} is corrupt ({exc})"
-                    ) from exc
+                    raise DatasetError(f"{path}: member {info.filename} is corrupt ({exc})") from exc
 
             return read
 
@@ -207,11 +199,7 @@ def _assemble(
     char_of_folder: dict[tuple[str, ...], int] = {}
     for name, read in entries:
         parts = PurePosixPath(name).parts
-        if (
-            not parts[-1].lower().endswith(".png")
-            or parts[0] == "__MACOSX"
-            or parts[-1].startswith(".")
-        ):
+        if not parts[-1].lower().endswith(".png") or parts[0] == "__MACOSX" or parts[-1].startswith("."):
             continue
         match = _PNG_NAME.match(parts[-1])
         if len(parts) not in (3, 4) or match is None:
@@ -234,8 +222,7 @@ def _assemble(
     drawers = sorted(folders[by_char[0][0]])
     if drawers != list(range(1, len(drawers) + 1)):
         raise DatasetError(
-            f"{source}: {'/'.join(by_char[0][0])} has drawers {drawers}; "
-            f"expected 01..{len(drawers):02d}"
+            f"{source}: {'/'.join(by_char[0][0])} has drawers {drawers}; expected 01..{len(drawers):02d}"
         )
     for folder, _ in by_char:
         if sorted(folders[folder]) != drawers:
@@ -350,9 +337,7 @@ def load_omniglot(
     """
     folder = Path(folder) if folder is not None else require_omniglot_root()
     sources = find_omniglot_sources(folder)
-    key = cache_key(
-        "omniglot", {name: source_identity(p) for name, p in sources.items()}, asdict(settings)
-    )
+    key = cache_key("omniglot", {name: source_identity(p) for name, p in sources.items()}, asdict(settings))
     path = cache_file(cache_folder if cache_folder is not None else cache_dir(), "omniglot", key)
     if use_cache:
         cached = load_splits(path)

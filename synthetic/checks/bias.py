@@ -15,11 +15,13 @@ import torch
 
 from harness.config import MetaConfig
 from harness.meta import Radii, plain_meta_gradient
+from infra.verdicts import DERIVED, Prediction, verdict
 from synthetic.checks.common import CheckOutput, curve_frame, filled, lanes
-from synthetic.checks.rate import CellRunner, method_config
+from synthetic.checks.rate import CellRunner
+from synthetic.methods import method_config
 from synthetic.problems.base import ProblemInstance
 from synthetic.runs import run_lanes
-from synthetic.theory import DERIVED, Prediction, loglog_slope, r3_bias_bound, verdict
+from synthetic.theory import loglog_slope, r3_bias_bound
 
 SHIFT_SLOPE = (1.0, 0.05)
 GAP_SLOPE = (2.0, 0.1)
@@ -48,9 +50,19 @@ def run_bias_check(problem: ProblemInstance, grid: BiasGrid, cell: CellRunner) -
     eta = 1.0 / problem.constants["L_bar"]
     key = {"check": "bias", "alphas": alphas.tolist(), "steps": grid.steps, "problem": problem.settings}
     result = cell(
-        "bias/sharp_low", key,
-        lambda: run_lanes(problem, cfg, filled(n, eta), lanes(alphas), filled(n, 0.0), grid.steps, None,
-                          torch.Generator(), init={"theta": theta_star.expand(n, -1).clone()}),
+        "bias/sharp_low",
+        key,
+        lambda: run_lanes(
+            problem,
+            cfg,
+            filled(n, eta),
+            lanes(alphas),
+            filled(n, 0.0),
+            grid.steps,
+            None,
+            torch.Generator(),
+            init={"theta": theta_star.expand(n, -1).clone()},
+        ),
     )
     out.curves.append(curve_frame("bias/sharp_low", result.curve_steps, result.curve))
     fixed = torch.as_tensor(result.final_params["theta"])
@@ -59,33 +71,63 @@ def run_bias_check(problem: ProblemInstance, grid: BiasGrid, cell: CellRunner) -
     residual = [low_gradient_norm(problem, cfg, fixed[i], float(a)) for i, a in enumerate(alphas)]
     shift_slope, gap_slope = loglog_slope(alphas, shift), loglog_slope(alphas, gap2)
     converged = f"max ||grad F_low|| at the end {max(residual):.1e} (fixed point reached if << shift)"
-    out.predictions.append(Prediction(
-        "bias.shift_slope", "Sharp-MAML_low fixed point shifts by O(alpha_low): log-log slope 1",
-        DERIVED, SHIFT_SLOPE[0], shift_slope, f"{SHIFT_SLOPE[0]} +- {SHIFT_SLOPE[1]}",
-        verdict(abs(shift_slope - SHIFT_SLOPE[0]) <= SHIFT_SLOPE[1]),
-        f"shift/alpha_low from {np.min(shift / alphas):.5f} to {np.max(shift / alphas):.5f}; {converged}",
-    ))
-    out.predictions.append(Prediction(
-        "bias.gap_slope", "MAML stationarity gap ||grad F(theta_low)||^2 = O(alpha_low^2): log-log slope 2",
-        DERIVED, GAP_SLOPE[0], gap_slope, f"{GAP_SLOPE[0]} +- {GAP_SLOPE[1]}",
-        verdict(abs(gap_slope - GAP_SLOPE[0]) <= GAP_SLOPE[1]),
-        f"gap^2/alpha_low^2 from {np.min(gap2 / alphas**2):.3e} to {np.max(gap2 / alphas**2):.3e}",
-    ))
+    out.predictions.append(
+        Prediction(
+            "bias.shift_slope",
+            "Sharp-MAML_low fixed point shifts by O(alpha_low): log-log slope 1",
+            DERIVED,
+            SHIFT_SLOPE[0],
+            shift_slope,
+            f"{SHIFT_SLOPE[0]} +- {SHIFT_SLOPE[1]}",
+            verdict(abs(shift_slope - SHIFT_SLOPE[0]) <= SHIFT_SLOPE[1]),
+            f"shift/alpha_low from {np.min(shift / alphas):.5f} to {np.max(shift / alphas):.5f}; {converged}",
+        )
+    )
+    out.predictions.append(
+        Prediction(
+            "bias.gap_slope",
+            "MAML stationarity gap ||grad F(theta_low)||^2 = O(alpha_low^2): log-log slope 2",
+            DERIVED,
+            GAP_SLOPE[0],
+            gap_slope,
+            f"{GAP_SLOPE[0]} +- {GAP_SLOPE[1]}",
+            verdict(abs(gap_slope - GAP_SLOPE[0]) <= GAP_SLOPE[1]),
+            f"gap^2/alpha_low^2 from {np.min(gap2 / alphas**2):.3e} to {np.max(gap2 / alphas**2):.3e}",
+        )
+    )
     beta, L = float(problem.settings["beta"]), problem.constants["L"]
     at_star = np.asarray([low_gradient_norm(problem, cfg, theta_star, float(a)) for a in alphas])
     bounds = np.asarray([r3_bias_bound(beta, float(a), L) for a in alphas])
     ratios = at_star / bounds
-    out.predictions.append(Prediction(
-        "bias.r3_bound", "||grad F_low(theta*)|| <= 2 beta alpha_low L^2 (1 + beta L) (+ O(alpha_low^2))",
-        DERIVED, float(bounds[0]), float(at_star[0]), "ratio <= 1 at every alpha_low",
-        verdict(bool(np.all(ratios <= 1.0))),
-        f"measured/bound from {ratios.min():.3f} to {ratios.max():.3f} over alpha_low = {alphas.tolist()}",
-    ))
+    out.predictions.append(
+        Prediction(
+            "bias.r3_bound",
+            "||grad F_low(theta*)|| <= 2 beta alpha_low L^2 (1 + beta L) (+ O(alpha_low^2))",
+            DERIVED,
+            float(bounds[0]),
+            float(at_star[0]),
+            "ratio <= 1 at every alpha_low",
+            verdict(bool(np.all(ratios <= 1.0))),
+            f"measured/bound from {ratios.min():.3f} to {ratios.max():.3f} over alpha_low = {alphas.tolist()}",
+        )
+    )
     for i, a in enumerate(alphas):
-        out.runs.append({
-            "check": "bias", "run_id": "bias/sharp_low", "family": problem.family, "method": "sharp_low",
-            "lane": i, "alpha": float(a), "eta": eta, "T": grid.steps, "shift": float(shift[i]),
-            "gap2": float(gap2[i]), "low_grad_norm_end": residual[i], "low_grad_norm_at_star": float(at_star[i]),
-            "r3_bound": float(bounds[i]), "status": "diverged" if result.diverged[i] else "ok",
-        })
+        out.runs.append(
+            {
+                "check": "bias",
+                "run_id": "bias/sharp_low",
+                "family": problem.family,
+                "method": "sharp_low",
+                "lane": i,
+                "alpha": float(a),
+                "eta": eta,
+                "T": grid.steps,
+                "shift": float(shift[i]),
+                "gap2": float(gap2[i]),
+                "low_grad_norm_end": residual[i],
+                "low_grad_norm_at_star": float(at_star[i]),
+                "r3_bound": float(bounds[i]),
+                "status": "diverged" if result.diverged[i] else "ok",
+            }
+        )
     return out

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from synthetic.theory import Prediction
+from infra.verdicts import Prediction
 
 
 @dataclass
@@ -20,7 +20,7 @@ class CheckOutput:
     runs: list[dict[str, Any]] = field(default_factory=list)
     curves: list[pd.DataFrame] = field(default_factory=list)
 
-    def extend(self, other: "CheckOutput") -> None:
+    def extend(self, other: CheckOutput) -> None:
         self.predictions += other.predictions
         self.runs += other.runs
         self.curves += other.curves

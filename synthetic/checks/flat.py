@@ -22,11 +22,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from infra.verdicts import INFO, LITERATURE, PAPER_SHAPE, Prediction, verdict
 from synthetic.checks.common import CheckOutput, curve_frame, filled, lanes
-from synthetic.checks.rate import CellRunner, method_config
+from synthetic.checks.rate import CellRunner
+from synthetic.methods import method_config
 from synthetic.problems.base import ProblemInstance
 from synthetic.runs import run_lanes
-from synthetic.theory import INFO, LITERATURE, PAPER_SHAPE, Prediction, verdict
 
 PROTOTYPE_SWITCH_RADIUS = (0.10, 0.03)
 # "Ends at the robust minimiser": within this fraction of the basin separation of it.
@@ -69,7 +70,10 @@ def switch_radius_prediction(problem: ProblemInstance) -> Prediction:
     return Prediction(
         f"flat.switch_radius/{problem_label(problem)}",
         "the exact alpha-robust objective max_|eps|<=alpha F(theta+eps) has its minimiser in the flat basin for alpha above ~0.10",
-        PAPER_SHAPE, expected, measured, f"{expected} +- {tol} (THEORY.md prototype)",
+        PAPER_SHAPE,
+        expected,
+        measured,
+        f"{expected} +- {tol} (THEORY.md prototype)",
         verdict(abs(measured - expected) <= tol),
         f"grid ground truth, bisection to 1e-4; robust minimiser at alpha=0.05: "
         f"{truth.robust_minimizer(0.05)[0]:.4f}, at alpha=0.3: {truth.robust_minimizer(0.3)[0]:.4f}; "
@@ -92,9 +96,19 @@ def run_flat_check(problem: ProblemInstance, grid: FlatGrid, cell: CellRunner) -
     key = {"check": "flat", "grid": [grid.alphas, grid.starts, grid.steps], "problem": problem.settings}
     run_id = f"flat/{label}/sharp_up"
     result = cell(
-        run_id, key,
-        lambda: run_lanes(problem, cfg, filled(n, eta), filled(n, 0.0), lanes(lane_alpha), grid.steps,
-                          None, torch.Generator(), init=init),
+        run_id,
+        key,
+        lambda: run_lanes(
+            problem,
+            cfg,
+            filled(n, eta),
+            filled(n, 0.0),
+            lanes(lane_alpha),
+            grid.steps,
+            None,
+            torch.Generator(),
+            init=init,
+        ),
     )
     out.curves.append(curve_frame(run_id, result.curve_steps, result.curve))
     z_end, _ = model.split(torch.as_tensor(result.final_params["theta"]))
@@ -103,32 +117,63 @@ def run_flat_check(problem: ProblemInstance, grid: FlatGrid, cell: CellRunner) -
     z_end = z_end.numpy()
     flat_side = z_end > truth.barrier
     for i in range(n):
-        out.runs.append({
-            "check": "flat", "run_id": run_id, "family": label, "method": "maml" if lane_alpha[i] == 0 else "sharp_up",
-            "lane": i, "alpha": float(lane_alpha[i]), "eta": eta, "T": grid.steps, "start": float(lane_start[i]),
-            "z_end": float(z_end[i]), "grad_norm2_end": float(grad2[i]), "curvature_end": float(curvature[i]),
-            "basin_end": "flat" if flat_side[i] else "sharp", "status": "diverged" if result.diverged[i] else "ok",
-        })
+        out.runs.append(
+            {
+                "check": "flat",
+                "run_id": run_id,
+                "family": label,
+                "method": "maml" if lane_alpha[i] == 0 else "sharp_up",
+                "lane": i,
+                "alpha": float(lane_alpha[i]),
+                "eta": eta,
+                "T": grid.steps,
+                "start": float(lane_start[i]),
+                "z_end": float(z_end[i]),
+                "grad_norm2_end": float(grad2[i]),
+                "curvature_end": float(curvature[i]),
+                "basin_end": "flat" if flat_side[i] else "sharp",
+                "status": "diverged" if result.diverged[i] else "ok",
+            }
+        )
     maml = lane_alpha == 0
-    out.predictions.append(Prediction(
-        f"flat.maml_reference/{label}", "MAML ends at the sharp minimiser from every start (the reference)",
-        PAPER_SHAPE, problem.constants["theta_sharp"], float(np.median(z_end[maml])), "report",
-        INFO, f"end z from {z_end[maml].min():.5f} to {z_end[maml].max():.5f}, "
-        f"max ||grad F||^2 {grad2[maml].max():.1e}, F'' {np.median(curvature[maml]):.3f}",
-    ))
+    out.predictions.append(
+        Prediction(
+            f"flat.maml_reference/{label}",
+            "MAML ends at the sharp minimiser from every start (the reference)",
+            PAPER_SHAPE,
+            problem.constants["theta_sharp"],
+            float(np.median(z_end[maml])),
+            "report",
+            INFO,
+            f"end z from {z_end[maml].min():.5f} to {z_end[maml].max():.5f}, "
+            f"max ||grad F||^2 {grad2[maml].max():.1e}, F'' {np.median(curvature[maml]):.3f}",
+        )
+    )
     switch = truth.switch_radius()
     for alpha in alphas[alphas > 0]:
         lane = lane_alpha == alpha
         out.predictions += radius_predictions(
-            problem, label, float(alpha), switch, z_end[lane], grad2[lane], curvature[lane],
+            problem,
+            label,
+            float(alpha),
+            switch,
+            z_end[lane],
+            grad2[lane],
+            curvature[lane],
             float(np.median(curvature[maml])),
         )
     return out
 
 
 def radius_predictions(
-    problem: ProblemInstance, label: str, alpha: float, switch: float,
-    z_end: np.ndarray, grad2: np.ndarray, curvature: np.ndarray, maml_curvature: float,
+    problem: ProblemInstance,
+    label: str,
+    alpha: float,
+    switch: float,
+    z_end: np.ndarray,
+    grad2: np.ndarray,
+    curvature: np.ndarray,
+    maml_curvature: float,
 ) -> list[Prediction]:
     """Rows for one radius: follows the robust minimiser? flatter minimiser? stall point?"""
     truth, constants = problem.extras["ground_truth"], problem.constants
@@ -136,37 +181,51 @@ def radius_predictions(
     near = NEAR_FRACTION * (constants["theta_flat"] - constants["theta_sharp"])
     fraction = float((np.abs(z_end - robust) <= near).mean())
     where = f"end z {np.array2string(z_end, precision=4)}; ||grad F||^2 {np.array2string(grad2, precision=2)}"
-    rows = [Prediction(
-        f"flat.follows_robust/{label}/alpha={alpha:g}",
-        f"Sharp-MAML_up ends at the alpha-robust minimiser (z = {robust:.4f}, "
-        f"{'flat' if alpha > switch else 'sharp'} basin; switch at alpha {switch:.3f}) from starts in MAML's sharp basin",
-        PAPER_SHAPE, 1.0, fraction, f"fraction of starts ending within {near:.3f} of it >= 0.5",
-        verdict(fraction >= 0.5), where,
-    )]
+    rows = [
+        Prediction(
+            f"flat.follows_robust/{label}/alpha={alpha:g}",
+            f"Sharp-MAML_up ends at the alpha-robust minimiser (z = {robust:.4f}, "
+            f"{'flat' if alpha > switch else 'sharp'} basin; switch at alpha {switch:.3f}) from starts in MAML's sharp basin",
+            PAPER_SHAPE,
+            1.0,
+            fraction,
+            f"fraction of starts ending within {near:.3f} of it >= 0.5",
+            verdict(fraction >= 0.5),
+            where,
+        )
+    ]
     if alpha <= switch:
         return rows
     stationary = grad2 <= STATIONARY_GRAD_NORM2
     flatter = bool(np.all(stationary) and np.all(curvature < maml_curvature) and np.all(curvature > 0))
-    rows.append(Prediction(
-        f"flat.curvature/{label}/alpha={alpha:g}",
-        "Sharp-MAML_up ends at a minimiser flatter than MAML's (F'' along the basin axis, at a stationary point)",
-        PAPER_SHAPE, maml_curvature, float(np.median(curvature)),
-        f"every end stationary (||grad F||^2 <= {STATIONARY_GRAD_NORM2:g}) with 0 < F'' < MAML's",
-        verdict(flatter),
-        f"F'' at the ends from {curvature.min():.4f} to {curvature.max():.4f} (flat minimiser "
-        f"{constants['F2_flat']:.4f}); {int(stationary.sum())}/{len(grad2)} ends stationary",
-    ))
+    rows.append(
+        Prediction(
+            f"flat.curvature/{label}/alpha={alpha:g}",
+            "Sharp-MAML_up ends at a minimiser flatter than MAML's (F'' along the basin axis, at a stationary point)",
+            PAPER_SHAPE,
+            maml_curvature,
+            float(np.median(curvature)),
+            f"every end stationary (||grad F||^2 <= {STATIONARY_GRAD_NORM2:g}) with 0 < F'' < MAML's",
+            verdict(flatter),
+            f"F'' at the ends from {curvature.min():.4f} to {curvature.max():.4f} (flat minimiser "
+            f"{constants['F2_flat']:.4f}); {int(stationary.sum())}/{len(grad2)} ends stationary",
+        )
+    )
     stall = constants["theta_sharp"] + alpha
     stall_slope = float(problem.extras["model"].meta_1d(torch.tensor([stall], dtype=torch.float64))[1])
     if problem.settings["d"] == 1 and stall > truth.barrier and stall_slope < 0:
         error = float(np.abs(z_end - stall).max())
-        rows.append(Prediction(
-            f"flat.stall/{label}/alpha={alpha:g}",
-            "one-step Sharp-MAML_up stalls where F'(theta - alpha) = 0, at theta_sharp + alpha, a non-stationary point",
-            LITERATURE, stall, float(np.median(z_end)),
-            f"every end within {STALL_TOLERANCE:g} of theta_sharp + alpha, with ||grad F||^2 > {STATIONARY_GRAD_NORM2:g}",
-            verdict(error <= STALL_TOLERANCE and bool(np.all(grad2 > STATIONARY_GRAD_NORM2))),
-            f"max |z_end - stall| {error:.2e}; F'(stall) {stall_slope:.4f}, ||grad F||^2 there "
-            f"{stall_slope**2:.4f} (F' = 0 at a true minimiser)",
-        ))
+        rows.append(
+            Prediction(
+                f"flat.stall/{label}/alpha={alpha:g}",
+                "one-step Sharp-MAML_up stalls where F'(theta - alpha) = 0, at theta_sharp + alpha, a non-stationary point",
+                LITERATURE,
+                stall,
+                float(np.median(z_end)),
+                f"every end within {STALL_TOLERANCE:g} of theta_sharp + alpha, with ||grad F||^2 > {STATIONARY_GRAD_NORM2:g}",
+                verdict(error <= STALL_TOLERANCE and bool(np.all(grad2 > STATIONARY_GRAD_NORM2))),
+                f"max |z_end - stall| {error:.2e}; F'(stall) {stall_slope:.4f}, ||grad F||^2 there "
+                f"{stall_slope**2:.4f} (F' = 0 at a true minimiser)",
+            )
+        )
     return rows

@@ -18,11 +18,13 @@ import numpy as np
 import torch
 
 from harness.meta import plain_meta_gradient
+from infra.verdicts import DERIVED, Prediction, verdict
 from synthetic.checks.common import CheckOutput, curve_frame, filled, lanes
-from synthetic.checks.rate import CellRunner, method_config
+from synthetic.checks.rate import CellRunner
+from synthetic.methods import method_config
 from synthetic.problems.base import ProblemInstance
 from synthetic.runs import run_lanes
-from synthetic.theory import DERIVED, Prediction, r2_cycle_gradient_norm, verdict
+from synthetic.theory import r2_cycle_gradient_norm
 
 CYCLE_TOLERANCE = 1e-6
 ALIGNMENT_MIN = 0.999
@@ -49,33 +51,63 @@ def run_floor_check(problem: ProblemInstance, grid: FloorGrid, cell: CellRunner)
     cfg = method_config(problem, "sharp_up")
     key = {"check": "floor", "layout": layout, "steps": grid.steps, "problem": problem.settings}
     result = cell(
-        "floor/sharp_up", key,
-        lambda: run_lanes(problem, cfg, lanes(eta), filled(len(layout), 0.0), lanes(alpha),
-                          grid.steps, None, torch.Generator()),
+        "floor/sharp_up",
+        key,
+        lambda: run_lanes(
+            problem,
+            cfg,
+            lanes(eta),
+            filled(len(layout), 0.0),
+            lanes(alpha),
+            grid.steps,
+            None,
+            torch.Generator(),
+        ),
     )
     out.curves.append(curve_frame("floor/sharp_up", result.curve_steps, result.curve))
-    grads = torch.func.vmap(problem.meta_grad)({k: torch.as_tensor(v) for k, v in result.final_params.items()})
+    grads = torch.func.vmap(problem.meta_grad)(
+        {k: torch.as_tensor(v) for k, v in result.final_params.items()}
+    )
     final_grad = grads["theta"].numpy()
     for lane, (e, a) in enumerate(layout):
         predicted = r2_cycle_gradient_norm(e, lambda1, a)
         before, last = result.final_grad_norm[lane]
         alignment = abs(float(final_grad[lane] @ v1)) / max(float(np.linalg.norm(final_grad[lane])), 1e-300)
         rel_err = abs(last - predicted) / predicted
-        ok = rel_err <= CYCLE_TOLERANCE and abs(before - last) <= CYCLE_TOLERANCE * predicted and alignment > ALIGNMENT_MIN
-        out.predictions.append(Prediction(
-            f"floor/eta={e:g}/alpha={a:g}",
-            "deterministic Sharp-MAML_up, constant alpha: 2-cycle with ||grad F|| = eta l1^2 alpha/(2 - eta l1)",
-            DERIVED, predicted, float(last), f"relative error <= {CYCLE_TOLERANCE:g}, alignment with v1 > {ALIGNMENT_MIN}",
-            verdict(bool(ok)),
-            f"relative error {rel_err:.2e}; |cos(grad F, v1)| = {alignment:.6f}; "
-            f"||grad F|| at T-1 and T: {before:.6e}, {last:.6e}; eta*l1 = {e * lambda1:.3f}; {grid.steps} steps",
-        ))
-        out.runs.append({
-            "check": "floor", "run_id": "floor/sharp_up", "family": problem.family, "method": "sharp_up",
-            "lane": lane, "eta": e, "alpha": a, "T": grid.steps, "final_grad_norm": float(last),
-            "predicted_grad_norm": predicted, "alignment_v1": alignment,
-            "status": "diverged" if result.diverged[lane] else "ok",
-        })
+        ok = (
+            rel_err <= CYCLE_TOLERANCE
+            and abs(before - last) <= CYCLE_TOLERANCE * predicted
+            and alignment > ALIGNMENT_MIN
+        )
+        out.predictions.append(
+            Prediction(
+                f"floor/eta={e:g}/alpha={a:g}",
+                "deterministic Sharp-MAML_up, constant alpha: 2-cycle with ||grad F|| = eta l1^2 alpha/(2 - eta l1)",
+                DERIVED,
+                predicted,
+                float(last),
+                f"relative error <= {CYCLE_TOLERANCE:g}, alignment with v1 > {ALIGNMENT_MIN}",
+                verdict(bool(ok)),
+                f"relative error {rel_err:.2e}; |cos(grad F, v1)| = {alignment:.6f}; "
+                f"||grad F|| at T-1 and T: {before:.6e}, {last:.6e}; eta*l1 = {e * lambda1:.3f}; {grid.steps} steps",
+            )
+        )
+        out.runs.append(
+            {
+                "check": "floor",
+                "run_id": "floor/sharp_up",
+                "family": problem.family,
+                "method": "sharp_up",
+                "lane": lane,
+                "eta": e,
+                "alpha": a,
+                "T": grid.steps,
+                "final_grad_norm": float(last),
+                "predicted_grad_norm": predicted,
+                "alignment_v1": alignment,
+                "status": "diverged" if result.diverged[lane] else "ok",
+            }
+        )
     out.extend(run_fo_check(problem, grid, cell))
     return out
 
@@ -107,21 +139,35 @@ def run_fo_check(problem: ProblemInstance, grid: FloorGrid, cell: CellRunner) ->
     cfg = method_config(problem, "fomaml")
     key = {"check": "fo", "steps": grid.fo_steps, "eta": eta, "problem": problem.settings}
     result = cell(
-        "fo/fomaml", key,
-        lambda: run_lanes(problem, cfg, filled(1, eta), filled(1, 0.0), filled(1, 0.0),
-                          grid.fo_steps, None, torch.Generator()),
+        "fo/fomaml",
+        key,
+        lambda: run_lanes(
+            problem,
+            cfg,
+            filled(1, eta),
+            filled(1, 0.0),
+            filled(1, 0.0),
+            grid.fo_steps,
+            None,
+            torch.Generator(),
+        ),
     )
     out.curves.append(curve_frame("fo/fomaml", result.curve_steps, result.curve))
     measured = float(result.final_grad_norm[0, 1] ** 2)
     rel_err = abs(measured - floor) / floor
     distance = float(np.linalg.norm(result.final_params["theta"][0] - theta_fo.numpy()))
-    out.predictions.append(Prediction(
-        "fo.floor/deterministic",
-        "deterministic FO-MAML stalls at theta_FO with ||grad F(theta_FO)||^2 > 0",
-        DERIVED, floor, measured, "relative error <= 1e-6 and floor > 0",
-        verdict(rel_err <= 1e-6 and floor > 0),
-        f"relative error {rel_err:.2e}; ||theta_T - theta_FO|| = {distance:.2e}; "
-        f"||theta_FO - theta*|| = {float(torch.linalg.vector_norm(theta_fo - problem.extras['theta_star'])):.4f}; "
-        f"eta = 1/L_bar, {grid.fo_steps} steps",
-    ))
+    out.predictions.append(
+        Prediction(
+            "fo.floor/deterministic",
+            "deterministic FO-MAML stalls at theta_FO with ||grad F(theta_FO)||^2 > 0",
+            DERIVED,
+            floor,
+            measured,
+            "relative error <= 1e-6 and floor > 0",
+            verdict(rel_err <= 1e-6 and floor > 0),
+            f"relative error {rel_err:.2e}; ||theta_T - theta_FO|| = {distance:.2e}; "
+            f"||theta_FO - theta*|| = {float(torch.linalg.vector_norm(theta_fo - problem.extras['theta_star'])):.4f}; "
+            f"eta = 1/L_bar, {grid.fo_steps} steps",
+        )
+    )
     return out

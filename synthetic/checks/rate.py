@@ -9,30 +9,18 @@ same (B, T, seed) see the same task draws, so the ratio compares like with like.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
-from harness.config import MetaConfig
-from harness.seeding import derive_seed, generator
+from infra.seeding import derive_seed, generator
+from infra.verdicts import DERIVED, INFO, LITERATURE, NOT_APPLICABLE, PAPER_SHAPE, Prediction, verdict
 from synthetic.checks.common import CheckOutput, curve_frame, lanes
+from synthetic.methods import lane_radii, method_config
 from synthetic.problems.base import ProblemInstance
 from synthetic.runs import LaneResults, run_lanes
-from synthetic.theory import (
-    DERIVED,
-    INFO,
-    LITERATURE,
-    NOT_APPLICABLE,
-    PAPER_SHAPE,
-    Prediction,
-    bootstrap_slope_ci,
-    loglog_slope,
-    r1_bound,
-    rate_radius,
-    rate_step_size,
-    verdict,
-)
+from synthetic.theory import bootstrap_slope_ci, loglog_slope, r1_bound, rate_radius, rate_step_size
 
 SLOPE_LIMIT = -0.40
 RATIO_RANGE = (0.8, 1.25)
@@ -56,22 +44,6 @@ class RateGrid:
 CellRunner = Callable[[str, dict, Callable[[], LaneResults]], LaneResults]
 
 
-def method_config(problem: ProblemInstance, method: str) -> MetaConfig:
-    """The method on the problem's inner loop (same beta and inner steps as F's MAML)."""
-    base = problem.meta_config
-    return MetaConfig(
-        method=method, inner_steps=base.inner_steps, inner_lr=base.inner_lr, executor="vmap"
-    )
-
-
-def lane_radii(method: str, alpha: np.ndarray) -> tuple:
-    """(alpha_low, alpha_up) lane tensors: the schedule's radius where the method uses one."""
-    zero = np.zeros_like(alpha)
-    low = alpha if method in ("sharp_low", "sharp_both") else zero
-    up = alpha if method in ("sharp_up", "sharp_both") else zero
-    return lanes(low), lanes(up)
-
-
 def run_rate_check(
     problem: ProblemInstance,
     grid: RateGrid,
@@ -93,25 +65,53 @@ def run_rate_check(
             draw_rows = np.asarray([j * seeds + s for _, T, s in layout for j in [list(horizons).index(T)]])
             gen_seed = derive_seed(global_seed, "rate", batch)
             cfg = method_config(problem, method)
-            key = {"check": "rate", "method": method, "batch": batch, "horizons": horizons.tolist(),
-                   "seeds": seeds, "eta": eta, "alpha": alpha, "problem": problem.settings}
+            key = {
+                "check": "rate",
+                "method": method,
+                "batch": batch,
+                "horizons": horizons.tolist(),
+                "seeds": seeds,
+                "eta": eta,
+                "alpha": alpha,
+                "problem": problem.settings,
+            }
             result = cell(
                 f"rate/{method}/B{batch}",
                 key,
-                lambda: run_lanes(problem, cfg, lanes(eta), low, up, np.asarray([T for _, T, _ in layout]),
-                                  batch, generator(gen_seed, "tasks"), draw_rows=draw_rows),
+                lambda: run_lanes(
+                    problem,
+                    cfg,
+                    lanes(eta),
+                    low,
+                    up,
+                    np.asarray([T for _, T, _ in layout]),
+                    batch,
+                    generator(gen_seed, "tasks"),
+                    draw_rows=draw_rows,
+                ),
             )
             run_id = f"rate/{method}/B{batch}"
             out.curves.append(curve_frame(run_id, result.curve_steps, result.curve))
             for lane, (sch, T, s) in enumerate(layout):
-                out.runs.append({
-                    "check": "rate", "run_id": run_id, "family": problem.family, "method": method,
-                    "schedule": sch or "none", "batch_size": batch, "T": T, "lane": lane, "seed_index": s,
-                    "task_seed": gen_seed, "eta": eta[lane], "alpha": alpha[lane],
-                    "grad_norm2_avg": result.grad_norm2_avg[lane],
-                    "grad_norm2_min": result.grad_norm2_min[lane],
-                    "status": "diverged" if result.diverged[lane] else "ok",
-                })
+                out.runs.append(
+                    {
+                        "check": "rate",
+                        "run_id": run_id,
+                        "family": problem.family,
+                        "method": method,
+                        "schedule": sch or "none",
+                        "batch_size": batch,
+                        "T": T,
+                        "lane": lane,
+                        "seed_index": s,
+                        "task_seed": gen_seed,
+                        "eta": eta[lane],
+                        "alpha": alpha[lane],
+                        "grad_norm2_avg": result.grad_norm2_avg[lane],
+                        "grad_norm2_min": result.grad_norm2_min[lane],
+                        "status": "diverged" if result.diverged[lane] else "ok",
+                    }
+                )
             per_lane = result.grad_norm2_avg.reshape(len(schedules), len(horizons), seeds)
             for i, sch in enumerate(schedules):
                 name = f"{method}:{sch}" if sch else method
@@ -147,7 +147,13 @@ def _bound_row(problem, grid, values, method, schedule, batch, tag) -> Predictio
     statement = "G_avg(T) <= R1(T) at every T (3-SE allowance)"
     if method in ("sharp_low", "sharp_both"):
         return Prediction(
-            f"rate.bound/{tag}", statement, DERIVED, None, None, "-", NOT_APPLICABLE,
+            f"rate.bound/{tag}",
+            statement,
+            DERIVED,
+            None,
+            None,
+            "-",
+            NOT_APPLICABLE,
             "R1 needs a globally L_bar-smooth objective; the lower-perturbed objective is not "
             "(its normalisation is singular where a support gradient vanishes), and the R3 bias "
             "term is not bounded uniformly in theta. The slope check is kept.",
@@ -165,8 +171,13 @@ def _bound_row(problem, grid, values, method, schedule, batch, tag) -> Predictio
     means = np.nanmean(values, axis=0)
     ratios = means / np.asarray(bounds)
     return Prediction(
-        f"rate.bound/{tag}", statement, DERIVED, float(bounds[-1]), float(means[-1]),
-        "mean - 3 SE <= R1 at every T", verdict(all(allowed) and np.all(np.isfinite(means))),
+        f"rate.bound/{tag}",
+        statement,
+        DERIVED,
+        float(bounds[-1]),
+        float(means[-1]),
+        "mean - 3 SE <= R1 at every T",
+        verdict(all(allowed) and np.all(np.isfinite(means))),
         f"G_avg/R1 from {ratios.min():.3g} to {ratios.max():.3g} over T = {list(grid.horizons)}"
         + (" (a bound with >1000x slack says little)" if ratios.max() < 1e-3 else ""),
     )
@@ -180,11 +191,18 @@ def _slope_row(grid, horizons, values, tag, global_seed) -> Prediction:
     finite = np.all(np.isfinite(values), axis=1)
     slope = loglog_slope(horizons[use], values[finite][:, use].mean(axis=0))
     lo, hi = bootstrap_slope_ci(
-        horizons[use], values[finite][:, use], np.random.default_rng(derive_seed(global_seed, "bootstrap", tag))
+        horizons[use],
+        values[finite][:, use],
+        np.random.default_rng(derive_seed(global_seed, "bootstrap", tag)),
     )
     return Prediction(
-        f"rate.slope/{tag}", f"log-log slope of G_avg(T) over T >= {horizons[use][0]} is <= {SLOPE_LIMIT}",
-        PAPER_SHAPE, -0.5, slope, f"slope <= {SLOPE_LIMIT}", verdict(slope <= SLOPE_LIMIT),
+        f"rate.slope/{tag}",
+        f"log-log slope of G_avg(T) over T >= {horizons[use][0]} is <= {SLOPE_LIMIT}",
+        PAPER_SHAPE,
+        -0.5,
+        slope,
+        f"slope <= {SLOPE_LIMIT}",
+        verdict(slope <= SLOPE_LIMIT),
         f"bootstrap 95% CI over {int(finite.sum())} seeds [{lo:.3f}, {hi:.3f}]; steeper than -0.5 is not a failure",
     )
 
@@ -193,8 +211,13 @@ def _ratio_row(values, maml, tag) -> Prediction:
     ratios = np.nanmean(values, axis=0) / np.nanmean(maml, axis=0)
     ok = bool(np.all((ratios >= RATIO_RANGE[0]) & (ratios <= RATIO_RANGE[1])))
     return Prediction(
-        f"rate.vs_maml/{tag}", "G_avg(Sharp) / G_avg(MAML) within [0.8, 1.25] at every T",
-        PAPER_SHAPE, 1.0, float(ratios[-1]), "[0.8, 1.25] at every T", verdict(ok),
+        f"rate.vs_maml/{tag}",
+        "G_avg(Sharp) / G_avg(MAML) within [0.8, 1.25] at every T",
+        PAPER_SHAPE,
+        1.0,
+        float(ratios[-1]),
+        "[0.8, 1.25] at every T",
+        verdict(ok),
         f"ratio from {ratios.min():.3f} to {ratios.max():.3f}; the paper states the same rate as MAML",
     )
 
@@ -202,8 +225,13 @@ def _ratio_row(values, maml, tag) -> Prediction:
 def _fomaml_row(values, maml, horizons, batch) -> Prediction:
     fo, ma = np.nanmean(values, axis=0), np.nanmean(maml, axis=0)
     return Prediction(
-        f"rate.fomaml_floor/B{batch}", "FO-MAML stalls at a floor (recorded, not judged)",
-        LITERATURE, None, float(fo[-1]), "-", INFO,
+        f"rate.fomaml_floor/B{batch}",
+        "FO-MAML stalls at a floor (recorded, not judged)",
+        LITERATURE,
+        None,
+        float(fo[-1]),
+        "-",
+        INFO,
         f"FO-MAML G_avg at T={horizons[-1]}: {fo[-1]:.3g} vs MAML {ma[-1]:.3g}; "
         f"slope over the last two T {loglog_slope(horizons[-2:], fo[-2:]):.3f}",
     )

@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from synthetic.theory import LITERATURE, PAPER_SHAPE
+from infra.verdicts import LITERATURE, PAPER_SHAPE
 
 FORET_SOURCE = f"{PAPER_SHAPE}; Foret et al. 2021 Thm 1 with M tasks as sample size"
 PAC_BAYES_SOURCE = f"{LITERATURE}: PAC-Bayes-kl (Langford & Seeger 2001, Maurer 2004)"
@@ -75,8 +75,9 @@ def foret_complexity(theta_norm: ArrayLike, rho: ArrayLike, M: ArrayLike, k: int
     return np.sqrt((k * np.log1p(ratio) + 4 * np.log(M / delta)) / (M - 1))
 
 
-def foret_rhs(max_in_ball: ArrayLike, theta_norm: ArrayLike, rho: ArrayLike, M: ArrayLike, k: int,
-              delta: float) -> np.ndarray:
+def foret_rhs(
+    max_in_ball: ArrayLike, theta_norm: ArrayLike, rho: ArrayLike, M: ArrayLike, k: int, delta: float
+) -> np.ndarray:
     """L_D(theta) <= max_{|eps| <= rho} L_S(theta + eps) + foret_complexity (Foret-style)."""
     return np.asarray(max_in_ball, float) + foret_complexity(theta_norm, rho, M, k, delta)
 
@@ -146,10 +147,17 @@ def pac_bayes_bound(
     sigmas = np.asarray(sigmas, float)
     upper = mc_upper(gibbs_estimates, np.asarray(n_evaluations, float)[..., None], delta / 2 / sigmas.size)
     expand = lambda v: np.asarray(v, float)[..., None]  # noqa: E731
-    bounds, prior_index = pac_bayes_kl_rhs(upper, expand(theta_norm), sigmas, prior_sigmas, expand(M), k, delta / 2)
+    bounds, prior_index = pac_bayes_kl_rhs(
+        upper, expand(theta_norm), sigmas, prior_sigmas, expand(M), k, delta / 2
+    )
     best = bounds.argmin(axis=-1)
     take = lambda a: np.take_along_axis(a, best[..., None], axis=-1)[..., 0]  # noqa: E731
-    return {"rhs": take(bounds), "sigma_index": best, "prior_index": take(prior_index), "gibbs_upper": take(upper)}
+    return {
+        "rhs": take(bounds),
+        "sigma_index": best,
+        "prior_index": take(prior_index),
+        "gibbs_upper": take(upper),
+    }
 
 
 def mc_upper(estimate: ArrayLike, n: ArrayLike, delta: float) -> np.ndarray:

@@ -16,9 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness.seeding import derive_seed, generator
 from harness.tasks import TaskBatch
-from synthetic.checks.rate import method_config
+from infra.seeding import derive_seed, generator
 from synthetic.generalization import bounds
 from synthetic.generalization.estimates import (
     max_in_ball,
@@ -33,6 +32,7 @@ from synthetic.generalization.training import (
     stack_tasks,
     train_lanes,
 )
+from synthetic.methods import method_config
 from synthetic.problems.base import ProblemInstance, build_problem
 
 TASK_BLOCK = 25
@@ -91,11 +91,15 @@ def training_tasks(problem: ProblemInstance, global_seed: int, m_tr: int, seed: 
     return concat_tasks(blocks)
 
 
-def fresh_tasks(problem: ProblemInstance, global_seed: int, m_tr: int, n: int) -> tuple[TaskBatch, torch.Tensor]:
+def fresh_tasks(
+    problem: ProblemInstance, global_seed: int, m_tr: int, n: int
+) -> tuple[TaskBatch, torch.Tensor]:
     """The fresh tasks of the true risk and the standard normal draws of the premise (n, d)."""
     tasks = problem.extras["sample_tasks"](generator(global_seed, TRACK, "L2", "fresh", m_tr), n, m_tr=m_tr)
     d = problem.init_params["theta"].numel()
-    noise = torch.randn(n, d, generator=generator(global_seed, TRACK, "L2", "premise", m_tr), dtype=torch.float64)
+    noise = torch.randn(
+        n, d, generator=generator(global_seed, TRACK, "L2", "premise", m_tr), dtype=torch.float64
+    )
     return tasks, noise
 
 
@@ -107,16 +111,28 @@ def _mean_and_se(values: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
 Columns = dict[str, np.ndarray]  # run-table columns, each of shape (seeds, methods)
 
 
-def _foret(problem: ProblemInstance, grid: GenGrid, theta: torch.Tensor, tasks: TaskBatch, train: np.ndarray,
-           M: int, gen: torch.Generator) -> tuple[Columns, Columns]:
+def _foret(
+    problem: ProblemInstance,
+    grid: GenGrid,
+    theta: torch.Tensor,
+    tasks: TaskBatch,
+    train: np.ndarray,
+    M: int,
+    gen: torch.Generator,
+) -> tuple[Columns, Columns]:
     """The Foret bound at every radius of the grid (union bound) and at the best one."""
     radii = np.asarray(grid.alphas)
-    ball = max_in_ball(problem, theta, tasks, torch.as_tensor(radii), grid.ascent_restarts, grid.ascent_steps,
-                       gen).numpy()
+    ball = max_in_ball(
+        problem, theta, tasks, torch.as_tensor(radii), grid.ascent_restarts, grid.ascent_steps, gen
+    ).numpy()
     norm = torch.linalg.vector_norm(theta, dim=-1).numpy()
-    per_rho = {"max_in_ball_loss": ball, "sharpness": ball - train[..., None],
-               "foret_complexity": bounds.foret_complexity(norm[..., None], radii, M, theta.shape[-1],
-                                                            grid.foret_delta)}
+    per_rho = {
+        "max_in_ball_loss": ball,
+        "sharpness": ball - train[..., None],
+        "foret_complexity": bounds.foret_complexity(
+            norm[..., None], radii, M, theta.shape[-1], grid.foret_delta
+        ),
+    }
     per_rho["foret_rhs"] = ball + per_rho["foret_complexity"]
     best = per_rho["foret_rhs"].argmin(-1)[..., None]
     columns = {"foret_rho": radii[best[..., 0]]}
@@ -124,18 +140,32 @@ def _foret(problem: ProblemInstance, grid: GenGrid, theta: torch.Tensor, tasks: 
     return columns, per_rho
 
 
-def _pac_bayes(problem: ProblemInstance, grid: GenGrid, theta: torch.Tensor, tasks: TaskBatch, M: int,
-               gen: torch.Generator) -> Columns:
+def _pac_bayes(
+    problem: ProblemInstance,
+    grid: GenGrid,
+    theta: torch.Tensor,
+    tasks: TaskBatch,
+    M: int,
+    gen: torch.Generator,
+) -> Columns:
     """Monte Carlo Gibbs risks on the training tasks at every posterior scale, and the bound."""
     S, A, d = theta.shape
     sigmas = np.asarray(grid.posterior_sigmas)
     n_mc = math.ceil(grid.gibbs_evaluations / M)
     draws = torch.randn(S, n_mc, M, d, generator=gen, dtype=theta.dtype)
     lane_sigma = torch.as_tensor(np.tile(sigmas, A)).expand(S, -1)
-    gibbs = noisy_task_risks(problem, theta.repeat_interleave(sigmas.size, 1), lane_sigma, draws, tasks,
-                             per_seed=True).mean((-1, -2)).reshape(S, A, sigmas.size).numpy()
+    gibbs = (
+        noisy_task_risks(
+            problem, theta.repeat_interleave(sigmas.size, 1), lane_sigma, draws, tasks, per_seed=True
+        )
+        .mean((-1, -2))
+        .reshape(S, A, sigmas.size)
+        .numpy()
+    )
     norm = torch.linalg.vector_norm(theta, dim=-1).numpy()
-    pb = bounds.pac_bayes_bound(gibbs, n_mc * M, norm, sigmas, np.asarray(grid.prior_sigmas), M, d, grid.delta)
+    pb = bounds.pac_bayes_bound(
+        gibbs, n_mc * M, norm, sigmas, np.asarray(grid.prior_sigmas), M, d, grid.delta
+    )
     return {
         "pac_bayes_sigma": sigmas[pb["sigma_index"]],
         "pac_bayes_prior_sigma": np.asarray(grid.prior_sigmas)[pb["prior_index"]],
@@ -145,32 +175,54 @@ def _pac_bayes(problem: ProblemInstance, grid: GenGrid, theta: torch.Tensor, tas
     }
 
 
-def _premise(problem: ProblemInstance, theta: torch.Tensor, clean: torch.Tensor,
-             fresh: tuple[TaskBatch, torch.Tensor], sigmas: dict[str, np.ndarray]) -> Columns:
+def _premise(
+    problem: ProblemInstance,
+    theta: torch.Tensor,
+    clean: torch.Tensor,
+    fresh: tuple[TaskBatch, torch.Tensor],
+    sigmas: dict[str, np.ndarray],
+) -> Columns:
     """At each named scale: L_D(Q), Q = N(theta, sigma^2 I) (noisy_risk, one noise draw per fresh
     task), and E L_D(theta + sigma z) - L_D(theta) paired on the same fresh tasks (premise)."""
     tasks, noise = fresh
     names, A = list(sigmas), theta.shape[1]
     scale = torch.as_tensor(np.concatenate([sigmas[n] for n in names], 1))
-    noisy = noisy_task_risks(problem, theta.repeat(1, len(names), 1), scale, noise[None], tasks, per_seed=False)
+    noisy = noisy_task_risks(
+        problem, theta.repeat(1, len(names), 1), scale, noise[None], tasks, per_seed=False
+    )
     noisy = noisy[:, :, 0]
     risk, risk_se = _mean_and_se(noisy)
     diff, diff_se = _mean_and_se(noisy - clean.repeat(1, len(names), 1))
     columns: Columns = {}
     for i, name in enumerate(names):
         lanes = slice(i * A, (i + 1) * A)
-        columns.update({f"noisy_risk_{name}": risk[:, lanes], f"noisy_risk_se_{name}": risk_se[:, lanes],
-                        f"premise_sigma_{name}": sigmas[name], f"premise_diff_{name}": diff[:, lanes],
-                        f"premise_se_{name}": diff_se[:, lanes]})
+        columns.update(
+            {
+                f"noisy_risk_{name}": risk[:, lanes],
+                f"noisy_risk_se_{name}": risk_se[:, lanes],
+                f"premise_sigma_{name}": sigmas[name],
+                f"premise_diff_{name}": diff[:, lanes],
+                f"premise_se_{name}": diff_se[:, lanes],
+            }
+        )
     return columns
 
 
-def _rows(base: dict[str, Any], alphas: list[float], columns: Columns, finite: torch.Tensor) -> list[dict[str, Any]]:
+def _rows(
+    base: dict[str, Any], alphas: list[float], columns: Columns, finite: torch.Tensor
+) -> list[dict[str, Any]]:
     """One row per (seed, method) lane from (seeds, methods) columns."""
     return [
-        {**base, "method": method_name(alpha), "alpha_up": alpha, "seed_index": s,
-         **{k: v[s, a].item() for k, v in columns.items()}, "status": "ok" if bool(finite[s, a]) else "diverged"}
-        for s in range(finite.shape[0]) for a, alpha in enumerate(alphas)
+        {
+            **base,
+            "method": method_name(alpha),
+            "alpha_up": alpha,
+            "seed_index": s,
+            **{k: v[s, a].item() for k, v in columns.items()},
+            "status": "ok" if bool(finite[s, a]) else "diverged",
+        }
+        for s in range(finite.shape[0])
+        for a, alpha in enumerate(alphas)
     ]
 
 
@@ -185,23 +237,36 @@ def l2_cell(
     """Train and measure every (seed, method) lane of one (M, m_tr); rows for runs and sharpness."""
     S, alphas = grid.seeds, [0.0, *grid.alphas]
     tasks = stack_tasks([training_tasks(problem, global_seed, m_tr, s, M) for s in range(S)])
-    theta = train_lanes(problem.loss, method_config(problem, "sharp_up"), tasks,
-                        torch.tensor(alphas, dtype=torch.float64), problem.init_params["theta"], grid.eta,
-                        grid.steps)
+    theta = train_lanes(
+        problem.loss,
+        method_config(problem, "sharp_up"),
+        tasks,
+        torch.tensor(alphas, dtype=torch.float64),
+        problem.init_params["theta"],
+        grid.eta,
+        grid.steps,
+    )
     finite = torch.isfinite(theta).all(-1)
     theta = torch.where(finite[..., None], theta, torch.zeros_like(theta))
     gen = lambda *purpose: generator(global_seed, TRACK, "L2", *purpose, M, m_tr)  # noqa: E731
 
-    maml = meta_gradient_lanes(problem.loss, problem.meta_config.replace(executor="vmap"), chunk_for(tasks, True))
+    maml = meta_gradient_lanes(
+        problem.loss, problem.meta_config.replace(executor="vmap"), chunk_for(tasks, True)
+    )
     grad_end, objective = maml(theta, torch.zeros(theta.shape[:2], dtype=theta.dtype), tasks)
     train = task_risks(problem, theta, tasks, per_seed=True).mean(-1).numpy()
     clean = task_risks(problem, theta, fresh[0], per_seed=False)
     true, true_se = _mean_and_se(clean)
     columns: Columns = {
-        "eta": np.full(train.shape, grid.eta), "steps": np.full(train.shape, grid.steps),
-        "theta_norm": torch.linalg.vector_norm(theta, dim=-1).numpy(), "train_objective": objective.numpy(),
+        "eta": np.full(train.shape, grid.eta),
+        "steps": np.full(train.shape, grid.steps),
+        "theta_norm": torch.linalg.vector_norm(theta, dim=-1).numpy(),
+        "train_objective": objective.numpy(),
         "grad_norm_end": torch.linalg.vector_norm(grad_end, dim=-1).numpy(),
-        "train_risk": train, "true_risk": true, "true_risk_se": true_se, "gap": true - train,
+        "train_risk": train,
+        "true_risk": true,
+        "true_risk_se": true_se,
+        "gap": true - train,
     }
     foret, per_rho = _foret(problem, grid, theta, tasks, train, M, gen("ascent"))
     columns.update(foret)
@@ -213,34 +278,52 @@ def l2_cell(
     columns.update({"hessian_top": top.numpy(), "hessian_residual": residual.numpy()})
 
     base = {"family": "L2", "M": M, "m_tr": m_tr, "m_val": problem.settings["m_val"]}
-    sharpness = [row for r, rho in enumerate(grid.alphas)
-                 for row in _rows({**base, "rho": rho}, alphas, {k: v[..., r] for k, v in per_rho.items()}, finite)]
+    sharpness = [
+        row
+        for r, rho in enumerate(grid.alphas)
+        for row in _rows({**base, "rho": rho}, alphas, {k: v[..., r] for k, v in per_rho.items()}, finite)
+    ]
     return {"runs": _rows(base, alphas, columns, finite), "sharpness": sharpness}
 
 
 def e2_cell(grid: GenGrid, global_seed: int) -> dict[str, list[dict[str, Any]]]:
     """MAML and Sharp-MAML_up on ``seeds`` E2 instances from theta0: lambda_max of F at the end."""
-    problems = [build_problem("E2", seed=derive_seed(global_seed, TRACK, "E2", s), verify=False, grid_points=20_001)
-                for s in range(grid.seeds)]
+    problems = [
+        build_problem("E2", seed=derive_seed(global_seed, TRACK, "E2", s), verify=False, grid_points=20_001)
+        for s in range(grid.seeds)
+    ]
     first, alphas = problems[0], [0.0, *grid.e2_alphas]
     tasks = stack_tasks([p.tasks for p in problems])
     eta = 1.0 / max(p.constants["L_F"] for p in problems)
-    theta = train_lanes(first.loss, method_config(first, "sharp_up"), tasks,
-                        torch.tensor(alphas, dtype=torch.float64), first.init_params["theta"], eta, grid.e2_steps)
+    theta = train_lanes(
+        first.loss,
+        method_config(first, "sharp_up"),
+        tasks,
+        torch.tensor(alphas, dtype=torch.float64),
+        first.init_params["theta"],
+        eta,
+        grid.e2_steps,
+    )
     finite = torch.isfinite(theta).all(-1)
     theta = torch.where(finite[..., None], theta, torch.zeros_like(theta))
-    top, residual = top_hessian_eigenvalues(first, theta, tasks, generator(global_seed, TRACK, "E2", "hessian"))
+    top, residual = top_hessian_eigenvalues(
+        first, theta, tasks, generator(global_seed, TRACK, "E2", "hessian")
+    )
     per_seed = lambda fn: np.stack([fn(p, theta[s]) for s, p in enumerate(problems)])  # noqa: E731
     z = per_seed(lambda p, th: p.extras["model"].split(th)[0].numpy())
     barrier = per_seed(lambda p, th: np.full(len(alphas), p.constants["theta_barrier"]))
     columns: Columns = {
-        "eta": np.full(z.shape, eta), "steps": np.full(z.shape, grid.e2_steps),
-        "theta_norm": torch.linalg.vector_norm(theta, dim=-1).numpy(), "z_end": z,
+        "eta": np.full(z.shape, eta),
+        "steps": np.full(z.shape, grid.e2_steps),
+        "theta_norm": torch.linalg.vector_norm(theta, dim=-1).numpy(),
+        "z_end": z,
         "side_end": np.where(z > barrier, "flat", "sharp"),
         "train_objective": per_seed(lambda p, th: p.meta_objective({"theta": th}).numpy()),
         "grad_norm_end": per_seed(
-            lambda p, th: torch.linalg.vector_norm(p.meta_grad({"theta": th})["theta"], dim=-1).numpy()),
-        "hessian_top": top.numpy(), "hessian_residual": residual.numpy(),
+            lambda p, th: torch.linalg.vector_norm(p.meta_grad({"theta": th})["theta"], dim=-1).numpy()
+        ),
+        "hessian_top": top.numpy(),
+        "hessian_residual": residual.numpy(),
         "F2_sharp": per_seed(lambda p, th: np.full(len(alphas), p.constants["F2_sharp"])),
         "F2_flat": per_seed(lambda p, th: np.full(len(alphas), p.constants["F2_flat"])),
     }

@@ -16,7 +16,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch.func import grad_and_value, vmap
@@ -41,8 +42,9 @@ def _per_task(problem: ProblemInstance, eval_loss: LossFn = zero_one_loss) -> Ca
     return losses
 
 
-def _map_lanes(fn: Callable[..., Tensor], lane_args: tuple[Tensor, ...], data: tuple, per_seed: bool,
-               chunk: int) -> Tensor:
+def _map_lanes(
+    fn: Callable[..., Tensor], lane_args: tuple[Tensor, ...], data: tuple, per_seed: bool, chunk: int
+) -> Tensor:
     """fn(*lane values, *data) on every lane of lane arguments with leading dims (S, L): ``data``
     has a leading seed dim when ``per_seed``, else all lanes share it. At most ``chunk`` lanes
     (and seeds) run at once."""
@@ -57,8 +59,9 @@ def _map_lanes(fn: Callable[..., Tensor], lane_args: tuple[Tensor, ...], data: t
 def task_risks(problem: ProblemInstance, theta: Tensor, tasks: TaskBatch, per_seed: bool) -> Tensor:
     """(S, L, N) 0-1 losses of every task: per-seed task sets (leaves (S, N, ...)) or one set
     shared by every lane (leaves (N, ...))."""
-    return _map_lanes(_per_task(problem), (theta,), (tasks.support, tasks.query), per_seed,
-                      chunk_for(tasks, per_seed))
+    return _map_lanes(
+        _per_task(problem), (theta,), (tasks.support, tasks.query), per_seed, chunk_for(tasks, per_seed)
+    )
 
 
 def noisy_task_risks(

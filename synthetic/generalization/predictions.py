@@ -15,18 +15,10 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from infra.verdicts import DERIVED, INFO, PAPER_SHAPE, VACUOUS, Prediction, verdict
 from synthetic.generalization import bounds
 from synthetic.generalization.cells import GenGrid
-from synthetic.theory import (
-    DERIVED,
-    INFO,
-    PAPER_SHAPE,
-    VACUOUS,
-    Prediction,
-    bootstrap_slope_ci,
-    loglog_slope,
-    verdict,
-)
+from synthetic.theory import bootstrap_slope_ci, loglog_slope
 
 SE_ALLOWANCE = 3.0
 SEED_FRACTION = 0.7
@@ -76,17 +68,26 @@ def bound_rows(runs: pd.DataFrame, b: Bound) -> list[Prediction]:
             result = VACUOUS
         else:
             result = verdict(bool(holds[~vacuous].all()))
-        rows.append(Prediction(
-            f"gen.{b.name}/M={M}",
-            f"L_D(theta) <= {b.label} in every run at M = {M} (gap <= RHS - train risk)"
-            + (": VACUOUS, RHS >= 1 on a [0, 1] risk in every run, says nothing" if result == VACUOUS else ""),
-            b.source, float(judged.loc[worst, f"{prefix}_gap_bound"]), float(judged.loc[worst, "gap"]),
-            f"L_D - {SE_ALLOWANCE:g} SE <= RHS per run; RHS >= 1 is vacuous", result,
-            f"worst run shown (largest gap/bound); {int(vacuous.sum())}/{len(g)} runs vacuous; "
-            f"{int((~holds).sum())} violations; RHS median {rhs.median():.3f} [{rhs.min():.3f}, {rhs.max():.3f}]; "
-            f"bound/gap median {_median(ratio)} over {len(ratio)} runs with gap > 0; "
-            f"gap mean {g['gap'].mean():.4f}, true-risk SE {g['true_risk_se'].median():.4f}",
-        ))
+        rows.append(
+            Prediction(
+                f"gen.{b.name}/M={M}",
+                f"L_D(theta) <= {b.label} in every run at M = {M} (gap <= RHS - train risk)"
+                + (
+                    ": VACUOUS, RHS >= 1 on a [0, 1] risk in every run, says nothing"
+                    if result == VACUOUS
+                    else ""
+                ),
+                b.source,
+                float(judged.loc[worst, f"{prefix}_gap_bound"]),
+                float(judged.loc[worst, "gap"]),
+                f"L_D - {SE_ALLOWANCE:g} SE <= RHS per run; RHS >= 1 is vacuous",
+                result,
+                f"worst run shown (largest gap/bound); {int(vacuous.sum())}/{len(g)} runs vacuous; "
+                f"{int((~holds).sum())} violations; RHS median {rhs.median():.3f} [{rhs.min():.3f}, {rhs.max():.3f}]; "
+                f"bound/gap median {_median(ratio)} over {len(ratio)} runs with gap > 0; "
+                f"gap mean {g['gap'].mean():.4f}, true-risk SE {g['true_risk_se'].median():.4f}",
+            )
+        )
     return rows
 
 
@@ -102,8 +103,11 @@ def gibbs_row(runs: pd.DataFrame) -> Prediction:
     return Prediction(
         "gen.pac_bayes_kl.gibbs",
         "L_D(Q) <= PAC-Bayes-kl RHS for Q = N(theta, s^2 I) in every run (the theorem, no premise needed)",
-        bounds.PAC_BAYES_SOURCE, float(runs.loc[worst, "pac_bayes_kl_rhs"]), float(risk[worst]),
-        f"L_D(Q) - {SE_ALLOWANCE:g} SE <= RHS per run", verdict(bool((slack >= 0).all())),
+        bounds.PAC_BAYES_SOURCE,
+        float(runs.loc[worst, "pac_bayes_kl_rhs"]),
+        float(risk[worst]),
+        f"L_D(Q) - {SE_ALLOWANCE:g} SE <= RHS per run",
+        verdict(bool((slack >= 0).all())),
         f"{int((slack < 0).sum())}/{len(runs)} violations; tightest run M={runs.loc[worst, 'M']}, "
         f"m_tr={runs.loc[worst, 'm_tr']}; L_D(Q) estimated on the fresh tasks with one noise draw per task",
     )
@@ -113,23 +117,34 @@ def premise_rows(runs: pd.DataFrame) -> list[Prediction]:
     """E L_D(theta + N(0, s^2 I)) >= L_D(theta) (3-SE allowance, paired on the fresh tasks)."""
     rows = []
     for kind, source, why in (
-        ("foret", PAPER_SHAPE,
-         "the premise of the Foret bound (Foret et al. 2021, Thm 1), s = rho/(sqrt k + sqrt log M)"),
-        ("pac_bayes", DERIVED,
-         "needed to carry the PAC-Bayes bound on L_D(Q) over to L_D(theta), s = chosen posterior scale"),
+        (
+            "foret",
+            PAPER_SHAPE,
+            "the premise of the Foret bound (Foret et al. 2021, Thm 1), s = rho/(sqrt k + sqrt log M)",
+        ),
+        (
+            "pac_bayes",
+            DERIVED,
+            "needed to carry the PAC-Bayes bound on L_D(Q) over to L_D(theta), s = chosen posterior scale",
+        ),
     ):
         diff, se, sigma = (runs[f"premise_{c}_{kind}"] for c in ("diff", "se", "sigma"))
         holds = diff >= -SE_ALLOWANCE * se
         z = (diff / se).replace([np.inf, -np.inf], np.nan)
-        rows.append(Prediction(
-            f"gen.premise/{kind}_sigma",
-            f"the true risk does not drop under Gaussian weight noise: {why}",
-            source, 0.0, float(diff.min()), f"E L_D(theta + eps) - L_D(theta) >= -{SE_ALLOWANCE:g} SE in every run",
-            verdict(bool(holds.all())),
-            f"{int((~holds).sum())}/{len(runs)} violations; {int((diff < 0).sum())} runs with a negative difference; "
-            f"smallest z {z.min():.2f}; median difference {diff.median():.2e}; "
-            f"s in [{sigma.min():.3g}, {sigma.max():.3g}]",
-        ))
+        rows.append(
+            Prediction(
+                f"gen.premise/{kind}_sigma",
+                f"the true risk does not drop under Gaussian weight noise: {why}",
+                source,
+                0.0,
+                float(diff.min()),
+                f"E L_D(theta + eps) - L_D(theta) >= -{SE_ALLOWANCE:g} SE in every run",
+                verdict(bool(holds.all())),
+                f"{int((~holds).sum())}/{len(runs)} violations; {int((diff < 0).sum())} runs with a negative difference; "
+                f"smallest z {z.min():.2f}; median difference {diff.median():.2e}; "
+                f"s in [{sigma.min():.3g}, {sigma.max():.3g}]",
+            )
+        )
     return rows
 
 
@@ -138,13 +153,17 @@ def complexity_rate_row(runs: pd.DataFrame, grid: GenGrid, d: int) -> Prediction
     over the issue's range M = 25..3200 whatever the scale, at the runs' median |theta|."""
     M = np.asarray(RATE_CHECK_TASKS, float)
     norm = float(runs["theta_norm"].median())
-    slopes = [loglog_slope(M, bounds.foret_complexity(norm, rho, M, d, grid.foret_delta))
-              for rho in grid.alphas]
+    slopes = [
+        loglog_slope(M, bounds.foret_complexity(norm, rho, M, d, grid.foret_delta)) for rho in grid.alphas
+    ]
     worst = max(slopes, key=lambda s: abs(s + 0.5))
     return Prediction(
         "gen.complexity_rate",
         "Foret complexity term ~ M^(-1/2) (implementation check; log factors move the slope by < 0.05)",
-        bounds.FORET_SOURCE, -0.5, worst, f"|slope + 0.5| <= {RATE_TOLERANCE}",
+        bounds.FORET_SOURCE,
+        -0.5,
+        worst,
+        f"|slope + 0.5| <= {RATE_TOLERANCE}",
         verdict(abs(worst + 0.5) <= RATE_TOLERANCE),
         f"log-log slopes over M = {RATE_CHECK_TASKS[0]}..{RATE_CHECK_TASKS[-1]} at |theta| = {norm:.3f}: "
         + ", ".join(f"rho={r:g}: {s:.4f}" for r, s in zip(grid.alphas, slopes)),
@@ -178,17 +197,25 @@ def gap_slope_rows(runs: pd.DataFrame, global_seed: int) -> list[Prediction]:
             slope = loglog_slope(M[use], mean[use])
             seeds = per_seed.loc[m_tr].unstack("M").to_numpy()
             lo, hi = bootstrap_slope_ci(M[use], seeds[:, use], np.random.default_rng(global_seed))
-            text = (f"slope {slope:.2f} over M = {M[use].astype(int).tolist()}, bootstrap 95% CI over seeds "
-                    f"[{lo:.2f}, {hi:.2f}] (resamples with a gap <= 0 left out; the shared fresh-sample error "
-                    "is not in it)")
+            text = (
+                f"slope {slope:.2f} over M = {M[use].astype(int).tolist()}, bootstrap 95% CI over seeds "
+                f"[{lo:.2f}, {hi:.2f}] (resamples with a gap <= 0 left out; the shared fresh-sample error "
+                "is not in it)"
+            )
         else:
             slope, text = None, "fewer than two M with a gap above 2 SE: slope not estimable"
-        rows.append(Prediction(
-            f"gen.gap_slope/m_tr={m_tr}",
-            "measured gap L_D - L_S against M (reported; the bound's complexity term falls like M^(-1/2))",
-            PAPER_SHAPE, -0.5, slope, "reported, no verdict", INFO,
-            f"{text}; seed-mean gap +- SE (seeds and fresh sample): {listing}",
-        ))
+        rows.append(
+            Prediction(
+                f"gen.gap_slope/m_tr={m_tr}",
+                "measured gap L_D - L_S against M (reported; the bound's complexity term falls like M^(-1/2))",
+                PAPER_SHAPE,
+                -0.5,
+                slope,
+                "reported, no verdict",
+                INFO,
+                f"{text}; seed-mean gap +- SE (seeds and fresh sample): {listing}",
+            )
+        )
     return rows
 
 
@@ -204,12 +231,22 @@ def gap_vs_m_row(runs: pd.DataFrame) -> Prediction:
         if z > SE_ALLOWANCE:
             disagree.append(int(M))
     m_values = "/".join(str(int(m)) for m in sorted(runs["m_tr"].unique()))
-    statement = "the bound has no term in the samples per task m_tr, so it predicts no m_tr dependence of the gap"
-    statement += (f"; data disagree at M = {disagree} (gap differs by > {SE_ALLOWANCE:g} SE across m_tr)"
-                  if disagree else f"; data agree (all differences within {SE_ALLOWANCE:g} SE)")
+    statement = (
+        "the bound has no term in the samples per task m_tr, so it predicts no m_tr dependence of the gap"
+    )
+    statement += (
+        f"; data disagree at M = {disagree} (gap differs by > {SE_ALLOWANCE:g} SE across m_tr)"
+        if disagree
+        else f"; data agree (all differences within {SE_ALLOWANCE:g} SE)"
+    )
     return Prediction(
-        "gen.gap_vs_m_tr", statement, PAPER_SHAPE, 0.0, z_max,
-        "largest z of the gap difference across m_tr at one M (reported)", INFO,
+        "gen.gap_vs_m_tr",
+        statement,
+        PAPER_SHAPE,
+        0.0,
+        z_max,
+        "largest z of the gap difference across m_tr at one M (reported)",
+        INFO,
         f"seed-mean gaps for m_tr = {m_values} (SE over seeds and fresh sample): " + "; ".join(parts),
     )
 
@@ -221,12 +258,23 @@ def vacuity_rows(runs: pd.DataFrame) -> list[Prediction]:
         vac = runs[runs[f"{b.prefix}_vacuous"]]
         last = int(vac["M"].max()) if len(vac) else None
         rhs = runs.loc[runs["M"] > (last or 0), b.rhs]
-        rows.append(Prediction(
-            f"gen.vacuous/{b.name}", f"largest M at which the {b.label} is vacuous (>= 1) in some run",
-            b.source, None, None if last is None else float(last), "reported", INFO,
-            ("never vacuous" if last is None else f"vacuous up to M = {last}")
-            + (f"; RHS {rhs.min():.3f}-{rhs.max():.3f} for M > {last or 0}" if len(rhs) else "; vacuous at every M"),
-        ))
+        rows.append(
+            Prediction(
+                f"gen.vacuous/{b.name}",
+                f"largest M at which the {b.label} is vacuous (>= 1) in some run",
+                b.source,
+                None,
+                None if last is None else float(last),
+                "reported",
+                INFO,
+                ("never vacuous" if last is None else f"vacuous up to M = {last}")
+                + (
+                    f"; RHS {rhs.min():.3f}-{rhs.max():.3f} for M > {last or 0}"
+                    if len(rhs)
+                    else "; vacuous at every M"
+                ),
+            )
+        )
     return rows
 
 
@@ -250,7 +298,9 @@ def _per_cell(flags: pd.Series, cell: list[str]) -> pd.Series:
 def _cell_summary(counts: pd.Series, need: int) -> str:
     """Cells passing, the smallest M from which every cell passes (cells keyed by (M, m_tr)),
     and the count of every cell."""
-    listing = ", ".join(f"{'/'.join(map(str, k)) if isinstance(k, tuple) else k}: {int(c)}" for k, c in counts.items())
+    listing = ", ".join(
+        f"{'/'.join(map(str, k)) if isinstance(k, tuple) else k}: {int(c)}" for k, c in counts.items()
+    )
     text = f"cells passing {int((counts >= need).sum())}/{len(counts)}"
     if isinstance(counts.index, pd.MultiIndex):
         per_M = (counts >= need).groupby(level="M").all()
@@ -267,15 +317,19 @@ def sharpness_rows(sharpness: pd.DataFrame, seeds: int) -> list[Prediction]:
     for alpha in sorted(sharpness.loc[sharpness["alpha_up"] > 0, "alpha_up"].unique()):
         sharp, maml = _paired(sharpness[sharpness["rho"] == alpha], "sharpness", alpha, ["M", "m_tr"])
         counts = _per_cell(sharp < maml, ["M", "m_tr"])
-        rows.append(Prediction(
-            f"gen.sharpness/alpha={alpha:g}",
-            f"Sharp-MAML_up's sharpness term max_(|eps|<=rho) L_S(theta+eps) - L_S(theta) at rho = alpha_up is "
-            f"smaller than MAML's in >= {need}/{seeds} seeds, in every (M, m_tr) cell",
-            PAPER_SHAPE, float(maml.median()), float(sharp.median()),
-            f">= {need}/{seeds} seeds per cell (predicted/measured: median MAML / Sharp sharpness)",
-            verdict(bool((counts >= need).all())),
-            f"{_cell_summary(counts, need)}; {int((sharp == maml).sum())} ties (not smaller)",
-        ))
+        rows.append(
+            Prediction(
+                f"gen.sharpness/alpha={alpha:g}",
+                f"Sharp-MAML_up's sharpness term max_(|eps|<=rho) L_S(theta+eps) - L_S(theta) at rho = alpha_up is "
+                f"smaller than MAML's in >= {need}/{seeds} seeds, in every (M, m_tr) cell",
+                PAPER_SHAPE,
+                float(maml.median()),
+                float(sharp.median()),
+                f">= {need}/{seeds} seeds per cell (predicted/measured: median MAML / Sharp sharpness)",
+                verdict(bool((counts >= need).all())),
+                f"{_cell_summary(counts, need)}; {int((sharp == maml).sum())} ties (not smaller)",
+            )
+        )
     return rows
 
 
@@ -291,18 +345,25 @@ def hessian_rows(runs: pd.DataFrame, seeds: int) -> list[Prediction]:
             if family == "E2":
                 ends = g[g["alpha_up"] == alpha]
                 maml_grad = g.loc[g["alpha_up"] == 0, "grad_norm_end"].median()
-                extra = (f"; Sharp ends on the flat side of the barrier {int((ends['side_end'] == 'flat').sum())}"
-                         f"/{len(ends)}, with lambda_max <= 0 (no minimum) {int((sharp <= 0).sum())}, median "
-                         f"||grad F|| at the end {ends['grad_norm_end'].median():.2e} (MAML {maml_grad:.1e})")
-            rows.append(Prediction(
-                f"gen.hessian/{family}/alpha={alpha:g}",
-                f"top Hessian eigenvalue of F at the end (Lanczos on exact HVPs): Sharp-MAML_up's is smaller than "
-                f"MAML's and positive in >= {need}/{seeds} seeds" + (", in every (M, m_tr) cell" if cell else ""),
-                PAPER_SHAPE, float(maml.median()), float(sharp.median()),
-                f">= {need}/{seeds} seeds per cell (predicted/measured: median MAML / Sharp lambda_max)",
-                verdict(bool((counts >= need).all())),
-                f"{_cell_summary(counts, need)}{extra}",
-            ))
+                extra = (
+                    f"; Sharp ends on the flat side of the barrier {int((ends['side_end'] == 'flat').sum())}"
+                    f"/{len(ends)}, with lambda_max <= 0 (no minimum) {int((sharp <= 0).sum())}, median "
+                    f"||grad F|| at the end {ends['grad_norm_end'].median():.2e} (MAML {maml_grad:.1e})"
+                )
+            rows.append(
+                Prediction(
+                    f"gen.hessian/{family}/alpha={alpha:g}",
+                    f"top Hessian eigenvalue of F at the end (Lanczos on exact HVPs): Sharp-MAML_up's is smaller than "
+                    f"MAML's and positive in >= {need}/{seeds} seeds"
+                    + (", in every (M, m_tr) cell" if cell else ""),
+                    PAPER_SHAPE,
+                    float(maml.median()),
+                    float(sharp.median()),
+                    f">= {need}/{seeds} seeds per cell (predicted/measured: median MAML / Sharp lambda_max)",
+                    verdict(bool((counts >= need).all())),
+                    f"{_cell_summary(counts, need)}{extra}",
+                )
+            )
     return rows
 
 
@@ -314,6 +375,11 @@ def generalization_predictions(
     flags = [f"{b}_{c}" for b in ("foret", "pac_bayes") for c in ("vacuous", "holds")]
     l2 = ok[ok["family"] == "L2"].astype(dict.fromkeys(flags, bool))
     rows = [row for b in BOUNDS for row in bound_rows(l2, b)] + [gibbs_row(l2)] + vacuity_rows(l2)
-    rows += premise_rows(l2) + [complexity_rate_row(l2, grid, d)] + gap_slope_rows(l2, global_seed) + [gap_vs_m_row(l2)]
+    rows += (
+        premise_rows(l2)
+        + [complexity_rate_row(l2, grid, d)]
+        + gap_slope_rows(l2, global_seed)
+        + [gap_vs_m_row(l2)]
+    )
     rows += sharpness_rows(sharpness[sharpness["status"] == "ok"], grid.seeds) + hessian_rows(ok, grid.seeds)
     return rows

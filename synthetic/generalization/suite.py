@@ -44,21 +44,33 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from harness.provenance import config_hash, provenance
-from harness.store import write_table
+from infra.cells import CellCache
+from infra.provenance import config_hash, provenance
+from infra.store import write_table
 from synthetic.generalization.cells import GenGrid, e2_cell, fresh_tasks, l2_cell
 from synthetic.generalization.predictions import add_bound_columns, generalization_predictions
 from synthetic.problems.base import build_problem
-from synthetic.suites import CellCache
 
 SCALES: dict[str, GenGrid] = {
-    "quick": GenGrid(tasks=(25, 100), samples=(2, 5), seeds=4, alphas=(0.1, 0.5), gibbs_evaluations=5_000,
-                     e2_steps=300),
-    "default": GenGrid(tasks=(25, 50, 100, 200, 400, 800, 1600), samples=(2, 5, 20), seeds=10, alphas=(0.1, 0.5)),
-    "full": GenGrid(tasks=(25, 50, 100, 200, 400, 800, 1600, 3200), samples=(2, 5, 20), seeds=10,
-                    alphas=(0.05, 0.1, 0.2, 0.5), fresh_tasks=50_000, gibbs_evaluations=20_000,
-                    posterior_sigmas=(0.05, 0.1, 0.2, 0.4, 0.8), ascent_restarts=4, ascent_steps=10,
-                    e2_alphas=(0.05, 0.15, 0.3, 0.5), e2_steps=2000),
+    "quick": GenGrid(
+        tasks=(25, 100), samples=(2, 5), seeds=4, alphas=(0.1, 0.5), gibbs_evaluations=5_000, e2_steps=300
+    ),
+    "default": GenGrid(
+        tasks=(25, 50, 100, 200, 400, 800, 1600), samples=(2, 5, 20), seeds=10, alphas=(0.1, 0.5)
+    ),
+    "full": GenGrid(
+        tasks=(25, 50, 100, 200, 400, 800, 1600, 3200),
+        samples=(2, 5, 20),
+        seeds=10,
+        alphas=(0.05, 0.1, 0.2, 0.5),
+        fresh_tasks=50_000,
+        gibbs_evaluations=20_000,
+        posterior_sigmas=(0.05, 0.1, 0.2, 0.4, 0.8),
+        ascent_restarts=4,
+        ascent_steps=10,
+        e2_alphas=(0.05, 0.15, 0.3, 0.5),
+        e2_steps=2000,
+    ),
 }
 GAP_COLUMNS = ("train_risk", "true_risk", "gap", "foret_rhs", "pac_bayes_kl_rhs", "sharpness", "hessian_top")
 
@@ -102,8 +114,11 @@ def run_generalization_suite(
         fresh_draw = functools.cache(lambda m_tr=m_tr: fresh_tasks(problem, seed, m_tr, grid.fresh_tasks))
         for M in grid.tasks:
             key = {**common, "cell": "L2", "M": M, "m_tr": m_tr, "problem": problem.settings}
-            cell = cache(f"generalization/L2/M{M}/m{m_tr}", key,
-                         lambda M=M, m_tr=m_tr, draw=fresh_draw: l2_cell(problem, grid, M, m_tr, seed, draw()))
+            cell = cache(
+                f"generalization/L2/M{M}/m{m_tr}",
+                key,
+                lambda M=M, m_tr=m_tr, draw=fresh_draw: l2_cell(problem, grid, M, m_tr, seed, draw()),
+            )
             runs += cell["runs"]
             sharpness += cell["sharpness"]
     runs += cache("generalization/E2", {**common, "cell": "E2"}, lambda: e2_cell(grid, seed))["runs"]

@@ -10,7 +10,8 @@ radii inside (task sets shared), so no task set is copied per radius.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch.func import vmap

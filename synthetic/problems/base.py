@@ -9,8 +9,9 @@ smoothness constants with their numerical verification.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -65,10 +66,7 @@ class ProblemInstance:
         if self.exact_objective is not None:
             return self.exact_objective(params)
         cfg = self.meta_config.replace(method="maml", alpha_low=0.0, alpha_up=0.0)
-        values = [
-            task_meta_loss(self.loss, params, *self.tasks.task(i), cfg)
-            for i in range(self.num_tasks)
-        ]
+        values = [task_meta_loss(self.loss, params, *self.tasks.task(i), cfg) for i in range(self.num_tasks)]
         return torch.stack(values).mean()
 
     def meta_grad(self, params: Params) -> Params:
@@ -161,23 +159,17 @@ def bool_setting(default: bool) -> Setting:
     return Setting(default, lambda v: isinstance(v, bool), "True or False")
 
 
-def resolve_settings(
-    family: str, spec: dict[str, Setting], given: dict[str, Any]
-) -> dict[str, Any]:
+def resolve_settings(family: str, spec: dict[str, Setting], given: dict[str, Any]) -> dict[str, Any]:
     """Defaults filled in and every value validated and converted; errors name the setting
     and what is expected."""
     unknown = sorted(set(given) - set(spec))
     if unknown:
-        raise ValueError(
-            f"{family} setting {unknown[0]!r}: unknown setting; expected one of {sorted(spec)}"
-        )
+        raise ValueError(f"{family} setting {unknown[0]!r}: unknown setting; expected one of {sorted(spec)}")
     resolved = {}
     for name, setting in spec.items():
         value = given.get(name, setting.default)
         if not setting.valid(value):
-            raise ValueError(
-                f"{family} setting {name!r}: expected {setting.expected}, got {value!r}"
-            )
+            raise ValueError(f"{family} setting {name!r}: expected {setting.expected}, got {value!r}")
         resolved[name] = setting.convert(value)
     return resolved
 
@@ -192,9 +184,7 @@ def bound_check(
     return ConstantCheck(name, bound, value, method, value <= bound * (1 + rtol) + atol, relation)
 
 
-def equality_check(
-    name: str, closed_form: float, measured: float, method: str, rtol: float
-) -> ConstantCheck:
+def equality_check(name: str, closed_form: float, measured: float, method: str, rtol: float) -> ConstantCheck:
     """The row 'measured equals closed form to relative tolerance rtol'."""
     error = abs(measured - closed_form) / max(abs(closed_form), 1e-300)
     relation = f"|measured - closed_form| / |closed_form| = {error:.2e} <= {rtol:g}"

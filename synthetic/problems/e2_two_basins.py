@@ -13,16 +13,17 @@ meta-objective, known in closed form from the Gaussians' derivatives. See docs/f
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 from harness.config import MetaConfig
 from harness.meta import plain_meta_gradient
-from harness.seeding import generator
 from harness.tasks import TaskBatch
 from harness.tree import Params
+from infra.seeding import generator
 from synthetic.linalg import hessian_ritz, meta_objective_fn, random_rotation
 from synthetic.problems.base import (
     ConstantCheck,
@@ -108,9 +109,7 @@ class TwoBasinModel:
         """
         return self.task_meta_from(z, self.loss_derivatives(z))
 
-    def task_meta_from(
-        self, z: torch.Tensor, derivatives: list[torch.Tensor]
-    ) -> list[torch.Tensor]:
+    def task_meta_from(self, z: torch.Tensor, derivatives: list[torch.Tensor]) -> list[torch.Tensor]:
         """``task_meta`` given ``loss_derivatives(z)``."""
         _, d1, d2, d3 = derivatives
         e0, e1, e2, _ = self.loss_derivatives_at(z.unsqueeze(-1) - self.beta * d1)
@@ -167,14 +166,10 @@ class TwoBasinGroundTruth:
         """max_{|eps| <= alpha} F_1(theta + eps): the grid points in the interval and its ends."""
         low = int(torch.searchsorted(self.grid, torch.tensor(theta - alpha, dtype=self.grid.dtype)))
         high = int(
-            torch.searchsorted(
-                self.grid, torch.tensor(theta + alpha, dtype=self.grid.dtype), right=True
-            )
+            torch.searchsorted(self.grid, torch.tensor(theta + alpha, dtype=self.grid.dtype), right=True)
         )
         inside = self.values[low:high]
-        ends = self.objective_1d(
-            torch.tensor([theta - alpha, theta + alpha], dtype=self.grid.dtype)
-        )
+        ends = self.objective_1d(torch.tensor([theta - alpha, theta + alpha], dtype=self.grid.dtype))
         return float(torch.cat([inside, ends]).max())
 
     def robust_minimizer(self, alpha: float) -> tuple[float, float]:
@@ -183,9 +178,7 @@ class TwoBasinGroundTruth:
         ``robust_objective`` there."""
         half = int(alpha / self.spacing + 1e-9)
         if 2 * half + 1 > self.grid.numel():
-            raise ValueError(
-                f"alpha: expected a radius below half the grid range {GRID_RANGE}, got {alpha}"
-            )
+            raise ValueError(f"alpha: expected a radius below half the grid range {GRID_RANGE}, got {alpha}")
         theta = float(self.grid[half + int(sliding_max(self.values, half).argmin())])
         return theta, self.robust_objective(theta, alpha)
 
@@ -196,9 +189,7 @@ class TwoBasinGroundTruth:
             return self.robust_minimizer(alpha)[0] > self.barrier
 
         if in_flat(0.0) or not in_flat(alpha_max):
-            raise ValueError(
-                f"alpha_max: expected the robust minimiser to switch basins in [0, {alpha_max}]"
-            )
+            raise ValueError(f"alpha_max: expected the robust minimiser to switch basins in [0, {alpha_max}]")
         low, high = 0.0, alpha_max
         while high - low > tol:
             mid = 0.5 * (low + high)
@@ -229,9 +220,7 @@ def build_e2(seed: int, **settings: Any) -> ProblemInstance:
     }
     tasks = TaskBatch(support=batch, query=batch)
     cfg = MetaConfig(method="maml", inner_steps=1, inner_lr=s["beta"])
-    theta0 = rotation @ torch.tensor(
-        [s["theta0"]] + [s["stiff_init"]] * (d - 1), dtype=torch.float64
-    )
+    theta0 = rotation @ torch.tensor([s["theta0"]] + [s["stiff_init"]] * (d - 1), dtype=torch.float64)
     evaluation = evaluate_on_grid(model, s["grid_points"])
     truth = ground_truth(model, evaluation)
     constants = two_basin_constants(model, truth, theta0)
@@ -302,9 +291,7 @@ def ground_truth(model: TwoBasinModel, evaluation: GridEvaluation) -> TwoBasinGr
     grid, values = evaluation.grid, evaluation.values
     between = (grid >= model.p.mean()) & (grid <= model.q.mean())
     barrier = float(grid[between][values[between].argmax()])
-    return TwoBasinGroundTruth(
-        grid, values, evaluation.curvature, barrier, lambda z: model.meta_1d(z)[0]
-    )
+    return TwoBasinGroundTruth(grid, values, evaluation.curvature, barrier, lambda z: model.meta_1d(z)[0])
 
 
 def basin_minimizer(model: TwoBasinModel, truth: TwoBasinGroundTruth, side: torch.Tensor) -> float:
@@ -374,9 +361,7 @@ def verify_two_basins(
     For d > 1 the stiff directions add the stiffness to the l'' maximum and
     stiffness (1 - beta stiffness)^2 to the F'' and F_m'' maxima.
     """
-    stiff_l, stiff_F = (
-        (model.stiffness, model.stiff_curvature) if model.axis.numel() > 1 else (0.0, 0.0)
-    )
+    stiff_l, stiff_F = (model.stiffness, model.stiff_curvature) if model.axis.numel() > 1 else (0.0, 0.0)
     maxima = evaluation.maxima
     measured = {
         "grad_l_max": maxima["grad_l_max"],
@@ -385,9 +370,7 @@ def verify_two_basins(
         "hessian_F_max": max(float(evaluation.curvature.abs().max()), stiff_F),
         "hessian_F_m_max": max(maxima["hessian_F_m_max"], stiff_F),
     }
-    checks = grid_checks(constants, measured) + engine_checks(
-        model, constants, tasks, cfg, theta0, g
-    )
+    checks = grid_checks(constants, measured) + engine_checks(model, constants, tasks, cfg, theta0, g)
     return checks, measured
 
 
@@ -464,18 +447,12 @@ def engine_checks(
         )
     for basin in ("sharp", "flat"):
         ritz = hessian_ritz(F, constants[f"theta_{basin}"] * model.axis, g)
-        expected = [constants[f"F2_{basin}"]] + (
-            [model.stiff_curvature] if model.axis.numel() > 1 else []
-        )
+        expected = [constants[f"F2_{basin}"]] + ([model.stiff_curvature] if model.axis.numel() > 1 else [])
         method = f"Lanczos on autodiff HVPs at the {basin} minimiser"
         checks.append(
-            equality_check(
-                f"lambda_max(Hess F) {basin}", max(expected), ritz.top, method, EXACT_RTOL
-            )
+            equality_check(f"lambda_max(Hess F) {basin}", max(expected), ritz.top, method, EXACT_RTOL)
         )
         checks.append(
-            equality_check(
-                f"lambda_min(Hess F) {basin}", min(expected), ritz.bottom, method, EXACT_RTOL
-            )
+            equality_check(f"lambda_min(Hess F) {basin}", min(expected), ritz.bottom, method, EXACT_RTOL)
         )
     return checks

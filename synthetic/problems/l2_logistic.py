@@ -11,8 +11,9 @@ objective is L_bar-smooth with L_bar = L + beta rho G when beta <= 2/L (convex t
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as nnf
@@ -20,9 +21,9 @@ from torch.func import grad, vmap
 
 from harness.config import MetaConfig
 from harness.meta import LossFn, adapt
-from harness.seeding import generator
 from harness.tasks import TaskBatch
 from harness.tree import Params
+from infra.seeding import generator
 from synthetic.linalg import hessian_ritz, meta_objective_fn, random_unit_vector, task_objective_fn
 from synthetic.problems.base import (
     ConstantCheck,
@@ -235,19 +236,12 @@ def measure(
     support loss l_m (for L and G).
     """
     points = [theta0] + [
-        torch.randn(theta0.shape, generator=g, dtype=theta0.dtype)
-        for _ in range(s["hessian_points"])
+        torch.randn(theta0.shape, generator=g, dtype=theta0.dtype) for _ in range(s["hessian_points"])
     ]
-    pairs = [
-        (m, p)
-        for m in torch.randperm(s["M"], generator=g)[: s["task_checks"]].tolist()
-        for p in points
-    ]
+    pairs = [(m, p) for m in torch.randperm(s["M"], generator=g)[: s["task_checks"]].tolist() for p in points]
     F = meta_objective_fn(logistic_loss, tasks, cfg)
     hess_F = [hessian_ritz(F, p, g).norm for p in points]
-    hess_Fm = [
-        hessian_ritz(task_objective_fn(logistic_loss, tasks, m, cfg), p, g).norm for m, p in pairs
-    ]
+    hess_Fm = [hessian_ritz(task_objective_fn(logistic_loss, tasks, m, cfg), p, g).norm for m, p in pairs]
     hess_l = [hessian_ritz(_support_loss(tasks, m), p, g).norm for m, p in pairs]
     grad_l = [float(torch.linalg.vector_norm(grad(_support_loss(tasks, m))(p))) for m, p in pairs]
     return {

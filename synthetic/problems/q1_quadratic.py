@@ -17,9 +17,9 @@ import torch
 
 from harness.config import MetaConfig
 from harness.meta import plain_meta_gradient, task_meta_grad_fn
-from harness.seeding import generator
 from harness.tasks import TaskBatch
 from harness.tree import Params
+from infra.seeding import generator
 from synthetic.certify import QuadraticCertificate, certify_quadratic_minimum
 from synthetic.linalg import hessian_ritz, meta_objective_fn, random_rotation, task_objective_fn
 from synthetic.problems.base import (
@@ -143,15 +143,11 @@ def make_closed_form(seed: int, s: dict[str, Any]) -> QuadraticClosedForm:
     """Draw Q, lambda_{m,j}, c_m from the seed and assemble H_F, b, c0 in the eigenbasis."""
     d, M, beta = s["d"], s["M"], float(s["beta"])
     Q = random_rotation(d, generator(seed, FAMILY, "rotation"))
-    kappa = float(s["L"]) * float(s["kappa_min"]) ** (
-        torch.arange(d, dtype=torch.float64) / max(d - 1, 1)
-    )
+    kappa = float(s["L"]) * float(s["kappa_min"]) ** (torch.arange(d, dtype=torch.float64) / max(d - 1, 1))
     u = torch.rand(M, d, generator=generator(seed, FAMILY, "eigenvalues"), dtype=torch.float64)
     lam = kappa * (0.5 + 0.5 * u)
     lam[0, 0] = float(s["L"])
-    centers = 1 + torch.randn(
-        M, d, generator=generator(seed, FAMILY, "centers"), dtype=torch.float64
-    )
+    centers = 1 + torch.randn(M, d, generator=generator(seed, FAMILY, "centers"), dtype=torch.float64)
     curv = meta_curvature(lam, beta)
     coords = centers @ Q
     H = (Q * curv.mean(0)) @ Q.T
@@ -225,9 +221,7 @@ def derived_quantities(
     return constants, extras
 
 
-def sigma2_region_bound(
-    closed: QuadraticClosedForm, theta_star: torch.Tensor, radius: float
-) -> float:
+def sigma2_region_bound(closed: QuadraticClosedForm, theta_star: torch.Tensor, radius: float) -> float:
     """sup of sigma^2 over the ball B(theta*, radius), bounded by
     (sqrt(sigma^2(theta*)) + radius sqrt(lambda_max(K)))^2.
 
@@ -243,12 +237,7 @@ def sigma2_region_bound(
 def task_sample(seed: int, s: dict[str, Any]) -> list[int]:
     """Task 0 (it holds lambda = L) and task_checks - 1 random others, for the per-task checks."""
     n = min(s["task_checks"], s["M"])
-    rest = (
-        torch.randperm(s["M"] - 1, generator=generator(seed, FAMILY, "task_sample"))[
-            : max(n - 1, 0)
-        ]
-        + 1
-    )
+    rest = torch.randperm(s["M"] - 1, generator=generator(seed, FAMILY, "task_sample"))[: max(n - 1, 0)] + 1
     return ([0] if n > 0 else []) + rest.tolist()
 
 
@@ -307,9 +296,7 @@ def verify_closed_form(
             "engine meta-loss over all tasks",
         )
     )
-    checks += _sigma2_checks(
-        closed, tasks, cfg, theta0, extras["theta_star"], constants["sigma2"], g
-    )
+    checks += _sigma2_checks(closed, tasks, cfg, theta0, extras["theta_star"], constants["sigma2"], g)
     return checks
 
 
@@ -342,9 +329,9 @@ def _task_check(
 def _gradient_check(
     closed: QuadraticClosedForm, tasks: TaskBatch, cfg: MetaConfig, theta: torch.Tensor, label: str
 ) -> ConstantCheck:
-    engine = plain_meta_gradient(
-        quadratic_loss, {"theta": theta}, tasks, cfg.replace(executor="vmap")
-    ).grad["theta"]
+    engine = plain_meta_gradient(quadratic_loss, {"theta": theta}, tasks, cfg.replace(executor="vmap")).grad[
+        "theta"
+    ]
     return vector_equality_check(
         f"grad_F({label})",
         closed.gradient(theta),
@@ -369,9 +356,7 @@ def _sigma2_checks(
     engine = float(((grads - grads.mean(0)) ** 2).sum(-1).mean())
     radius = torch.linalg.vector_norm(theta0 - theta_star)
     directions = torch.randn(64, theta0.numel(), generator=g, dtype=theta0.dtype)
-    points = theta_star + radius * directions / torch.linalg.vector_norm(
-        directions, dim=-1, keepdim=True
-    )
+    points = theta_star + radius * directions / torch.linalg.vector_norm(directions, dim=-1, keepdim=True)
     sampled = float(closed.sigma2_at_theta(torch.cat([points, theta0[None]])).max())
     return [
         _close(

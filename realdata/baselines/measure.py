@@ -24,15 +24,16 @@ from pathlib import Path
 
 import torch
 
-from harness.baselines import SEED_RULE, Baseline, BaselinesError, Measured, problem_at
 from harness.config import METHODS, ConfigError
-from harness.provenance import config_hash, device_name, git_sha, provenance
-from harness.seeding import DEFAULT_SEED
-from harness.threads import cpu_threads
-from realdata.datasets import DatasetSplits, accuracy_ci, aggregate_seeds
+from infra.provenance import config_hash, device_name, git_sha, provenance
+from infra.seeding import DEFAULT_SEED
+from infra.threads import cpu_threads
+from realdata.baselines.format import SEED_RULE, Baseline, BaselinesError, Measured, problem_at
+from realdata.datasets import DatasetSplits
 from realdata.datasets.episodes import MIN_TEST_EPISODES
 from realdata.evaluate import evaluate_checkpoint
 from realdata.presets import EVAL_INNER_LOOPS, PRESETS, TrainConfig, train_config
+from realdata.stats import accuracy_ci, aggregate_seeds
 from realdata.train import train
 
 SOURCE = "reproduced here: sharpmaml baselines update --scale {scale}"
@@ -58,22 +59,37 @@ class Scale:
     def unavailable(self) -> str:
         """Why this machine cannot measure the scale ('' when it can)."""
         if self.device == "cuda" and not torch.cuda.is_available():
-            return (f"scale {self.name} needs a CUDA GPU; none here "
-                    "(torch.cuda.is_available() is False)")
+            return f"scale {self.name} needs a CUDA GPU; none here (torch.cuda.is_available() is False)"
         return ""
 
 
 SCALES: dict[str, Scale] = {
     s.name: s
     for s in (
-        Scale("ci", "CPU, 1 thread: ci preset (real Omniglot 5-way 1-shot, 400 training "
-              "classes, 32 filters), 80 iterations, 600 test episodes",
-              preset="ci", iterations=80, seeds=(0, 1), spread_seeds=(0, 1, 2, 3),
-              n_episodes=MIN_TEST_EPISODES, device="cpu", threads=1),
-        Scale("gpu", "CUDA GPU: omniglot-5w1s preset (MAML protocol, 32 tasks, 64 filters), "
-              "2000 iterations, 1000 test episodes",
-              preset="omniglot-5w1s", iterations=2000, seeds=(0, 1), spread_seeds=(0, 1, 2, 3),
-              n_episodes=1000, device="cuda", threads=None),
+        Scale(
+            "ci",
+            "CPU, 1 thread: ci preset (real Omniglot 5-way 1-shot, 400 training "
+            "classes, 32 filters), 80 iterations, 600 test episodes",
+            preset="ci",
+            iterations=80,
+            seeds=(0, 1),
+            spread_seeds=(0, 1, 2, 3),
+            n_episodes=MIN_TEST_EPISODES,
+            device="cpu",
+            threads=1,
+        ),
+        Scale(
+            "gpu",
+            "CUDA GPU: omniglot-5w1s preset (MAML protocol, 32 tasks, 64 filters), "
+            "2000 iterations, 1000 test episodes",
+            preset="omniglot-5w1s",
+            iterations=2000,
+            seeds=(0, 1),
+            spread_seeds=(0, 1, 2, 3),
+            n_episodes=1000,
+            device="cuda",
+            threads=None,
+        ),
     )
 }
 
@@ -91,23 +107,34 @@ class RowSpec:
     @property
     def row_id(self) -> str:
         c, p = self.config, self.config.preset
-        return (f"{self.scale.name}:{p.dataset}-{p.ways}w{p.shots}s-{c.method}"
-                f"-lo{c.alpha_low:g}-up{c.alpha_up:g}")
+        return (
+            f"{self.scale.name}:{p.dataset}-{p.ways}w{p.shots}s-{c.method}-lo{c.alpha_low:g}-up{c.alpha_up:g}"
+        )
 
     def run_config(self, seed: int) -> TrainConfig:
         return dataclasses.replace(self.config, seed=seed)
 
     def config_hash(self) -> str:
         """Hash of every setting that decides the gate's number (its seeds, the test set)."""
-        return config_hash({"runs": [self.run_config(s).settings() for s in self.seeds],
-                            "n_episodes": self.n_episodes, "test_seed": self.test_seed})
+        return config_hash(
+            {
+                "runs": [self.run_config(s).settings() for s in self.seeds],
+                "n_episodes": self.n_episodes,
+                "test_seed": self.test_seed,
+            }
+        )
 
 
 def defined_rows(scale: Scale) -> list[RowSpec]:
     """The rows of a scale: every method, radii from the preset's alpha (update creates these)."""
     return [
-        RowSpec(scale, train_config(scale.preset, method, iterations=scale.iterations),
-                scale.seeds, scale.n_episodes, DEFAULT_SEED)
+        RowSpec(
+            scale,
+            train_config(scale.preset, method, iterations=scale.iterations),
+            scale.seeds,
+            scale.n_episodes,
+            DEFAULT_SEED,
+        )
         for method in scale.methods
     ]
 
@@ -120,25 +147,33 @@ def row_spec(row: Baseline, path: Path) -> RowSpec:
         return problem_at(path, row.line, column, message)
 
     if row.scale not in SCALES:
-        raise problem("scale", f"unknown scale {row.scale!r}; expected one of {list(SCALES)} "
-                               "or 'paper'")
+        raise problem("scale", f"unknown scale {row.scale!r}; expected one of {list(SCALES)} or 'paper'")
     if row.preset not in PRESETS:
         raise problem("preset", f"unknown preset {row.preset!r}; expected one of {list(PRESETS)}")
     preset = PRESETS[row.preset]
     for column in ("dataset", "ways", "shots"):
         if getattr(row, column) != getattr(preset, column):
-            raise problem(column, f"expected {getattr(preset, column)!r} (preset {preset.name}), "
-                                  f"got {getattr(row, column)!r}")
+            raise problem(
+                column,
+                f"expected {getattr(preset, column)!r} (preset {preset.name}), got {getattr(row, column)!r}",
+            )
     if row.eval_inner_loop not in EVAL_INNER_LOOPS:
-        raise problem("eval_inner_loop", f"expected one of {list(EVAL_INNER_LOOPS)}, "
-                                         f"got {row.eval_inner_loop!r}")
+        raise problem(
+            "eval_inner_loop", f"expected one of {list(EVAL_INNER_LOOPS)}, got {row.eval_inner_loop!r}"
+        )
     if row.n_episodes < MIN_TEST_EPISODES:
-        raise problem("n_episodes", f"expected at least {MIN_TEST_EPISODES} test episodes, "
-                                    f"got {row.n_episodes}")
+        raise problem(
+            "n_episodes", f"expected at least {MIN_TEST_EPISODES} test episodes, got {row.n_episodes}"
+        )
     try:
-        config = train_config(preset, row.method, alpha_low=row.alpha_low,
-                              alpha_up=row.alpha_up, iterations=row.iterations,
-                              eval_inner_loop=row.eval_inner_loop)
+        config = train_config(
+            preset,
+            row.method,
+            alpha_low=row.alpha_low,
+            alpha_up=row.alpha_up,
+            iterations=row.iterations,
+            eval_inner_loop=row.eval_inner_loop,
+        )
     except ConfigError as exc:
         raise problem("method", f"not a valid run ({exc})") from None
     return RowSpec(SCALES[row.scale], config, row.seeds, row.n_episodes, row.test_seed)
@@ -168,29 +203,42 @@ def measure(spec: RowSpec, data: DatasetSplits, *, spread: bool = False) -> Meas
     with cpu_threads(spec.scale.threads):
         for seed in run_seeds:
             with tempfile.TemporaryDirectory(prefix="sharpmaml-baseline-") as folder:
-                result = train(spec.run_config(seed), Path(folder), device=device, data=data,
-                               progress=False)
+                result = train(spec.run_config(seed), Path(folder), device=device, data=data, progress=False)
                 if result.status != "completed":
                     return Measured(
-                        math.nan, math.nan, None, spec.seeds, run_seeds, spec.n_episodes,
-                        spec.config_hash(), measured_device(spec.scale),
+                        math.nan,
+                        math.nan,
+                        None,
+                        spec.seeds,
+                        run_seeds,
+                        spec.n_episodes,
+                        spec.config_hash(),
+                        measured_device(spec.scale),
                         time.perf_counter() - started,
                         problem=f"training of seed {seed} {result.status} at iteration "
-                                f"{result.iteration} (non-finite meta-loss)",
+                        f"{result.iteration} (non-finite meta-loss)",
                     )
                 evaluation = evaluate_checkpoint(
-                    result.best_checkpoint, n_episodes=spec.n_episodes, test_seed=spec.test_seed,
-                    device=device, data=data, results=None,
+                    result.best_checkpoint,
+                    n_episodes=spec.n_episodes,
+                    test_seed=spec.test_seed,
+                    device=device,
+                    data=data,
+                    results=None,
                 )
             per_seed[seed] = evaluation.per_episode
     spread_summary = aggregate_seeds(list(per_seed.values()))
     gate = torch.stack([per_seed[s] for s in spec.seeds])
     episodes = accuracy_ci(gate.mean(0))
     return Measured(
-        accuracy=100 * episodes.mean, ci95=100 * episodes.ci95,
+        accuracy=100 * episodes.mean,
+        ci95=100 * episodes.ci95,
         seed_std=100 * spread_summary.std if len(run_seeds) > 1 else None,
-        seeds=spec.seeds, spread_seeds=tuple(run_seeds), n_episodes=episodes.n,
-        config_hash=spec.config_hash(), device=measured_device(spec.scale),
+        seeds=spec.seeds,
+        spread_seeds=tuple(run_seeds),
+        n_episodes=episodes.n,
+        config_hash=spec.config_hash(),
+        device=measured_device(spec.scale),
         elapsed_s=time.perf_counter() - started,
     )
 
@@ -199,14 +247,31 @@ def baseline_row(spec: RowSpec, measured: Measured) -> Baseline:
     """The stored row for a measurement of ``spec`` (provenance: this checkout and device)."""
     c, p = spec.config, spec.config.preset
     return Baseline(
-        row_id=spec.row_id, scale=spec.scale.name, dataset=p.dataset, ways=p.ways,
-        shots=p.shots, method=c.method, alpha_low=c.alpha_low, alpha_up=c.alpha_up,
-        accuracy=measured.accuracy, ci95=measured.ci95, seed_std=measured.seed_std,
-        n_episodes=measured.n_episodes, n_seeds=len(measured.seeds), seeds=measured.seeds,
-        spread_seeds=measured.spread_seeds, iterations=p.iterations, preset=p.name,
-        eval_inner_loop=c.eval_inner_loop, test_seed=spec.test_seed,
-        source=SOURCE.format(scale=spec.scale.name), device=measured.device, git_sha=git_sha(),
-        date=provenance()["date"], config_hash=measured.config_hash, tolerance_rule=SEED_RULE,
+        row_id=spec.row_id,
+        scale=spec.scale.name,
+        dataset=p.dataset,
+        ways=p.ways,
+        shots=p.shots,
+        method=c.method,
+        alpha_low=c.alpha_low,
+        alpha_up=c.alpha_up,
+        accuracy=measured.accuracy,
+        ci95=measured.ci95,
+        seed_std=measured.seed_std,
+        n_episodes=measured.n_episodes,
+        n_seeds=len(measured.seeds),
+        seeds=measured.seeds,
+        spread_seeds=measured.spread_seeds,
+        iterations=p.iterations,
+        preset=p.name,
+        eval_inner_loop=c.eval_inner_loop,
+        test_seed=spec.test_seed,
+        source=SOURCE.format(scale=spec.scale.name),
+        device=measured.device,
+        git_sha=git_sha(),
+        date=provenance()["date"],
+        config_hash=measured.config_hash,
+        tolerance_rule=SEED_RULE,
         note="",
     )
 

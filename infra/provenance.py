@@ -9,12 +9,12 @@ import json
 import platform
 import subprocess
 from importlib import metadata
-from pathlib import Path
 from typing import Any
 
 import torch
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from infra.paths import repo_root
+
 TRACKED_PACKAGES = ("torch", "numpy", "pandas", "cvxpy", "sharp-maml-bench")
 
 
@@ -23,11 +23,14 @@ def git_sha() -> str:
     """HEAD's sha, with '+dirty' when the working tree has changes; 'unknown' outside git."""
     try:
         sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+            ["git", "rev-parse", "HEAD"], cwd=repo_root(), capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=REPO_ROOT, capture_output=True, text=True, check=True,
+            cwd=repo_root(),
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -42,7 +45,7 @@ def code_fingerprint() -> str:
         return sha
     try:
         diff = subprocess.run(
-            ["git", "diff", "HEAD"], cwd=REPO_ROOT, capture_output=True, check=True
+            ["git", "diff", "HEAD"], cwd=repo_root(), capture_output=True, check=True
         ).stdout
     except (OSError, subprocess.CalledProcessError):
         return sha
@@ -82,6 +85,6 @@ def provenance(device: torch.device | str = "cpu", **extra: Any) -> dict[str, An
         "git_sha": git_sha(),
         "versions": package_versions(),
         "device": device_name(device),
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         **extra,
     }

@@ -9,7 +9,7 @@ real-data track measures (``realdata.baselines``).
 
 The file is plain CSV with a fixed column order and number format, so that every
 deliberate update is a readable ``git diff``. Reading it validates every cell; an error names
-the file, the line and the column. Writing is atomic (``harness.store.atomic_write_bytes``).
+the file, the line and the column. Writing is atomic (``infra.store.atomic_write_bytes``).
 """
 
 from __future__ import annotations
@@ -26,16 +26,17 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import METHODS
-from harness.store import atomic_write_bytes
+from infra.errors import UsageError
+from infra.store import atomic_write_bytes
+from infra.verdicts import FAIL, PASS, SKIPPED
 
 PAPER = "paper"  # the scale of rows typed in from a paper
-PASS, FAIL, SKIPPED = "PASS", "FAIL", "SKIPPED"
 REFERENCE_RULE = "reference only (paper row, not checked)"
 SEED_RULE = "max(ci95, 3*sqrt(2/n_seeds)*seed_std)"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:+-]*\Z")
 
 
-class BaselinesError(ValueError):
+class BaselinesError(UsageError):
     """The baselines file is missing or invalid; the message names file, line and column."""
 
 
@@ -55,7 +56,7 @@ def seed_tolerance(ci95: float, seed_std: float, n_seeds: int) -> float:
 
 
 # Tolerance rules by the text stored in the ``tolerance_rule`` column.
-TOLERANCE_RULES: dict[str, Callable[["Baseline"], float]] = {
+TOLERANCE_RULES: dict[str, Callable[[Baseline], float]] = {
     SEED_RULE: lambda row: seed_tolerance(row.ci95, row.seed_std, row.n_seeds),
 }
 
@@ -195,8 +196,7 @@ def _check_row(path: Path, row: Baseline) -> None:
             got = repr(shown) if shown else "an empty cell"
             raise problem_at(path, row.line, column, f"expected {expected}, got {got}")
 
-    need(bool(_NAME.match(row.row_id)), "row_id",
-         "a name of letters, digits, '_', '.', ':', '+', '-'")
+    need(bool(_NAME.match(row.row_id)), "row_id", "a name of letters, digits, '_', '.', ':', '+', '-'")
     need(bool(_NAME.match(row.scale)), "scale", f"'{PAPER}' or the name of a measured scale")
     need(bool(row.dataset), "dataset", "a dataset name")
     need(row.ways >= 2, "ways", "an integer >= 2")
@@ -208,22 +208,33 @@ def _check_row(path: Path, row: Baseline) -> None:
         need(value is None or value >= 0, column, "a number >= 0 or an empty cell")
     need(bool(row.source), "source", "where the number comes from")
     if row.is_paper:
-        need(row.source.lower().startswith("paper"), "source",
-             "a source starting with 'paper:' (authors, venue, table, arXiv version)")
+        need(
+            row.source.lower().startswith("paper"),
+            "source",
+            "a source starting with 'paper:' (authors, venue, table, arXiv version)",
+        )
         need(row.tolerance_rule == REFERENCE_RULE, "tolerance_rule", repr(REFERENCE_RULE))
         return
     need(row.method in METHODS, "method", f"one of {list(METHODS)} for a measured row")
     need(row.alpha_low is not None, "alpha_low", "the lower radius (0 if unused)")
     need(row.alpha_up is not None, "alpha_up", "the upper radius (0 if unused)")
     need(row.ci95 is not None, "ci95", "the 95% CI half-width of the stored accuracy")
-    need(bool(row.seeds) and len(set(row.seeds)) == len(row.seeds), "seeds",
-         "distinct training seeds, e.g. '0 1'")
+    need(
+        bool(row.seeds) and len(set(row.seeds)) == len(row.seeds),
+        "seeds",
+        "distinct training seeds, e.g. '0 1'",
+    )
     need(row.n_seeds == len(row.seeds), "n_seeds", f"the number of seeds listed ({len(row.seeds)})")
-    need(set(row.seeds) <= set(row.spread_seeds) and len(set(row.spread_seeds))
-         == len(row.spread_seeds), "spread_seeds",
-         "distinct training seeds including those of 'seeds' (the seeds behind seed_std)")
-    need(row.seed_std is not None or len(row.spread_seeds) < 2, "seed_std",
-         "the spread (std, ddof=1) of the accuracies over spread_seeds")
+    need(
+        set(row.seeds) <= set(row.spread_seeds) and len(set(row.spread_seeds)) == len(row.spread_seeds),
+        "spread_seeds",
+        "distinct training seeds including those of 'seeds' (the seeds behind seed_std)",
+    )
+    need(
+        row.seed_std is not None or len(row.spread_seeds) < 2,
+        "seed_std",
+        "the spread (std, ddof=1) of the accuracies over spread_seeds",
+    )
     need(row.n_episodes is not None and row.n_episodes >= 1, "n_episodes", "an integer >= 1")
     need(row.iterations is not None and row.iterations >= 1, "iterations", "an integer >= 1")
     need(bool(row.preset), "preset", "the preset the row was trained with")
@@ -231,10 +242,12 @@ def _check_row(path: Path, row: Baseline) -> None:
     need(row.test_seed is not None and row.test_seed >= 0, "test_seed", "an integer >= 0")
     for column in ("device", "git_sha", "date", "config_hash"):
         need(bool(getattr(row, column)), column, "the provenance of the measurement")
-    need(row.tolerance_rule in TOLERANCE_RULES, "tolerance_rule",
-         f"one of {list(TOLERANCE_RULES)}")
-    need(len(row.spread_seeds) >= 2 or row.tolerance_rule != SEED_RULE, "spread_seeds",
-         f"at least 2 seeds for the rule {SEED_RULE!r}")
+    need(row.tolerance_rule in TOLERANCE_RULES, "tolerance_rule", f"one of {list(TOLERANCE_RULES)}")
+    need(
+        len(row.spread_seeds) >= 2 or row.tolerance_rule != SEED_RULE,
+        "spread_seeds",
+        f"at least 2 seeds for the rule {SEED_RULE!r}",
+    )
 
 
 def parse_baselines(text: str, path: Path) -> list[Baseline]:
@@ -247,10 +260,13 @@ def parse_baselines(text: str, path: Path) -> list[Baseline]:
         if tuple(header) != HEADER:
             missing = [c for c in HEADER if c not in header]
             extra = [c for c in header if c not in HEADER]
-            detail = "; ".join(([f"missing {missing}"] if missing else [])
-                               + ([f"unknown {extra}"] if extra else [])) or "columns out of order"
-            raise problem_at(path, 1, None,
-                           f"unexpected header ({detail}); expected {','.join(HEADER)}")
+            detail = (
+                "; ".join(
+                    ([f"missing {missing}"] if missing else []) + ([f"unknown {extra}"] if extra else [])
+                )
+                or "columns out of order"
+            )
+            raise problem_at(path, 1, None, f"unexpected header ({detail}); expected {','.join(HEADER)}")
         rows: list[Baseline] = []
         first_line = records.line_num + 1
         for record in records:
@@ -258,8 +274,7 @@ def parse_baselines(text: str, path: Path) -> list[Baseline]:
             if not record:
                 continue
             if len(record) != len(HEADER):
-                raise problem_at(path, line, None,
-                               f"expected {len(HEADER)} fields, got {len(record)}")
+                raise problem_at(path, line, None, f"expected {len(HEADER)} fields, got {len(record)}")
             values: dict[str, Any] = {}
             for column, cell in zip(COLUMNS, record):
                 cell = cell.strip()
@@ -288,16 +303,21 @@ def _check_unique(path: Path, rows: Sequence[Baseline]) -> None:
     settings: dict[tuple[Any, ...], int] = {}
     for row in rows:
         if row.row_id in ids:
-            raise problem_at(path, row.line, "row_id",
-                           f"duplicate row_id; line {ids[row.row_id]} has the same")
+            raise problem_at(
+                path, row.line, "row_id", f"duplicate row_id; line {ids[row.row_id]} has the same"
+            )
         ids[row.row_id] = row.line
         if row.is_paper:
             continue
         key = (row.dataset, row.ways, row.shots, row.method, row.alpha_low, row.alpha_up, row.scale)
         if key in settings:
-            raise problem_at(path, row.line, None,
-                           "duplicate (dataset, ways, shots, method, alpha_low, alpha_up, scale); "
-                           f"line {settings[key]} has the same")
+            raise problem_at(
+                path,
+                row.line,
+                None,
+                "duplicate (dataset, ways, shots, method, alpha_low, alpha_up, scale); "
+                f"line {settings[key]} has the same",
+            )
         settings[key] = row.line
 
 
@@ -307,7 +327,8 @@ def load_baselines(path: Path) -> list[Baseline]:
     if not path.is_file():
         raise BaselinesError(
             f"{path}: baselines file not found; expected the CSV of stored rows (create or "
-            "refresh rows with `sharpmaml baselines update --scale ci`)")
+            "refresh rows with `sharpmaml baselines update --scale ci`)"
+        )
     try:
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -334,10 +355,14 @@ def replace_rows(rows: Sequence[Baseline], new: Sequence[Baseline]) -> list[Base
 
 def text_diff(old: str, new: str, path: Path) -> str:
     """Unified diff of the stored and the updated text of the file ('' when equal)."""
-    return "".join(difflib.unified_diff(
-        old.splitlines(keepends=True), new.splitlines(keepends=True),
-        fromfile=f"{path} (stored)", tofile=f"{path} (updated)",
-    ))
+    return "".join(
+        difflib.unified_diff(
+            old.splitlines(keepends=True),
+            new.splitlines(keepends=True),
+            fromfile=f"{path} (stored)",
+            tofile=f"{path} (updated)",
+        )
+    )
 
 
 def write_baselines(path: Path, rows: Sequence[Baseline]) -> str:
@@ -376,41 +401,76 @@ def judge(stored: Baseline, measured: Measured) -> tuple[str, str, float]:
     if measured.problem:
         return FAIL, measured.problem, tolerance
     if measured.config_hash != stored.config_hash:
-        return FAIL, (f"settings changed (config hash {stored.config_hash} stored, "
-                      f"{measured.config_hash} now): the stored number no longer describes "
-                      f"this run; re-measure with `sharpmaml baselines update --rows "
-                      f"{stored.row_id}`"), tolerance
+        return (
+            FAIL,
+            (
+                f"settings changed (config hash {stored.config_hash} stored, "
+                f"{measured.config_hash} now): the stored number no longer describes "
+                f"this run; re-measure with `sharpmaml baselines update --rows "
+                f"{stored.row_id}`"
+            ),
+            tolerance,
+        )
     delta = measured.accuracy - stored.accuracy
     if delta < -tolerance:
         return FAIL, f"dropped {-delta:.2f} points, beyond the tolerance {tolerance:.2f}", tolerance
     if delta > tolerance:
-        return FAIL, (f"improved {delta:.2f} points, beyond the tolerance {tolerance:.2f}: store it "
-                      f"deliberately with `sharpmaml baselines update --rows {stored.row_id}`"
-                      ), tolerance
+        return (
+            FAIL,
+            (
+                f"improved {delta:.2f} points, beyond the tolerance {tolerance:.2f}: store it "
+                f"deliberately with `sharpmaml baselines update --rows {stored.row_id}`"
+            ),
+            tolerance,
+        )
     return PASS, "", tolerance
 
 
 def check_row(stored: Baseline, measured: Measured | None, skip_reason: str = "") -> dict[str, Any]:
     """One row of the gate's table; ``measured`` None means skipped for ``skip_reason``."""
     row: dict[str, Any] = {
-        "row_id": stored.row_id, "dataset": stored.dataset, "ways": stored.ways,
-        "shots": stored.shots, "method": stored.method, "alpha_low": stored.alpha_low,
-        "alpha_up": stored.alpha_up, "scale": stored.scale, "stored": stored.accuracy,
-        "stored_ci95": stored.ci95, "stored_seed_std": stored.seed_std,
+        "row_id": stored.row_id,
+        "dataset": stored.dataset,
+        "ways": stored.ways,
+        "shots": stored.shots,
+        "method": stored.method,
+        "alpha_low": stored.alpha_low,
+        "alpha_up": stored.alpha_up,
+        "scale": stored.scale,
+        "stored": stored.accuracy,
+        "stored_ci95": stored.ci95,
+        "stored_seed_std": stored.seed_std,
     }
     if measured is None:
-        return {**row, "measured": math.nan, "measured_ci95": math.nan,
-                "measured_seed_std": math.nan, "delta": math.nan,
-                "tolerance": stored.tolerance(), "verdict": SKIPPED, "reason": skip_reason,
-                "n_seeds": stored.n_seeds, "n_episodes": stored.n_episodes,
-                "iterations": stored.iterations, "elapsed_s": math.nan}
+        return {
+            **row,
+            "measured": math.nan,
+            "measured_ci95": math.nan,
+            "measured_seed_std": math.nan,
+            "delta": math.nan,
+            "tolerance": stored.tolerance(),
+            "verdict": SKIPPED,
+            "reason": skip_reason,
+            "n_seeds": stored.n_seeds,
+            "n_episodes": stored.n_episodes,
+            "iterations": stored.iterations,
+            "elapsed_s": math.nan,
+        }
     verdict, reason, tolerance = judge(stored, measured)
-    return {**row, "measured": measured.accuracy, "measured_ci95": measured.ci95,
-            "measured_seed_std": math.nan if measured.seed_std is None else measured.seed_std,
-            "delta": measured.accuracy - stored.accuracy, "tolerance": tolerance,
-            "verdict": verdict, "reason": reason, "n_seeds": len(measured.seeds),
-            "n_episodes": measured.n_episodes, "iterations": stored.iterations,
-            "elapsed_s": measured.elapsed_s}
+    return {
+        **row,
+        "measured": measured.accuracy,
+        "measured_ci95": measured.ci95,
+        "measured_seed_std": math.nan if measured.seed_std is None else measured.seed_std,
+        "delta": measured.accuracy - stored.accuracy,
+        "tolerance": tolerance,
+        "verdict": verdict,
+        "reason": reason,
+        "n_seeds": len(measured.seeds),
+        "n_episodes": measured.n_episodes,
+        "iterations": stored.iterations,
+        "elapsed_s": measured.elapsed_s,
+    }
 
 
 def gate_failed(rows: Iterable[dict[str, Any]]) -> bool:

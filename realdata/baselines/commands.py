@@ -1,12 +1,12 @@
 """``sharpmaml baselines check|update|show``: stored accuracy baselines and the regression gate.
 
-``check`` re-runs the measured rows of ``realdata/baselines.csv`` (rows of a GPU scale only
+``check`` re-runs the measured rows of ``realdata/baselines/baselines.csv`` (rows of a GPU scale only
 where CUDA is present, otherwise SKIPPED with the reason), compares each with its stored
 accuracy under the row's tolerance rule, writes ``results/baselines/check.csv`` and prints
 the table; exit 1 if a row failed. It never writes the baselines file. ``update`` re-measures
 chosen rows, prints the diff of the file and writes it atomically (refused when ``CI`` is
 set: baselines move only deliberately). ``show`` prints the stored rows. Bad input (a missing
-or invalid file, an unknown row or scale, missing data) exits 2 before any compute.
+or invalid file, an unknown row or scale, missing data) exits 4 before any compute.
 """
 
 from __future__ import annotations
@@ -20,9 +20,12 @@ from typing import Any
 
 import pandas as pd
 
-from harness.baselines import (
+from infra.errors import UsageError
+from infra.paths import DEFAULT_BASELINES
+from infra.provenance import provenance
+from infra.store import write_table
+from realdata.baselines.format import (
     Baseline,
-    BaselinesError,
     check_row,
     gate_failed,
     load_baselines,
@@ -31,10 +34,7 @@ from harness.baselines import (
     text_diff,
     write_baselines,
 )
-from harness.cli import CliError
-from harness.provenance import provenance
-from harness.store import write_table
-from realdata.baselines import (
+from realdata.baselines.measure import (
     SCALES,
     RowSpec,
     baseline_row,
@@ -43,10 +43,8 @@ from realdata.baselines import (
     measure,
     row_spec,
 )
-from realdata.commands import INPUT_ERRORS
+from realdata.data import DataOptions, load_dataset
 from realdata.datasets import DatasetSplits
-from realdata.datasets.locate import DEFAULT_BASELINES
-from realdata.train import DataOptions, load_dataset
 
 CHECK_TABLE = Path("results/baselines/check.csv")
 TABLE_COLUMNS = ["row_id", "stored", "measured", "delta", "tolerance", "verdict", "reason"]
@@ -55,97 +53,123 @@ TABLE_COLUMNS = ["row_id", "stored", "measured", "delta", "tolerance", "verdict"
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``baselines`` with its actions ``check``, ``update`` and ``show``."""
     parser = subparsers.add_parser(
-        "baselines", help="stored accuracy baselines and the regression gate",
-        description="Stored accuracy baselines (realdata/baselines.csv) and the regression "
-                    "gate that re-runs them (docs/baselines.md).",
+        "baselines",
+        help="stored accuracy baselines and the regression gate",
+        description="Stored accuracy baselines (realdata/baselines/baselines.csv) and the regression "
+        "gate that re-runs them (docs/baselines.md).",
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     check = actions.add_parser(
-        "check", help="re-run the measured rows and compare them with the stored ones",
+        "check",
+        help="re-run the measured rows and compare them with the stored ones",
         description="The regression gate: re-run every measured row (or the chosen ones), "
-                    "compare with the stored accuracy under its tolerance rule; exit 1 if a "
-                    "row dropped or rose beyond its tolerance.",
+        "compare with the stored accuracy under its tolerance rule; exit 1 if a "
+        "row dropped or rose beyond its tolerance.",
     )
     _add_file(check)
     _add_selection(check)
-    check.add_argument("--out", type=Path, default=CHECK_TABLE, metavar="CSV",
-                       help=f"the gate's table (default {CHECK_TABLE})")
+    check.add_argument(
+        "--out",
+        type=Path,
+        default=CHECK_TABLE,
+        metavar="CSV",
+        help=f"the gate's table (default {CHECK_TABLE})",
+    )
     _add_data(check)
-    check.add_argument("--skip-missing-data", action="store_true",
-                       help="report rows whose dataset is absent as SKIPPED (with where it was "
-                            "looked for) instead of stopping with exit 2; for CI machines")
+    check.add_argument(
+        "--skip-missing-data",
+        action="store_true",
+        help="report rows whose dataset is absent as SKIPPED (with where it was "
+        "looked for) instead of stopping with exit 4; for CI machines",
+    )
     check.set_defaults(handler=run_check)
 
     update = actions.add_parser(
-        "update", help="re-measure chosen rows, print the diff and rewrite the file",
+        "update",
+        help="re-measure chosen rows, print the diff and rewrite the file",
         description="Measure the rows of a scale (or the chosen rows) on this machine, print "
-                    "the diff of the baselines file and write it. Refused when CI is set.",
+        "the diff of the baselines file and write it. Refused when CI is set.",
     )
     _add_file(update)
     _add_selection(update, required=True)
-    update.add_argument("--dry-run", action="store_true",
-                        help="print the diff, leave the file as it is")
+    update.add_argument("--dry-run", action="store_true", help="print the diff, leave the file as it is")
     _add_data(update)
     update.set_defaults(handler=run_update)
 
-    show = actions.add_parser("show", help="print the stored rows",
-                              description="Print the stored rows with their tolerance.")
+    show = actions.add_parser(
+        "show", help="print the stored rows", description="Print the stored rows with their tolerance."
+    )
     _add_file(show)
-    show.add_argument("--scale", action="append", metavar="NAME",
-                      help="only rows of this scale ('paper' for the paper rows); repeatable")
+    show.add_argument(
+        "--scale",
+        action="append",
+        metavar="NAME",
+        help="only rows of this scale ('paper' for the paper rows); repeatable",
+    )
     show.set_defaults(handler=run_show)
 
 
 def _add_file(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--baselines", type=Path, default=DEFAULT_BASELINES, metavar="CSV",
-                        help=f"the stored baselines (default {DEFAULT_BASELINES})")
+    parser.add_argument(
+        "--baselines",
+        type=Path,
+        default=DEFAULT_BASELINES,
+        metavar="CSV",
+        help=f"the stored baselines (default {DEFAULT_BASELINES})",
+    )
 
 
 def _add_selection(parser: argparse.ArgumentParser, required: bool = False) -> None:
     group = parser.add_mutually_exclusive_group(required=required)
-    group.add_argument("--scale", action="append", choices=list(SCALES),
-                       help="only the rows of this scale; repeatable"
-                            + ("" if required else " (default: every measured row)"))
+    group.add_argument(
+        "--scale",
+        action="append",
+        choices=list(SCALES),
+        help="only the rows of this scale; repeatable"
+        + ("" if required else " (default: every measured row)"),
+    )
     group.add_argument("--rows", nargs="+", metavar="ROW_ID", help="only these rows")
 
 
 def _add_data(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-root", type=Path, metavar="PATH",
-                        help="folder holding omniglot/ (default: $SHARPMAML_DATA or "
-                             "../shared/data)")
+    parser.add_argument(
+        "--data-root",
+        type=Path,
+        metavar="PATH",
+        help="folder holding omniglot/ (default: $SHARPMAML_DATA or ../shared/data)",
+    )
 
 
 def _load(path: Path) -> list[Baseline]:
-    try:
-        return load_baselines(path)
-    except BaselinesError as exc:
-        raise CliError(str(exc)) from exc
+    return load_baselines(path)
 
 
-def _chosen(items: Sequence[tuple[str, str, Any]], scales: Sequence[str] | None,
-            rows: Sequence[str] | None, what: str) -> list[Any]:
+def _chosen(
+    items: Sequence[tuple[str, str, Any]], scales: Sequence[str] | None, rows: Sequence[str] | None, what: str
+) -> list[Any]:
     """The items (given as (row id, scale name, item)) picked by --scale or --rows, in order."""
     if rows:
         ids = [row_id for row_id, _, _ in items]
         unknown = [r for r in rows if r not in ids]
         if unknown:
-            raise CliError(f"--rows: unknown {what} {unknown}; expected some of {ids}")
+            raise UsageError(f"--rows: unknown {what} {unknown}; expected some of {ids}")
         return [item for row_id, _, item in items if row_id in rows]
     return [item for _, scale, item in items if not scales or scale in scales]
 
 
-def _datasets(specs: Sequence[RowSpec], data_root: Path | None,
-              skip_missing: bool = False) -> tuple[dict[str, DatasetSplits], dict[str, str]]:
+def _datasets(
+    specs: Sequence[RowSpec], data_root: Path | None, skip_missing: bool = False
+) -> tuple[dict[str, DatasetSplits], dict[str, str]]:
     """Each dataset the rows need, loaded once (before any training starts), and the reason
-    for each one that could not be loaded when ``skip_missing`` (else that is a CliError)."""
+    for each one that could not be loaded when ``skip_missing`` (else that is a UsageError)."""
     loaded, missing = {}, {}
     for name in datasets_needed(specs):
         try:
             loaded[name] = load_dataset(name, DataOptions(data_root=data_root))
-        except INPUT_ERRORS as exc:
+        except UsageError as exc:
             if not skip_missing:
-                raise CliError(str(exc)) from exc
+                raise UsageError(str(exc)) from exc
             missing[name] = f"dataset {name} unavailable: {exc}"
     return loaded, missing
 
@@ -159,18 +183,27 @@ def _fmt(value: Any, digits: int = 2, signed: bool = False) -> str:
 
 def print_frame(frame: pd.DataFrame) -> None:
     """Print a table of strings, every column left-aligned."""
-    formatters = {c: (lambda v, w=max([len(c), *map(len, frame[c])]): f"{v:<{w}}")
-                  for c in frame.columns}
+    formatters = {c: (lambda v, w=max([len(c), *map(len, frame[c])]): f"{v:<{w}}") for c in frame.columns}
     print(frame.to_string(index=False, justify="left", formatters=formatters))
 
 
 def print_gate_table(rows: Sequence[dict[str, Any]]) -> None:
     """The gate's table: row, stored, measured, delta, tolerance, verdict, reason."""
-    frame = pd.DataFrame([{
-        "row_id": r["row_id"], "stored": _fmt(r["stored"]), "measured": _fmt(r["measured"]),
-        "delta": _fmt(r["delta"], signed=True), "tolerance": _fmt(r["tolerance"]),
-        "verdict": r["verdict"], "reason": r["reason"],
-    } for r in rows], columns=TABLE_COLUMNS)
+    frame = pd.DataFrame(
+        [
+            {
+                "row_id": r["row_id"],
+                "stored": _fmt(r["stored"]),
+                "measured": _fmt(r["measured"]),
+                "delta": _fmt(r["delta"], signed=True),
+                "tolerance": _fmt(r["tolerance"]),
+                "verdict": r["verdict"],
+                "reason": r["reason"],
+            }
+            for r in rows
+        ],
+        columns=TABLE_COLUMNS,
+    )
     print_frame(frame)
     counts = frame["verdict"].value_counts().to_dict()
     print("verdicts: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
@@ -179,26 +212,28 @@ def print_gate_table(rows: Sequence[dict[str, Any]]) -> None:
 def run_check(args: argparse.Namespace) -> int:
     """Handler of ``sharpmaml baselines check`` (the regression gate)."""
     if args.out.suffix != ".csv":
-        raise CliError(f"--out: expected a .csv path, got {args.out}")
+        raise UsageError(f"--out: expected a .csv path, got {args.out}")
     stored = _load(args.baselines)
     measured_rows = [r for r in stored if not r.is_paper]
-    chosen = _chosen([(r.row_id, r.scale, r) for r in measured_rows], args.scale, args.rows,
-                     "row")
+    chosen = _chosen([(r.row_id, r.scale, r) for r in measured_rows], args.scale, args.rows, "row")
     if not chosen:
-        raise CliError(f"{args.baselines}: no measured rows to check"
-                       + (f" for --scale {args.scale}" if args.scale else "")
-                       + "; expected rows made by `sharpmaml baselines update --scale ci`")
-    try:
-        specs = [row_spec(row, args.baselines) for row in chosen]
-    except BaselinesError as exc:
-        raise CliError(str(exc)) from exc
+        raise UsageError(
+            f"{args.baselines}: no measured rows to check"
+            + (f" for --scale {args.scale}" if args.scale else "")
+            + "; expected rows made by `sharpmaml baselines update --scale ci`"
+        )
+    specs = [row_spec(row, args.baselines) for row in chosen]
     skips = [spec.scale.unavailable() for spec in specs]
-    data, missing = _datasets([s for s, skip in zip(specs, skips) if not skip], args.data_root,
-                              args.skip_missing_data)
+    data, missing = _datasets(
+        [s for s, skip in zip(specs, skips) if not skip], args.data_root, args.skip_missing_data
+    )
     skips = [skip or missing.get(spec.config.preset.dataset, "") for spec, skip in zip(specs, skips)]
-    print(f"regression gate: {sum(not s for s in skips)} rows to re-run, "
-          f"{sum(bool(s) for s in skips)} skipped, {len(stored) - len(measured_rows)} paper rows "
-          f"(reference only, not checked); baselines {args.baselines}", flush=True)
+    print(
+        f"regression gate: {sum(not s for s in skips)} rows to re-run, "
+        f"{sum(bool(s) for s in skips)} skipped, {len(stored) - len(measured_rows)} paper rows "
+        f"(reference only, not checked); baselines {args.baselines}",
+        flush=True,
+    )
     started = time.perf_counter()
     prov = provenance()
     results = []
@@ -208,12 +243,22 @@ def run_check(args: argparse.Namespace) -> int:
         else:
             measured = measure(spec, data[spec.config.preset.dataset])
             result = {**check_row(row, measured), "device": measured.device}
-        results.append({**result, "stored_device": row.device, "stored_git_sha": row.git_sha,
-                        "git_sha": prov["git_sha"], "versions": prov["versions"],
-                        "date": prov["date"]})
-        print(f"[{i}/{len(chosen)}] {row.row_id}: {result['verdict']} (stored "
-              f"{_fmt(result['stored'])}, measured {_fmt(result['measured'])}, tolerance "
-              f"{_fmt(result['tolerance'])}; {_fmt(result['elapsed_s'], 0)} s)", flush=True)
+        results.append(
+            {
+                **result,
+                "stored_device": row.device,
+                "stored_git_sha": row.git_sha,
+                "git_sha": prov["git_sha"],
+                "versions": prov["versions"],
+                "date": prov["date"],
+            }
+        )
+        print(
+            f"[{i}/{len(chosen)}] {row.row_id}: {result['verdict']} (stored "
+            f"{_fmt(result['stored'])}, measured {_fmt(result['measured'])}, tolerance "
+            f"{_fmt(result['tolerance'])}; {_fmt(result['elapsed_s'], 0)} s)",
+            flush=True,
+        )
     write_table(pd.DataFrame(results), args.out)
     print_gate_table(results)
     print(f"gate table written to {args.out} ({time.perf_counter() - started:.0f} s)")
@@ -223,21 +268,25 @@ def run_check(args: argparse.Namespace) -> int:
 def run_update(args: argparse.Namespace) -> int:
     """Handler of ``sharpmaml baselines update``."""
     if os.environ.get("CI"):
-        raise CliError("refusing to update baselines where CI is set (CI="
-                       f"{os.environ['CI']!r}): baselines move only by a deliberate local "
-                       "update, reviewed in its diff")
+        raise UsageError(
+            "refusing to update baselines where CI is set (CI="
+            f"{os.environ['CI']!r}): baselines move only by a deliberate local "
+            "update, reviewed in its diff"
+        )
     path: Path = args.baselines
     old = _load(path) if path.exists() else []
     specs = [spec for scale in SCALES.values() for spec in defined_rows(scale)]
-    chosen = _chosen([(s.row_id, s.scale.name, s) for s in specs], args.scale, args.rows,
-                     "row of a scale")
+    chosen = _chosen([(s.row_id, s.scale.name, s) for s in specs], args.scale, args.rows, "row of a scale")
     unavailable = sorted({s.scale.unavailable() for s in chosen} - {""})
     if unavailable:
-        raise CliError("; ".join(unavailable))
+        raise UsageError("; ".join(unavailable))
     data, _ = _datasets(chosen, args.data_root)
     for scale in dict.fromkeys(spec.scale for spec in chosen):
-        print(f"measuring {sum(s.scale == scale for s in chosen)} rows of scale {scale.name}: "
-              f"{scale.description}; seeds {' '.join(map(str, scale.spread_seeds))}", flush=True)
+        print(
+            f"measuring {sum(s.scale == scale for s in chosen)} rows of scale {scale.name}: "
+            f"{scale.description}; seeds {' '.join(map(str, scale.spread_seeds))}",
+            flush=True,
+        )
     new = []
     for i, spec in enumerate(chosen, 1):
         measured = measure(spec, data[spec.config.preset.dataset], spread=True)
@@ -245,11 +294,13 @@ def run_update(args: argparse.Namespace) -> int:
             print(f"{spec.row_id}: {measured.problem}; {path} left as it is")
             return 1
         new.append(baseline_row(spec, measured))
-        print(f"[{i}/{len(chosen)}] {spec.row_id}: {measured.accuracy:.2f} +- "
-              f"{measured.ci95:.2f} % over seeds {' '.join(map(str, measured.seeds))}; seed "
-              f"spread {_fmt(measured.seed_std)} over seeds "
-              f"{' '.join(map(str, measured.spread_seeds))} ({measured.elapsed_s:.0f} s)",
-              flush=True)
+        print(
+            f"[{i}/{len(chosen)}] {spec.row_id}: {measured.accuracy:.2f} +- "
+            f"{measured.ci95:.2f} % over seeds {' '.join(map(str, measured.seeds))}; seed "
+            f"spread {_fmt(measured.seed_std)} over seeds "
+            f"{' '.join(map(str, measured.spread_seeds))} ({measured.elapsed_s:.0f} s)",
+            flush=True,
+        )
     before = render_baselines(old) if path.exists() else ""
     rows = replace_rows(old, new)
     diff = text_diff(before, render_baselines(rows), path)
@@ -272,11 +323,20 @@ def run_update(args: argparse.Namespace) -> int:
 def run_show(args: argparse.Namespace) -> int:
     """Handler of ``sharpmaml baselines show``."""
     rows = [r for r in _load(args.baselines) if not args.scale or r.scale in args.scale]
-    frame = pd.DataFrame([{
-        "row_id": r.row_id, "accuracy": f"{r.accuracy:.2f}", "ci95": _fmt(r.ci95),
-        "seed_std": _fmt(r.seed_std), "seeds": " ".join(map(str, r.seeds)) or "-",
-        "tolerance": "-" if r.is_paper else f"{r.tolerance():.2f}", "source": r.source,
-    } for r in rows])
+    frame = pd.DataFrame(
+        [
+            {
+                "row_id": r.row_id,
+                "accuracy": f"{r.accuracy:.2f}",
+                "ci95": _fmt(r.ci95),
+                "seed_std": _fmt(r.seed_std),
+                "seeds": " ".join(map(str, r.seeds)) or "-",
+                "tolerance": "-" if r.is_paper else f"{r.tolerance():.2f}",
+                "source": r.source,
+            }
+            for r in rows
+        ]
+    )
     if len(frame):
         print_frame(frame)
     else:

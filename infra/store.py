@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from infra.errors import UsageError
 
-class StoreError(RuntimeError):
+
+class StoreError(UsageError):
     """A results file is missing or unreadable; the message names it."""
 
 

@@ -7,7 +7,7 @@ import argparse
 import torch
 
 from harness.config import METHODS
-from harness.provenance import provenance
+from infra.provenance import provenance
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -1,0 +1,7 @@
+"""``python -m infra`` runs the ``sharpmaml`` command."""
+
+import sys
+
+from infra.cli import main
+
+sys.exit(main())

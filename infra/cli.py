@@ -1,0 +1,124 @@
+"""The ``sharpmaml`` command: the subcommands each package registers, and the exit-code contract.
+
+A package adds commands with an entry point in the group ``sharpmaml.commands`` whose value is a
+``register(subparsers)`` function (see pyproject.toml); this module names no command. Handlers
+return 0 or 1; exceptions become the other codes of ``infra.errors``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import signal
+import sys
+import tomllib
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from importlib import metadata
+from types import FrameType
+
+from infra.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    Interrupted,
+    UsageError,
+    exit_code_for,
+    stage_of,
+    write_traceback,
+)
+
+COMMAND_GROUP = "sharpmaml.commands"
+PROG = "sharpmaml"
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with the contract's usage code: a bad flag raises UsageError (exit 4, not 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{message}\n{self.format_usage().strip()}")
+
+
+def registered_commands() -> list[tuple[str, str]]:
+    """(name, 'module:function') of every registered command, sorted by name.
+
+    From the installed package's entry points; when the package runs from a source tree that
+    was never installed (``PYTHONPATH=.``), from the same table in the tree's pyproject.toml."""
+    found = [(e.name, e.value) for e in metadata.entry_points(group=COMMAND_GROUP)]
+    if not found:
+        from infra.paths import repo_root
+
+        pyproject = repo_root() / "pyproject.toml"
+        table = tomllib.loads(pyproject.read_text("utf-8"))["project"]["entry-points"][COMMAND_GROUP]
+        found = list(table.items())
+    return sorted(found)
+
+
+def _load(value: str) -> Callable[[argparse._SubParsersAction], None]:
+    module, _, function = value.partition(":")
+    return getattr(importlib.import_module(module), function)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full parser, every registered subcommand included."""
+    parser = Parser(
+        prog=PROG,
+        description="Does Sharp-MAML keep its promises? Theory checks and few-shot benchmarks.",
+        epilog="exit codes: 0 as expected, 1 a result differs from what is stored, "
+        "2 interrupted, 3 internal error (traceback in a log file), 4 usage error",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for _name, value in registered_commands():
+        _load(value)(subparsers)
+    return parser
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a scheduler's time limit, ``kill``) raises Interrupted like Ctrl-C does."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise Interrupted("SIGTERM")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _report(command: str, exc: BaseException, args: argparse.Namespace | None) -> int:
+    code = exit_code_for(exc)
+    prefix = f"{PROG} {command}".rstrip()
+    if code == EXIT_USAGE:
+        print(f"{prefix}: error: {exc}", file=sys.stderr)
+    elif code == EXIT_INTERRUPTED:
+        name = exc.signal_name if isinstance(exc, Interrupted) else "SIGINT"
+        hint = getattr(args, "resume_hint", None) if args is not None else None
+        advice = hint(args) if callable(hint) else "partial results are kept"
+        print(f"{prefix}: interrupted ({name}); {advice}", file=sys.stderr)
+    else:
+        log = write_traceback(command, exc)
+        where = f" in {stage_of(exc)}" if stage_of(exc) else ""
+        trace = f"traceback in {log}" if log else "no log folder was writable"
+        print(f"{prefix}: internal error{where}: {type(exc).__name__}: {exc} ({trace})", file=sys.stderr)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script and of ``python -m infra``."""
+    args: argparse.Namespace | None = None
+    words = list(sys.argv[1:] if argv is None else argv)
+    command = next((w for w in words if not w.startswith("-")), "")
+    try:
+        with sigterm_as_interrupt():
+            args = build_parser().parse_args(argv)
+            command = args.command
+            return int(args.handler(args))
+    except SystemExit as exc:  # --help and --version
+        return int(exc.code or 0)
+    except BaseException as exc:  # noqa: BLE001 - the contract maps every exception to a code
+        return _report(command, exc, args)

@@ -1,0 +1,54 @@
+"""Reading a dataset by name: where its files are, whether to download, which formats to allow."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from realdata.datasets import (
+    DatasetError,
+    DatasetSplits,
+    ensure_omniglot,
+    load_miniimagenet,
+    load_omniglot,
+    require_miniimagenet_root,
+)
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """Where and how to read a dataset: data root (None: the default one), Omniglot download
+    with the sha256 digests to check, and the opt-in for Mini-ImageNet pickles."""
+
+    data_root: Path | None = None
+    download: bool = False
+    sha256: dict[str, str] | None = None
+    allow_pickle: bool = False
+
+
+def _load_omniglot(options: DataOptions) -> DatasetSplits:
+    folder = ensure_omniglot(options.data_root, download=options.download, sha256=options.sha256)
+    return load_omniglot(folder)
+
+
+def _load_miniimagenet(options: DataOptions) -> DatasetSplits:
+    if options.download:
+        raise DatasetError(
+            "--download: only Omniglot can be downloaded; Mini-ImageNet must be put in place by "
+            "hand (see docs/datasets.md)"
+        )
+    folder = require_miniimagenet_root(options.data_root)
+    return load_miniimagenet(folder, allow_pickle=options.allow_pickle)
+
+
+# Dataset name (Preset.dataset) -> loader of its train/val/test splits.
+DATASET_LOADERS: dict[str, Callable[[DataOptions], DatasetSplits]] = {
+    "omniglot": _load_omniglot,
+    "miniimagenet": _load_miniimagenet,
+}
+
+
+def load_dataset(name: str, options: DataOptions = DataOptions()) -> DatasetSplits:
+    """The splits of dataset ``name``; DatasetError saying where to put missing files."""
+    return DATASET_LOADERS[name](options)
