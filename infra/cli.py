@@ -41,16 +41,16 @@ class Parser(argparse.ArgumentParser):
 def registered_commands() -> list[tuple[str, str]]:
     """(name, 'module:function') of every registered command, sorted by name.
 
-    From the installed package's entry points; when the package runs from a source tree that
-    was never installed (``PYTHONPATH=.``), from the same table in the tree's pyproject.toml."""
-    found = [(e.name, e.value) for e in metadata.entry_points(group=COMMAND_GROUP)]
-    if not found:
-        from infra.paths import repo_root
+    Run from a source tree (a checkout on ``PYTHONPATH``, or an editable install), the table in
+    that tree's pyproject.toml, so a command added there works before any reinstall; from an
+    installed wheel, the distribution's entry points."""
+    from infra.paths import source_tree
 
-        pyproject = repo_root() / "pyproject.toml"
-        table = tomllib.loads(pyproject.read_text("utf-8"))["project"]["entry-points"][COMMAND_GROUP]
-        found = list(table.items())
-    return sorted(found)
+    tree = source_tree()
+    if tree is not None:
+        table = tomllib.loads((tree / "pyproject.toml").read_text("utf-8"))
+        return sorted(table["project"]["entry-points"][COMMAND_GROUP].items())
+    return sorted((e.name, e.value) for e in metadata.entry_points(group=COMMAND_GROUP))
 
 
 def _load(value: str) -> Callable[[argparse._SubParsersAction], None]:

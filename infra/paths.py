@@ -12,6 +12,12 @@ def _is_project_root(folder: Path) -> bool:
     return pyproject.is_file() and f'name = "{PROJECT_NAME}"' in pyproject.read_text("utf-8")
 
 
+def source_tree() -> Path | None:
+    """The checkout the running code was imported from, or None for an installed wheel."""
+    folder = Path(__file__).resolve().parents[1]
+    return folder if _is_project_root(folder) else None
+
+
 def repo_root() -> Path:
     """The repository root: the nearest folder holding this project's pyproject.toml above the
     package (editable install, or a wheel inside the repo's .tox), else above the working
