@@ -16,7 +16,7 @@ from infra.store import atomic_write_bytes
 
 class CellCache:
     """Per-cell results on disk, keyed by the cell's config, the global seed and the code
-    (commit and uncommitted diff), so a resumed suite only reuses what the same code computed
+    (commit, uncommitted diff and untracked source files), so a resumed suite only reuses what the same code computed
     for the same seed."""
 
     def __init__(self, folder: Path, fresh: bool, progress: tqdm | None, seed: int) -> None:

@@ -6,9 +6,11 @@ import datetime as _dt
 import functools
 import hashlib
 import json
+import os
 import platform
 import subprocess
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -16,6 +18,8 @@ import torch
 from infra.paths import repo_root
 
 TRACKED_PACKAGES = ("torch", "numpy", "pandas", "cvxpy", "sharp-maml-bench")
+# Untracked files that count as code for ``code_fingerprint`` (git pathspecs).
+SOURCE_PATTERNS = ("*.py", "*.toml", "*.j2", "*.css")
 
 
 @functools.lru_cache(maxsize=1)
@@ -37,19 +41,39 @@ def git_sha() -> str:
     return sha + ("+dirty" if dirty else "")
 
 
-def code_fingerprint() -> str:
-    """HEAD's sha plus a hash of the uncommitted diff of tracked files: changes whenever the
-    code does, so caches keyed by it never serve results of code that has since been edited."""
-    sha = git_sha()
-    if not sha.endswith("+dirty"):
-        return sha
+def code_fingerprint(root: Path | None = None) -> str:
+    """HEAD's sha plus a hash of the uncommitted diff of tracked files and of every untracked,
+    not-ignored source file (``SOURCE_PATTERNS``, path and content): changes whenever the code
+    does, also for a new module not yet added to git, so caches keyed by it never serve results
+    of code since edited. Results written into the checkout (cells of an unignored ``--out``)
+    are not source and never change it. ``root`` defaults to the repository root; 'unknown'
+    outside git."""
+    root = repo_root() if root is None else root
     try:
-        diff = subprocess.run(
-            ["git", "diff", "HEAD"], cwd=repo_root(), capture_output=True, check=True
-        ).stdout
+        sha = _git(root, "rev-parse", "HEAD").decode().strip()
+        diff = _git(root, "diff", "HEAD")
+        untracked = sorted(
+            p
+            for p in _git(
+                root, "ls-files", "--others", "--exclude-standard", "-z", "--", *SOURCE_PATTERNS
+            ).split(b"\0")
+            if p
+        )
     except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    if not diff and not untracked:
         return sha
-    return f"{sha}-{hashlib.sha256(diff).hexdigest()[:16]}"
+    digest = hashlib.sha256(diff)
+    for path in untracked:
+        digest.update(b"\0untracked\0" + path + b"\0")
+        file = root / os.fsdecode(path)
+        digest.update(file.read_bytes() if file.is_file() else b"")
+    return f"{sha}-{digest.hexdigest()[:16]}"
+
+
+def _git(root: Path, *args: str) -> bytes:
+    """stdout of ``git args`` run in root (raises CalledProcessError on failure)."""
+    return subprocess.run(["git", *args], cwd=root, capture_output=True, check=True).stdout
 
 
 @functools.lru_cache(maxsize=1)

@@ -138,3 +138,32 @@ def test_cell_cache_reuses_only_the_same_seed_and_code(tmp_path, monkeypatch) ->
     monkeypatch.setattr(cells, "code_fingerprint", lambda: "edited")
     assert cells.CellCache(tmp_path, False, None, seed=1)("x/cell", key, compute(5)) == 5  # other code
     assert calls == [1, 3, 4, 5]
+
+
+def test_code_fingerprint_covers_untracked_source_files_but_not_results(tmp_path) -> None:
+    """An edited, not-yet-added module changes the cell key; a results file in the tree does not."""
+    import subprocess
+
+    from infra.provenance import code_fingerprint
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "core.py").write_text("A = 1\n")
+    git("add", "core.py")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    clean = code_fingerprint(tmp_path)
+    assert len(clean) == 40  # HEAD's sha alone
+    (tmp_path / "cells").mkdir()
+    (tmp_path / "cells" / "rate-1.pkl").write_bytes(b"results")
+    assert code_fingerprint(tmp_path) == clean
+    family = tmp_path / "new_family.py"
+    family.write_text("L = 1.0\n")
+    first = code_fingerprint(tmp_path)
+    assert first.startswith(clean + "-")
+    family.write_text("L = 0.5\n")
+    edited = code_fingerprint(tmp_path)
+    assert edited != first
+    (tmp_path / "core.py").write_text("A = 2\n")
+    assert code_fingerprint(tmp_path) not in (clean, first, edited)
