@@ -15,7 +15,7 @@ OptimizerFactory = Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimize
 
 
 def sgd(lr: float) -> OptimizerFactory:
-    """Plain SGD, the optimiser of the theory track."""
+    """Plain SGD (the theory track does not use it: synthetic/runs.py steps its lanes itself)."""
     return lambda ps: torch.optim.SGD(ps, lr=lr)
 
 

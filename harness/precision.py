@@ -55,6 +55,7 @@ def float32_precision(device: torch.device, allow_tf32: bool) -> Iterator[None]:
 
 
 def tf32_enabled() -> bool:
-    """Whether TF32 is currently allowed for CUDA convolutions (for provenance)."""
+    """Whether TF32 is currently allowed for CUDA convolutions: the global setting that
+    ``float32_precision`` changes inside its block and restores on exit."""
     state = _snapshot()
     return state[1] == "tf32" if _HAS_PRECISION_API else bool(state[1])

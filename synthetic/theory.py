@@ -1,7 +1,7 @@
 """Every bound and rate formula the suites check, each labelled with its source.
 
 Each docstring ends with its source label (infra.verdicts: derived here, paper claim (shape),
-literature); docs/theory.md states and derives every one.
+literature); docs/convergence.md lists the check that tests each one.
 """
 
 from __future__ import annotations
@@ -9,25 +9,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-
-# ----- smoothness ---------------------------------------------------------------------------
-
-
-def maml_smoothness_bound(L: float, rho: float, G: float, beta: float) -> float:
-    """Generic bound on the smoothness of F_m: (1 + beta L)^2 L + beta rho G [derived]."""
-    return (1 + beta * L) ** 2 * L + beta * rho * G
-
-
-def maml_smoothness_bound_convex(L: float, rho: float, G: float, beta: float) -> float:
-    """Refinement for convex tasks with beta <= 2/L: L + beta rho G [derived]."""
-    return L + beta * rho * G
-
-
-def quadratic_task_smoothness(eigenvalues: np.ndarray, beta: float) -> float:
-    """Exact smoothness of F_m for a quadratic task: max lambda (1 - beta lambda)^2 [derived]."""
-    lam = np.asarray(eigenvalues, dtype=float)
-    return float(np.max(lam * (1 - beta * lam) ** 2))
-
 
 # ----- R1: stochastic Sharp-MAML_up rate -----------------------------------------------------
 

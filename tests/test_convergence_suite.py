@@ -22,7 +22,6 @@ def test_r1_r2_r3_against_hand_computed_values() -> None:
     assert theory.r2_cycle_gradient_norm(1.0, 0.5, 0.1) == pytest.approx(0.025 / 1.5, rel=1e-12)
     # R3: 2 * 0.3 * 0.1 * 1 * 1.3
     assert theory.r3_bias_bound(0.3, 0.1, 1.0) == pytest.approx(0.078, rel=1e-12)
-    assert theory.maml_smoothness_bound(1.0, 0.0, 0.0, 0.3) == pytest.approx(1.69)
     assert theory.loglog_slope([1, 10, 100], [1, 0.1, 0.01]) == pytest.approx(-1.0)
     assert theory.rate_radius(10000, "quarter") == pytest.approx(0.05)
     assert theory.rate_step_size(100, 0.5) == pytest.approx(0.05)
