@@ -39,8 +39,8 @@ class MetaConfig:
         first_order: drop second-order terms (the inner gradients are treated as constants).
             ``fomaml`` implies it.
         diff_through_perturbation: whether the meta-gradient differentiates through the lower
-            perturbation eps_m. True is what the authors' code does (PAPER.md, "Update
-            equations"); False is textbook SAM, eps_m treated as a constant.
+            perturbation eps_m. True is what the authors' code does (docs/theory.md,
+            "The algorithm"); False is textbook SAM, eps_m treated as a constant.
         executor: ``loop`` (one task at a time: exact, lowest memory, the CPU default),
             ``vmap`` (torch.func.vmap over the task batch, the GPU default) or ``auto``.
         chunk_size: tasks per vmap chunk to bound memory; None vectorises the whole batch.

@@ -6,7 +6,7 @@ Sharp-MAML low/up/both) is the same three functions with different settings:
 
 - ``inner_gradient``: the lower-level step direction of one task, with the optional SAM
   ascent of radius alpha_low (gradient taken at the perturbed point, step applied at the
-  unperturbed one; PAPER.md "Update equations").
+  unperturbed one; docs/theory.md#the-algorithm).
 - ``task_meta_loss``: adapt on the support batch, evaluate the adapted parameters on the
   query batch. Its torch.func gradient is the per-task meta-gradient.
 - ``meta_gradient``: the batch-mean meta-gradient through an executor, with the optional

@@ -2,7 +2,7 @@
 
 Every value of a preset names its source (``Preset.sources``):
 
-- ``README``: the authors' README commands (PAPER.md, "Protocol": Mini-ImageNet);
+- ``README``: the authors' README commands (docs/theory.md#the-papers-protocol: Mini-ImageNet);
 - ``CODE``: the defaults of the authors' training scripts (pytorch-maml argparse);
 - ``MAML``: Finn et al. 2017, the MAML paper (Sec. 5.2);
 - ``HERE``: a choice of this project (bookkeeping, or where the sources disagree).
@@ -22,7 +22,7 @@ from typing import Any
 from harness.config import METHODS, ConfigError, MetaConfig
 from infra.provenance import config_hash
 
-README = "authors' README commands (PAPER.md, Protocol)"
+README = "authors' README commands (docs/theory.md#the-papers-protocol)"
 CODE = "authors' code default (pytorch-maml argparse)"
 MAML = "Finn et al. 2017 (MAML paper, Sec. 5.2)"
 HERE = "choice of this project"

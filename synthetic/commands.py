@@ -23,7 +23,7 @@ def add_suite_arguments(parser: argparse.ArgumentParser, default_out: Path) -> N
     """The flags every suite command shares: scale, results folder, seed, cache, progress."""
     scale = parser.add_mutually_exclusive_group()
     scale.add_argument("--quick", action="store_const", dest="scale", const="quick", help="smoke-sized grid")
-    scale.add_argument("--full", action="store_const", dest="scale", const="full", help="THEORY.md grids")
+    scale.add_argument("--full", action="store_const", dest="scale", const="full", help="full-size grids")
     parser.add_argument("--out", type=Path, default=default_out, help="results folder")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="global seed (>= 0)")
     parser.add_argument("--fresh", action="store_true", help="ignore cached cells of an earlier run")

@@ -1,7 +1,7 @@
 """The synthetic families Q1, L2, E2: constants, verification, determinism, settings, certificate.
 
 Tolerances: closed forms against the engine's autodiff are exact up to float64 rounding, so
-1e-10 relative. Seed-dependent values (THEORY.md's prototype numbers) get ranges that cover
+1e-10 relative. Seed-dependent values (the prototype numbers of docs/theory.md) get ranges that cover
 seeds 0-19 with a margin; each range is justified where it is asserted.
 """
 
@@ -167,7 +167,7 @@ def test_q1_constants_chain_and_prototype_ranges(q1: ProblemInstance) -> None:
     assert c["L_bar"] == pytest.approx(0.49, abs=1e-12)
     assert c["generic_bound"] == pytest.approx(1.69, abs=1e-12)
     assert c["mu_F"] < c["lambda_2"] < c["L_F"] <= c["L_bar"] <= c["generic_bound"]
-    # THEORY prototype (another seed): 0.4382, 0.3854, 0.00753, 1.2904. lambda_1 averages
+    # prototype (docs/theory.md#prototype-values, another seed): 0.4382, 0.3854, 0.00753, 1.2904. lambda_1 averages
     # lambda(1-0.3 lambda)^2 over 100 draws lambda ~ U(0.5, 1) (sd of the mean ~0.004);
     # seeds 0-4 give 0.440-0.445, 0.388-0.399, 0.0070-0.0077, 1.24-1.31.
     assert 0.42 <= c["L_F"] <= 0.46
@@ -261,8 +261,8 @@ def test_l2_constants(l2: ProblemInstance) -> None:
     c = l2.constants
     assert c["L"] == 0.25 and c["G"] == 1.0
     assert c["rho"] == pytest.approx(1 / (6 * math.sqrt(3)))
-    assert c["L_bar_generic"] == pytest.approx(0.3645, abs=5e-5)  # THEORY: 0.3645
-    assert c["L_bar_convex"] == pytest.approx(0.2981, abs=5e-5)  # THEORY: 0.2981
+    assert c["L_bar_generic"] == pytest.approx(0.3645, abs=5e-5)  # docs/theory.md#family-l2: 0.3645
+    assert c["L_bar_convex"] == pytest.approx(0.2981, abs=5e-5)  # docs/theory.md#family-l2: 0.2981
     assert c["L_bar"] == c["L_bar_convex"]  # beta = 0.5 <= 2/L = 8
     assert build_problem("L2", 0, beta=9.0, verify=False).constants["L_bar"] == pytest.approx(
         (1 + 9 * 0.25) ** 2 * 0.25 + 9 * c["rho"]
@@ -275,7 +275,7 @@ def test_l2_sampled_hessian_norms_below_L_bar(l2: ProblemInstance) -> None:
         assert 0 < measured[key] <= l2.constants["L_bar"]
     # At theta = 0 the logistic Hessian is E[x x^T]/4 = I/(4 d) = 0.025 for x uniform on the
     # unit sphere; finite samples push the top eigenvalue up by ~(1 + sqrt(d/n))^2, and the
-    # meta-Hessian stays close: THEORY's 0.017 (other points) is of this size.
+    # meta-Hessian stays close: the prototype's 0.017 (other points) is of this size.
     assert 0.01 <= measured["hessian_F_theta0"] <= 0.05
     F = meta_objective_fn(l2.loss, l2.tasks, l2.meta_config)
     theta = 3 * l2.extras["w_bar"] / float(torch.linalg.vector_norm(l2.extras["w_bar"]))
@@ -338,7 +338,7 @@ def test_l2_verification_catches_a_wrong_bound(l2: ProblemInstance) -> None:
 
 def test_e2_basins_match_theory(e2: ProblemInstance) -> None:
     c = e2.constants
-    # THEORY prototype: sharp basin -0.0018 (F'' 29), flat basin 2.01 (F'' 0.87). Seeds 0-19
+    # prototype (docs/theory.md#prototype-values): sharp basin -0.0018 (F'' 29), flat basin 2.01 (F'' 0.87). Seeds 0-19
     # give sharp in [-0.005, 0.011] with F'' in [27.5, 34.7], flat in [1.84, 2.11] with F''
     # in [0.80, 0.86]; the sharp minimiser sits near mean(p_m) (sd 0.02/sqrt(20) = 0.0045),
     # the flat one near mean(q_m) (sd 0.045). Ranges: several sd around the prototype.
@@ -372,7 +372,7 @@ def test_e2_robust_minimizer_switches_basin(e2: ProblemInstance) -> None:
     barrier = e2.constants["theta_barrier"]
     assert truth.robust_minimizer(0.05)[0] < barrier < truth.robust_minimizer(0.2)[0]
     radius = truth.switch_radius()
-    assert 0.05 <= radius <= 0.2  # THEORY: ~0.10; seeds 0-19 give 0.0996-0.112
+    assert 0.05 <= radius <= 0.2  # prototype: ~0.10; seeds 0-19 give 0.0996-0.112
     assert truth.robust_minimizer(radius - 1e-3)[0] < barrier < truth.robust_minimizer(radius + 1e-3)[0]
 
 

@@ -73,7 +73,7 @@ def switch_radius_prediction(problem: ProblemInstance) -> Prediction:
         PAPER_SHAPE,
         expected,
         measured,
-        f"{expected} +- {tol} (THEORY.md prototype)",
+        f"{expected} +- {tol} (docs/theory.md#prediction-flat-minima)",
         verdict(abs(measured - expected) <= tol),
         f"grid ground truth, bisection to 1e-4; robust minimiser at alpha=0.05: "
         f"{truth.robust_minimizer(0.05)[0]:.4f}, at alpha=0.3: {truth.robust_minimizer(0.3)[0]:.4f}; "

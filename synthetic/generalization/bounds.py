@@ -1,7 +1,7 @@
 """Generalization-bound formulas of the generalization track, each with its source label.
 
 All bounds are for a loss in [0, 1] with the number of training tasks M as sample size
-(THEORY.md, "Generalization"):
+(docs/theory.md#prediction-generalization-bounds):
 
 - ``foret_complexity`` / ``foret_rhs``: the Foret et al. (2021, Thm 1) SAM bound, the shape of
   the paper's claim [paper claim (shape)]. Its O~(1) term is dropped, which makes the bound

@@ -199,7 +199,7 @@ class TwoBasinGroundTruth:
 
 @register_family(FAMILY)
 def build_e2(seed: int, **settings: Any) -> ProblemInstance:
-    """E2 with THEORY.md's defaults (M=20, beta=0.005, d=1)."""
+    """E2 with the defaults of docs/theory.md#family-e2 (M=20, beta=0.005, d=1)."""
     s = resolve_settings(FAMILY, SETTINGS, settings)
     d, M = s["d"], s["M"]
     p = SHARP_SPREAD * torch.randn(M, generator=generator(seed, FAMILY, "p"), dtype=torch.float64)

@@ -3,7 +3,7 @@
 Task m has a true weight w_m = w_bar + N(0, I) with ||w_bar|| = 3; inputs x are uniform on the
 sphere of radius R; labels y = sign(w_m^T x) in {-1, +1}, each flipped with probability 0.1.
 The task loss is the mean logistic loss softplus(-y x^T theta) on m_tr support and m_val query
-points. With ||x|| <= R: L = R^2/4, rho = R^3/(6 sqrt 3), G = R (THEORY.md), and the MAML
+points. With ||x|| <= R: L = R^2/4, rho = R^3/(6 sqrt 3), G = R (docs/theory.md#family-l2), and the MAML
 objective is L_bar-smooth with L_bar = L + beta rho G when beta <= 2/L (convex tasks), else
 (1 + beta L)^2 L + beta rho G. See docs/families.md.
 """
@@ -125,7 +125,7 @@ class LogisticTaskDistribution:
 
 
 def logistic_constants(R: float, beta: float) -> dict[str, float]:
-    """L = R^2/4, rho = R^3/(6 sqrt 3), G = R and the two L_bar bounds of THEORY.md."""
+    """L = R^2/4, rho = R^3/(6 sqrt 3), G = R and the two L_bar bounds of docs/theory.md."""
     L, rho, G = R**2 / 4, R**3 / (6 * math.sqrt(3)), R
     generic = (1 + beta * L) ** 2 * L + beta * rho * G
     convex = L + beta * rho * G
@@ -141,7 +141,7 @@ def logistic_constants(R: float, beta: float) -> dict[str, float]:
 
 @register_family(FAMILY)
 def build_l2(seed: int, **settings: Any) -> ProblemInstance:
-    """L2 with THEORY.md's defaults (d=10, M=100, m_tr=5, m_val=15, beta=0.5, R=1)."""
+    """L2 with the defaults of docs/theory.md#family-l2 (d=10, M=100, m_tr=5, m_val=15, beta=0.5, R=1)."""
     s = resolve_settings(FAMILY, SETTINGS, settings)
     w_bar = s["w_norm"] * random_unit_vector(s["d"], generator(seed, FAMILY, "w_bar"))
     distribution = LogisticTaskDistribution(

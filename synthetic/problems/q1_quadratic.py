@@ -106,7 +106,7 @@ class QuadraticClosedForm:
 
 @register_family(FAMILY)
 def build_q1(seed: int, **settings: Any) -> ProblemInstance:
-    """Q1 with THEORY.md's defaults (d=20, M=100, beta=0.3, L=1, kappa from 1 to 1e-2)."""
+    """Q1 with the defaults of docs/theory.md#family-q1 (d=20, M=100, beta=0.3, L=1, kappa from 1 to 1e-2)."""
     s = resolve_settings(FAMILY, SETTINGS, settings)
     closed = make_closed_form(seed, s)
     tasks = make_tasks(closed)
