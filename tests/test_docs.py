@@ -29,8 +29,10 @@ def test_theory_has_a_section_per_verdict_and_family() -> None:
 def test_no_reference_outside_the_repository_and_no_dangling_anchor() -> None:
     outside, dangling = [], []
     for name in tracked_text_files():
+        if name == "tests/test_docs.py":  # it names what it looks for
+            continue
         text = (ROOT / name).read_text(encoding="utf-8")
-        if name != "tests/test_docs.py" and any(w in text for w in ("THEORY.md", "PAPER.md", "shared/notes")):
+        if any(w in text for w in ("THEORY.md", "PAPER.md", "shared/notes")):
             outside.append(name)
         dangling += [f"{name}: {ref}" for ref in dangling_references(text)]
     assert outside == []
