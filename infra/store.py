@@ -1,10 +1,19 @@
-"""The results store: tidy pandas tables written atomically as parquet (and csv for diffs)."""
+"""The results store: tidy pandas tables written atomically as parquet (and csv for diffs).
+
+Every file the project writes goes through ``atomic_writer`` (tables, checkpoints, the cell
+and dataset caches, the report), and every table is parsed by its suffix in ``parse_table``.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import pandas as pd
 
@@ -22,22 +31,34 @@ def current_umask() -> int:
     return mask
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temporary file in the same folder and os.replace: never a half file.
+@contextlib.contextmanager
+def atomic_writer(path: Path) -> Iterator[BinaryIO]:
+    """A binary file whose content replaces ``path`` only when the block ends without error.
 
-    The file gets the permissions a plain ``open`` would give (0666 minus the umask), not
-    mkstemp's private 0600, so reports and tables stay readable by whoever should read them.
+    Written to a temporary file in the same folder, flushed to disk, then ``os.replace``d:
+    never a half file, and a failed write keeps the old one. The file gets the permissions a
+    plain ``open`` would give (0666 minus the umask), not mkstemp's private 0600, so reports,
+    tables and caches stay readable by whoever should read them.
     """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            yield fh
+            fh.flush()
             os.fchmod(fh.fileno(), 0o666 & ~current_umask())
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (``atomic_writer``)."""
+    with atomic_writer(path) as fh:
+        fh.write(data)
 
 
 def write_table(frame: pd.DataFrame, path: Path) -> Path:
@@ -53,14 +74,31 @@ def write_table(frame: pd.DataFrame, path: Path) -> Path:
     return path
 
 
+TABLE_SUFFIXES = (".parquet", ".csv", ".json")
+
+
+def parse_table(data: bytes, suffix: str) -> pd.DataFrame:
+    """Parse a table's bytes by its file suffix (one of ``TABLE_SUFFIXES``).
+
+    JSON is a document ``{meta..., "rows": [...]}`` (the speed benchmark's): one row per entry
+    of ``rows``, the other keys repeated as columns."""
+    if suffix == ".parquet":
+        return pd.read_parquet(io.BytesIO(data))
+    if suffix == ".csv":
+        return pd.read_csv(io.BytesIO(data))
+    if suffix == ".json":
+        doc = json.loads(data)
+        meta = {k: v for k, v in doc.items() if k != "rows"}
+        return pd.DataFrame([{**meta, **row} for row in doc["rows"]])
+    raise StoreError(f"unsupported table format {suffix!r}; expected one of {', '.join(TABLE_SUFFIXES)}")
+
+
 def read_table(path: Path) -> pd.DataFrame:
-    """Read a table written by write_table, with an error naming the file when it cannot."""
+    """Read a table (``parse_table``), with an error naming the file when it cannot."""
     path = Path(path)
     if not path.exists():
         raise StoreError(f"{path}: results file not found; run the suite that writes it first")
     try:
-        if path.suffix == ".parquet":
-            return pd.read_parquet(path)
-        return pd.read_csv(path)
-    except Exception as exc:  # pyarrow and pandas raise many types for a corrupt file
+        return parse_table(path.read_bytes(), path.suffix)
+    except Exception as exc:  # pyarrow, pandas and json raise many types for a corrupt file
         raise StoreError(f"{path}: cannot read results table ({exc})") from exc

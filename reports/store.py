@@ -8,14 +8,13 @@ provenance table names the very bytes behind every number. Absent files are not 
 from __future__ import annotations
 
 import hashlib
-import io
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from infra.paths import repo_root
+from infra.store import parse_table
 
 DEFAULT_RESULTS = Path("results")
 
@@ -59,7 +58,7 @@ class ResultsReader:
         name = self.display(path)
         data = path.read_bytes()
         try:
-            frame = parse_table(path.suffix, data)
+            frame = parse_table(data, path.suffix)
         except Exception as exc:  # pyarrow, pandas and json raise many types for a bad file
             self.problems.append(f"{name}: cannot read ({type(exc).__name__}: {exc})")
             return None
@@ -72,16 +71,3 @@ class ResultsReader:
         frames = [self.read(p) for p in sorted((self.root / "realdata" / "runs").glob("*/metrics.parquet"))]
         frames = [f for f in frames if f is not None and not f.empty]
         return pd.concat(frames, ignore_index=True) if frames else None
-
-
-def parse_table(suffix: str, data: bytes) -> pd.DataFrame:
-    """Parse a table's bytes by its file suffix; JSON is the speed benchmark's {meta, rows}."""
-    if suffix == ".parquet":
-        return pd.read_parquet(io.BytesIO(data))
-    if suffix == ".csv":
-        return pd.read_csv(io.BytesIO(data))
-    if suffix == ".json":
-        doc = json.loads(data)
-        meta = {k: v for k, v in doc.items() if k != "rows"}
-        return pd.DataFrame([{**meta, **row} for row in doc["rows"]])
-    raise ValueError(f"unsupported table format {suffix!r}")

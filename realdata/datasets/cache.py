@@ -3,8 +3,7 @@
 ``ClassImages`` holds one split as uint8 ``(num_classes, examples_per_class, C, H, W)``;
 ``DatasetSplits`` holds train/val/test. The cache stores the splits as an uncompressed ``.npz``
 (no pickles: loaded with ``allow_pickle=False``), named by a sha256 key of the source files'
-identity and the preprocessing settings, and written atomically (temporary file in the cache
-folder, then ``os.replace``).
+identity and the preprocessing settings, and written atomically (``infra.store.atomic_writer``).
 """
 
 from __future__ import annotations
@@ -12,8 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from infra.store import atomic_writer
 from realdata.datasets.errors import DatasetError
 
 log = logging.getLogger(__name__)
@@ -126,23 +124,13 @@ def cache_file(folder: Path, kind: str, key: str) -> Path:
 
 
 def save_splits(path: Path, splits: dict[str, ClassImages]) -> None:
-    """Write the splits to ``path`` atomically (temporary file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write the splits to ``path`` atomically."""
     arrays: dict[str, np.ndarray] = {}
     for name, split in splits.items():
         arrays[f"{name}_images"] = split.images.cpu().numpy()
         arrays[f"{name}_class_ids"] = np.array(split.class_ids, dtype=np.str_)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_writer(path) as f:
+        np.savez(f, **arrays)
 
 
 def load_splits(path: Path) -> dict[str, ClassImages] | None:

@@ -1,7 +1,8 @@
 """Optional download of Lake's Omniglot zips into ``<data root>/omniglot``, with digest checks.
 
 Only for machines that are online; nothing else in the package touches the network. Each file
-is streamed into a temporary file next to its destination, checked, then renamed into place.
+is streamed into a temporary file next to its destination while its digests are computed,
+and renamed into place only if they match (``infra.store.atomic_writer``).
 The check needs a sha256: ``KNOWN_DIGESTS`` has none recorded for Lake's zips (they were never
 verified here), so pass them with ``--sha256 NAME=HEX``; the published md5s (the ones
 torchvision checks) are verified too. A file that fails a check is deleted, never kept.
@@ -14,9 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import sys
-import tempfile
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from typing import BinaryIO
 
 from infra.cli import Parser
 from infra.errors import EXIT_USAGE, UsageError
+from infra.store import atomic_writer
 from realdata.datasets.errors import DatasetError
 from realdata.datasets.locate import (
     DATA_ENV,
@@ -64,19 +64,31 @@ def _expected_sha256(name: str, sha256: str | None) -> str:
     return expected
 
 
+def _copy_hashing(source: BinaryIO, sink: BinaryIO | None = None) -> tuple[str, str]:
+    """Read ``source`` to the end (copying it into ``sink`` if given); its (sha256, md5) hex."""
+    h_sha, h_md5 = hashlib.sha256(), hashlib.md5()
+    for chunk in iter(lambda: source.read(1 << 20), b""):
+        h_sha.update(chunk)
+        h_md5.update(chunk)
+        if sink is not None:
+            sink.write(chunk)
+    return h_sha.hexdigest(), h_md5.hexdigest()
+
+
+def _check_digests(where: object, name: str, expected: str, digests: tuple[str, str]) -> None:
+    sha, md5 = digests
+    if sha != expected:
+        raise DatasetError(f"{where}: sha256 {sha}; expected {expected} for {name}")
+    known = KNOWN_DIGESTS.get(name, KnownDigest(None, None))
+    if known.md5 is not None and md5 != known.md5:
+        raise DatasetError(f"{where}: md5 {md5}; expected the published {known.md5}")
+
+
 def verify_file(path: Path, name: str, sha256: str | None = None) -> None:
     """Raise DatasetError unless ``path`` matches the sha256 (given or known) and any known md5."""
-    known = KNOWN_DIGESTS.get(name, KnownDigest(None, None))
     expected = _expected_sha256(name, sha256)
-    h_sha, h_md5 = hashlib.sha256(), hashlib.md5()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h_sha.update(chunk)
-            h_md5.update(chunk)
-    if h_sha.hexdigest() != expected:
-        raise DatasetError(f"{path}: sha256 {h_sha.hexdigest()}; expected {expected} for {name}")
-    if known.md5 is not None and h_md5.hexdigest() != known.md5:
-        raise DatasetError(f"{path}: md5 {h_md5.hexdigest()}; expected the published {known.md5}")
+        _check_digests(path, name, expected, _copy_hashing(f))
 
 
 def download_file(
@@ -84,18 +96,12 @@ def download_file(
 ) -> Path:
     """Fetch ``url`` to ``dest`` atomically once verified (else DatasetError, nothing kept)."""
     dest = Path(dest)
-    _expected_sha256(dest.name, sha256)  # fail before fetching anything
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    expected = _expected_sha256(dest.name, sha256)  # fail before fetching anything
     try:
-        with os.fdopen(fd, "wb") as out, opener(url) as response:
-            shutil.copyfileobj(response, out)
-        verify_file(Path(tmp), dest.name, sha256)
-        os.replace(tmp, dest)
+        with atomic_writer(dest) as out, opener(url) as response:
+            _check_digests(url, dest.name, expected, _copy_hashing(response, out))
     except OSError as exc:
         raise DatasetError(f"{url}: download failed ({exc}); expected a reachable URL") from exc
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     return dest
 
 
