@@ -58,8 +58,11 @@ def _load(value: str) -> Callable[[argparse._SubParsersAction], None]:
     return getattr(importlib.import_module(module), function)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full parser, every registered subcommand included."""
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser with every registered subcommand, or with the one named ``only``.
+
+    Registering a command imports its module, and most import torch (seconds); a command that
+    needs none (``report``) starts without it when it is the only one loaded."""
     parser = Parser(
         prog=PROG,
         description="Does Sharp-MAML keep its promises? Theory checks and few-shot benchmarks.",
@@ -67,8 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
         "2 interrupted, 3 internal error (traceback in a log file), 4 usage error",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for _name, value in registered_commands():
-        _load(value)(subparsers)
+    for name, value in registered_commands():
+        if only is None or name == only:
+            _load(value)(subparsers)
     return parser
 
 
@@ -115,7 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = next((w for w in words if not w.startswith("-")), "")
     try:
         with sigterm_as_interrupt():
-            args = build_parser().parse_args(argv)
+            known = {name for name, _ in registered_commands()}
+            args = build_parser(command if command in known else None).parse_args(argv)
             command = args.command
             return int(args.handler(args))
     except SystemExit as exc:  # --help and --version

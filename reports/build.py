@@ -17,11 +17,12 @@ from typing import Any
 import jinja2
 import numpy as np
 import pandas as pd
-from scipy import stats as scipy_stats
+from scipy.special import stdtrit
 
 from infra.paths import DEFAULT_BASELINES
 from infra.verdicts import FAIL, PASS
 from reports import figures
+from reports.methods import is_method, method_label, method_rank
 from reports.store import DEFAULT_RESULTS, ResultsReader
 from reports.tables import (
     Cell,
@@ -31,8 +32,6 @@ from reports.tables import (
     frame_table,
     is_missing,
     make_table,
-    method_label,
-    method_rank,
     verdict_class,
     verdict_counts,
     verdict_rank,
@@ -432,7 +431,7 @@ def aggregate_evaluations(evaluations: pd.DataFrame) -> pd.DataFrame:
         if n == 1:
             ci, basis = float(first["ci95"]), f"{fmt(first['n_episodes'])} test episodes"
         else:
-            ci = float(scipy_stats.t.ppf(0.975, n - 1) * part["accuracy"].std(ddof=1) / np.sqrt(n))
+            ci = float(stdtrit(n - 1, 0.975) * part["accuracy"].std(ddof=1) / np.sqrt(n))
             basis = f"spread over {n} seeds (t)"
         rows.append(
             {
@@ -554,7 +553,7 @@ def accuracy_entries(measured: pd.DataFrame, stored: pd.DataFrame | None) -> pd.
             }
         )
     for r in stored.to_dict("records") if stored is not None else []:
-        if r["method"] not in figures.METHOD_STYLES:  # other papers' methods: in the stored table only
+        if not is_method(r["method"]):  # other papers' methods: in the stored table only
             continue
         source = "paper" if _is_paper(r) else "stored baseline"
         detail = (

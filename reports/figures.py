@@ -20,39 +20,36 @@ import matplotlib.colors
 import matplotlib.ticker
 import numpy as np
 import pandas as pd
-import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure as MplFigure
 from matplotlib.lines import Line2D
 
-from reports.tables import Table, fmt, make_table, method_label, method_rank
+from reports.methods import METHOD_LOOKS, line_style, method_label, method_rank
+from reports.tables import Table, fmt, make_table
 from synthetic.theory import loglog_slope, r1_bound
 
 QUANTILES = (0.1, 0.9)
 BAND = f"{int(QUANTILES[0] * 100)}–{int(QUANTILES[1] * 100)}% quantile band"
-PALETTE = [matplotlib.colors.to_hex(c) for c in sns.color_palette("colorblind", 10)]
-# Method -> (palette index, marker, line style): status and identity never by colour alone.
-METHOD_STYLES = {
-    "maml": (0, "o", "-"),
-    "fomaml": (7, "s", ":"),
-    "sharp_low": (2, "^", "--"),
-    "sharp_up": (1, "v", "-."),
-    "sharp_both": (3, "D", (0, (5, 1, 1, 1))),
-}
-SERIES_STYLES = [
-    (0, "o", "-"),
-    (1, "v", "--"),
-    (2, "^", "-."),
-    (3, "D", ":"),
-    (4, "P", "-"),
-    (5, "X", "--"),
-    (6, "*", "-."),
-    (8, "h", ":"),
-    (9, "<", "-"),
-    (7, ">", "--"),
-]
+# A white grid (what seaborn's "whitegrid" sets), written out so that no seaborn (and no pyplot) is imported.
 RC = {
-    **sns.axes_style("whitegrid"),
+    "figure.facecolor": "white",
+    "axes.facecolor": "white",
+    "axes.edgecolor": "0.8",
+    "axes.grid": True,
+    "axes.axisbelow": True,
+    "grid.color": "0.8",
+    "grid.linestyle": "-",
+    "axes.labelcolor": "0.15",
+    "text.color": "0.15",
+    "xtick.color": "0.15",
+    "ytick.color": "0.15",
+    "xtick.direction": "out",
+    "ytick.direction": "out",
+    "xtick.bottom": False,
+    "ytick.left": False,
+    "lines.solid_capstyle": "round",
+    "font.family": ["sans-serif"],
+    "font.sans-serif": ["DejaVu Sans", "Liberation Sans", "sans-serif"],
     "svg.hashsalt": "sharp-maml-bench",
     "svg.fonttype": "none",
     "font.size": 9,
@@ -61,6 +58,10 @@ RC = {
     "lines.linewidth": 1.6,
     "lines.markersize": 5,
 }
+# Reference lines (bounds, predicted slopes) are black and thin, never in a method's colour or style:
+# a bound dashed, a predicted slope dash-dotted.
+BOUND_LINE = {"color": "black", "linestyle": "--", "linewidth": 1.2}
+SLOPE_LINE = {"color": "black", "linestyle": (0, (7, 2, 1.5, 2)), "linewidth": 1.1}
 SVG_METADATA = {"Date": None, "Creator": None, "Format": None, "Type": None}
 PANEL_WIDTH, PANEL_HEIGHT = 5.0, 3.3
 
@@ -79,12 +80,6 @@ class Figure:
     @property
     def data_uri(self) -> str:
         return "data:image/svg+xml;base64," + self.svg_base64
-
-
-def style(key: Any, index: int = 0) -> dict[str, Any]:
-    """Colour, marker and line style of a method, or of the index-th other series."""
-    colour, marker, line = METHOD_STYLES.get(str(key), SERIES_STYLES[index % len(SERIES_STYLES)])
-    return {"color": PALETTE[colour], "marker": marker, "linestyle": line}
 
 
 def styled(build: Callable[..., Figure | None]) -> Callable[..., Figure | None]:
@@ -235,7 +230,7 @@ def method_panels(
             )
             for k, (method, sch) in enumerate(keys):
                 stats = series[(batch, method, sch)]
-                draw_band(ax, stats["x"], stats, series_name(method, sch), style(method, k), markevery)
+                draw_band(ax, stats["x"], stats, series_name(method, sch), line_style(method, k), markevery)
                 if extra is not None:
                     extra(ax, (batch, method, sch), stats)
             title = f"B = {fmt(batch)}" + (
@@ -287,18 +282,14 @@ def rate_figure(runs: pd.DataFrame, constants: dict[str, float]) -> Figure | Non
             ax.plot(
                 stats["x"],
                 [r1[key][T] for T in stats["x"]],
-                color="black",
-                linestyle="--",
-                linewidth=1.2,
                 label="R1 bound (MAML)",
+                **BOUND_LINE,
             )
             ax.plot(
                 stats["x"],
                 stats["mean"][0] * (stats["x"] / stats["x"][0]) ** -0.5,
-                color="0.45",
-                linestyle=":",
-                linewidth=1.4,
-                label="predicted slope −1/2",
+                label="predicted slope −1/2 (through MAML's first mean)",
+                **SLOPE_LINE,
             )
 
     fig, axes, series = method_panels(rate, "T", "grad_norm2_avg", references)
@@ -413,7 +404,7 @@ def floor_figure(curves: pd.DataFrame, runs: pd.DataFrame, fo_floor: float | Non
     ax = axes[0, 0]
     for k, run in enumerate(floor_runs.sort_values(["eta", "alpha"]).itertuples(index=False)):
         part = curves[(curves["run_id"] == run.run_id) & (curves["lane"] == run.lane) & (curves["step"] > 0)]
-        st = style(None, k)
+        st = line_style(None, k)
         label = f"eta = {fmt(run.eta)}, alpha = {fmt(run.alpha)}"
         ax.plot(part["step"], part["grad_norm2"], label=label, markevery=4, **st)
         predicted2 = run.predicted_grad_norm**2
@@ -432,10 +423,10 @@ def floor_figure(curves: pd.DataFrame, runs: pd.DataFrame, fo_floor: float | Non
     fo_text = ""
     if not fo_curve.empty:
         part = fo_curve[fo_curve["step"] > 0].sort_values("step")
-        ax.plot(part["step"], part["grad_norm2"], label="FO-MAML", markevery=4, **style("fomaml"))
+        ax.plot(part["step"], part["grad_norm2"], label="FO-MAML", markevery=4, **line_style("fomaml"))
         measured = float(part["grad_norm2"].dropna().iloc[-1])
         if fo_floor is not None:
-            ax.axhline(fo_floor, color="black", linestyle="--", linewidth=1.0, label="predicted floor")
+            ax.axhline(fo_floor, label="predicted floor", **BOUND_LINE)
             rows.append(
                 [
                     "FO-MAML floor",
@@ -484,21 +475,32 @@ def bias_figure(runs: pd.DataFrame) -> Figure | None:
         (("shift", "shift ||theta_low − theta*||", 1.0), ("gap2", "MAML gap ||grad F(theta_low)||²", 2.0))
     ):
         y = bias[column].to_numpy(float)
-        ax.plot(alpha, y, label=label, **style(None, k))
+        st = line_style(None, k)
+        ax.plot(alpha, y, label=label, **st)
         ax.plot(
             alpha,
             y[0] * (alpha / alpha[0]) ** predicted,
-            color="0.45",
-            linestyle=":",
-            linewidth=1.2,
-            label=f"predicted slope {fmt(predicted)}",
+            label=f"predicted slope {fmt(predicted)} (through the first point)",
+            **{**SLOPE_LINE, "color": st["color"]},
         )
-    ax.set(xscale="log", yscale="log", xlabel="alpha_low", title="Fixed point of Sharp-MAML_low")
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="alpha_low",
+        ylabel="shift, gap² (log scale)",
+        title="Fixed point of Sharp-MAML_low",
+    )
     ax = axes[0, 1]
     at_star, bound = bias["low_grad_norm_at_star"].to_numpy(float), bias["r3_bound"].to_numpy(float)
-    ax.plot(alpha, at_star, label="||grad F_low(theta*)||", **style(None, 2))
-    ax.plot(alpha, bound, color="black", linestyle="--", label="R3 bound")
-    ax.set(xscale="log", yscale="log", xlabel="alpha_low", title="Bias at theta* (R3)")
+    ax.plot(alpha, at_star, label="||grad F_low(theta*)||", **line_style(None, 2))
+    ax.plot(alpha, bound, label="R3 bound", **BOUND_LINE)
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="alpha_low",
+        ylabel="||grad F_low(theta*)|| (log scale)",
+        title="Bias at theta* (R3)",
+    )
     shift_slope, gap_slope = slope(alpha, bias["shift"]), slope(alpha, bias["gap2"])
     ratio = at_star / bound
     alt = (
@@ -558,7 +560,7 @@ def curve_group_figure(curves: pd.DataFrame, runs: pd.DataFrame, group: str) -> 
         table = run.pivot_table(index="lane", columns="step", values="grad_norm2")
         steps = table.columns.to_numpy(float)
         stats = quantile_band(table.to_numpy())
-        draw_band(ax, steps, stats, str(name), style(None, k), markevery=4)
+        draw_band(ax, steps, stats, str(name), line_style(None, k), markevery=4)
         last = int(np.max(np.nonzero(np.isfinite(stats["median"]))[0], initial=0))
         rows.append(
             [
@@ -650,7 +652,7 @@ def generalization_figure(runs: pd.DataFrame) -> Figure | None:
                 "hi": gap.quantile(QUANTILES[1]).to_numpy(),
             }
             ms = gap.median().index.to_numpy(float)
-            draw_band(ax, ms, stats, name, style(None, k))  # one style per (method, alpha_up)
+            draw_band(ax, ms, stats, name, line_style(None, k))  # one style per (method, alpha_up)
             medians = [by_m[f"_bound_{b}"].median().to_numpy() for b in bounds]
             for idx, (M, n) in enumerate(zip(ms, gap.count())):
                 rows.append(
@@ -751,7 +753,7 @@ def accuracy_figure(entries: pd.DataFrame) -> Figure | None:
         for rec in part.to_dict("records"):
             y = labels.index(rec["label"])
             marker, filled = ENTRY_MARKERS[rec["source"]]
-            colour = style(rec["method"])["color"]
+            colour = line_style(rec["method"])["color"]
             ci = rec["ci95"] if np.isfinite(rec["ci95"]) else 0.0
             ax.errorbar(
                 rec["accuracy"],
@@ -802,7 +804,7 @@ def cost_figure(speed: pd.DataFrame, implementations: dict[str, str]) -> Figure 
     if speed.empty or not implementations:
         return None
     cases = list(dict.fromkeys(speed["name"]))
-    methods = [m for m in METHOD_STYLES if m in set(speed["method"])]
+    methods = [m for m in METHOD_LOOKS if m in set(speed["method"])]
     fig, axes = new_figure(1, len(cases))
     hatches = ["", "//", "..", "xx", "\\\\"]
     rows, findings = [], []
@@ -819,7 +821,7 @@ def cost_figure(speed: pd.DataFrame, implementations: dict[str, str]) -> Figure 
                 ms,
                 width,
                 label=method_label(method),
-                color=style(method)["color"],
+                color=line_style(method)["color"],
                 hatch=hatches[k % len(hatches)],
                 edgecolor="0.2",
             )

@@ -16,31 +16,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.config import METHODS
 from infra.verdicts import FAIL, INFO, NOT_APPLICABLE, PASS
 
 MISSING = "—"
-METHOD_LABELS = {
-    "maml": "MAML",
-    "fomaml": "FO-MAML",
-    "sharp_low": "Sharp-MAML_low",
-    "sharp_up": "Sharp-MAML_up",
-    "sharp_both": "Sharp-MAML_both",
-}
 # Order of verdict words wherever verdicts are counted or sorted: failures first.
 VERDICT_ORDER = (FAIL, PASS, NOT_APPLICABLE, INFO)
-
-
-def method_label(method: Any) -> str:
-    """The paper's name of a method ("sharp_up" -> "Sharp-MAML_up"); unknown names unchanged."""
-    return METHOD_LABELS.get(str(method), str(method))
-
-
-def method_rank(method: Any) -> int:
-    """A method's place in every table and legend: the order of harness.config.METHODS,
-    unknown names last."""
-    order = list(METHODS)
-    return order.index(method) if method in order else len(order)
 
 
 def verdict_rank(verdict: Any) -> int:

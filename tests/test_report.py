@@ -9,6 +9,8 @@ from __future__ import annotations
 import base64
 import os
 import re
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
@@ -18,11 +20,13 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from harness.config import METHODS
 from infra.cli import main
 from infra.errors import EXIT_USAGE
 from infra.verdicts import FAIL, VERDICTS
 from reports import figures
 from reports.build import build_report, group_of
+from reports.methods import METHOD_LOOKS, PALETTE, contrast, method_label, readable
 from synthetic.checks.common import curve_frame
 from tests import report_fixtures as fx
 
@@ -229,6 +233,28 @@ def test_groups_are_id_prefixes() -> None:
     assert [
         group_of(i) for i in ("rate.bound/maml/B8", "flat/E2/basin", "bias.shift_slope", "smooth/Q1/L")
     ] == ["rate", "flat", "bias", "smooth"]
+
+
+def test_every_method_has_one_label_and_look_with_readable_colours() -> None:
+    assert list(METHOD_LOOKS) == list(METHODS)
+    assert len({look.label for look in METHOD_LOOKS.values()}) == len(METHODS)
+    assert len({(look.marker, str(look.line)) for look in METHOD_LOOKS.values()}) == len(METHODS)
+    assert method_label("sharp_up") == "Sharp-MAML_up" and method_label("reptile") == "reptile"
+    assert min(contrast(c) for c in PALETTE) >= 3.0
+    assert contrast("#000000") == pytest.approx(21.0) and contrast("#ffffff") == pytest.approx(1.0)
+    assert readable("#0173b2") == "#0173b2"  # already readable: unchanged
+    darker = readable("#ece133")  # yellow: 1.4:1 on white
+    assert 3.0 <= contrast(darker) < 3.1
+
+
+def test_the_report_command_does_not_import_torch(tmp_path) -> None:
+    code = (
+        "import sys; from infra.cli import main; "
+        f"rc = main(['report', '--results', {str(tmp_path)!r}, '--out', {str(tmp_path / 'r.html')!r}]); "
+        "print(rc, 'torch' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.stdout.split()[-2:] == ["0", "False"], done.stderr[-2000:]
 
 
 # ----- figures ---------------------------------------------------------------------------------

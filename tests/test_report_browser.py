@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from infra.cli import main
-from reports.figures import PALETTE
+from reports.methods import METHOD_LOOKS
 from tests import report_fixtures as fx
 
 CHROMIUM = shutil.which("chromium")
@@ -79,7 +79,7 @@ def test_report_renders_with_no_console_messages(tmp_path) -> None:
     assert 0.02 < ink.mean() < 0.6  # text and lines, not a blank or a solid page
     assert ink[:300].any()  # the title at the top
     assert has_colour(pixels, PASS_CELL)  # the stylesheet
-    assert has_colour(pixels, rgb(PALETTE[0]))  # MAML's blue: the embedded SVG figures
+    assert has_colour(pixels, rgb(METHOD_LOOKS["maml"].colour))  # MAML's blue: the embedded SVG figures
 
 
 def test_console_check_catches_errors_and_blocked_loads(tmp_path) -> None:
