@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import ast
+import importlib
 import re
 import sys
 import tomllib
 from pathlib import Path
+
+from infra.cli import COMMAND_GROUP, PROG, main, registered_commands
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("harness", "infra", "synthetic", "realdata", "reports")
@@ -39,3 +43,25 @@ def test_every_third_party_import_of_the_packages_is_a_declared_dependency() -> 
     assert third_party, "the scan found no third-party import: it is not reading the packages"
     undeclared = sorted(name for name in third_party if DISTRIBUTION.get(name, name).lower() not in declared)
     assert undeclared == [], f"imported but not in [project] dependencies: {undeclared}"
+
+
+def _commands_added_by(value: str) -> list[str]:
+    module, _, function = value.partition(":")
+    subparsers = argparse.ArgumentParser().add_subparsers()
+    getattr(importlib.import_module(module), function)(subparsers)
+    return list(subparsers.choices)
+
+
+def test_every_entry_of_the_command_table_registers_commands_that_answer_help(capsys) -> None:
+    table = _pyproject()["project"]["entry-points"][COMMAND_GROUP]
+    assert registered_commands() == sorted(table.items())
+    added = {name: _commands_added_by(value) for name, value in table.items()}
+    assert all(added.values()), f"entries that register no command: {[n for n, c in added.items() if not c]}"
+    commands = [command for names in added.values() for command in names]
+    assert len(commands) == len(set(commands)), f"a command registered twice: {commands}"
+    for command in commands:
+        assert main([command, "--help"]) == 0
+        assert capsys.readouterr().out.startswith(f"usage: {PROG} {command}")
+    assert main(["--help"]) == 0
+    listed = capsys.readouterr().out
+    assert all(command in listed for command in commands)
