@@ -23,7 +23,71 @@ EXECUTORS = ("auto", "loop", "vmap")
 
 
 class ConfigError(ValueError):
-    """A configuration value is invalid; the message names the field and the expected value."""
+    """A configuration value is invalid; the message names the field and the expected value.
+
+    The message starts with ``field:``; it names fields as the library does (``alpha_up``,
+    never a command-line flag). Another field named in the advice is written in backquotes
+    (`resume`). The command line adds each field's flag (``infra.cli``)."""
+
+
+@dataclass(frozen=True)
+class NumberRule:
+    """What a numeric setting accepts: an integer, or a finite number, within bounds.
+
+    The one number validation of the project: ``accepts`` for a yes/no, ``expected`` for the
+    words of an error, ``require`` to raise ConfigError. A bool is never a number here.
+    """
+
+    integer: bool = False
+    minimum: float | None = None
+    maximum: float | None = None
+    positive: bool = False
+    noun: str = "number"
+
+    def accepts(self, value: Any) -> bool:
+        """Whether ``value`` is a number of the right kind within the bounds."""
+        kinds = (int,) if self.integer else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value):
+            return False
+        return (
+            (not self.positive or value > 0)
+            and (self.minimum is None or value >= self.minimum)
+            and (self.maximum is None or value <= self.maximum)
+        )
+
+    @property
+    def expected(self) -> str:
+        """``an integer >= 1``, ``a finite radius >= 0``...: what an error says was expected."""
+        limits = [
+            text
+            for text, active in (
+                ("> 0", self.positive),
+                (f">= {self.minimum}", self.minimum is not None),
+                (f"<= {self.maximum}", self.maximum is not None),
+            )
+            if active
+        ]
+        kind = "an integer" if self.integer else f"a finite {self.noun}"
+        return " ".join([kind, " and ".join(limits)]) if limits else kind
+
+    def require(self, value: Any, name: str, reason: str = "") -> Any:
+        """``value`` itself when accepted; else ConfigError naming ``name``, the expectation and
+        the ``reason`` for it (appended to the expectation, e.g. " for a meaningful 95% CI")."""
+        if not self.accepts(value):
+            raise ConfigError(f"{name}: expected {self.expected}{reason}, got {value!r}")
+        return value
+
+
+def require_int(value: Any, name: str, minimum: int, maximum: int | None = None) -> int:
+    """``value`` if it is an integer in [minimum, maximum], else ConfigError naming ``name``."""
+    return NumberRule(integer=True, minimum=minimum, maximum=maximum).require(value, name)
+
+
+def require_number(
+    value: Any, name: str, *, minimum: float | None = None, positive: bool = False, noun: str = "number"
+) -> float:
+    """``value`` as a float if it is finite, > 0 when ``positive``, >= ``minimum`` when given."""
+    return float(NumberRule(minimum=minimum, positive=positive, noun=noun).require(value, name))
 
 
 @dataclass(frozen=True)
@@ -70,11 +134,11 @@ class MetaConfig:
     def _validate(self) -> None:
         if self.method not in METHODS:
             raise ConfigError(f"method: unknown method {self.method!r}; expected one of {sorted(METHODS)}")
-        _require_int(self.inner_steps, "inner_steps", minimum=1)
-        _require_positive(self.inner_lr, "inner_lr")
-        _require_nonnegative(self.alpha_low, "alpha_low")
-        _require_nonnegative(self.alpha_up, "alpha_up")
-        _require_positive(self.eps, "eps")
+        require_int(self.inner_steps, "inner_steps", minimum=1)
+        require_number(self.inner_lr, "inner_lr", positive=True)
+        require_number(self.alpha_low, "alpha_low", minimum=0, noun="radius")
+        require_number(self.alpha_up, "alpha_up", minimum=0, noun="radius")
+        require_number(self.eps, "eps", positive=True)
         uses_low, uses_up = self.uses_lower_perturbation, self.uses_upper_perturbation
         if not uses_low and self.alpha_low != 0:
             raise ConfigError(
@@ -91,7 +155,7 @@ class MetaConfig:
                 f"executor: unknown executor {self.executor!r}; expected one of {list(EXECUTORS)}"
             )
         if self.chunk_size is not None:
-            _require_int(self.chunk_size, "chunk_size", minimum=1)
+            require_int(self.chunk_size, "chunk_size", minimum=1)
         for name in ("first_order", "diff_through_perturbation", "allow_tf32"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name}: expected True or False, got {getattr(self, name)!r}")
@@ -113,24 +177,3 @@ class MetaConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for provenance columns and config hashes."""
         return dataclasses.asdict(self)
-
-
-def _require_int(value: Any, name: str, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{name}: expected an integer >= {minimum}, got {value!r}")
-
-
-def _require_number(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"{name}: expected a finite number, got {value!r}")
-    return float(value)
-
-
-def _require_positive(value: Any, name: str) -> None:
-    if _require_number(value, name) <= 0:
-        raise ConfigError(f"{name}: expected a number > 0, got {value!r}")
-
-
-def _require_nonnegative(value: Any, name: str) -> None:
-    if _require_number(value, name) < 0:
-        raise ConfigError(f"{name}: expected a radius >= 0, got {value!r}")

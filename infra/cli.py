@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import signal
 import sys
 import tomllib
@@ -53,6 +54,39 @@ def registered_commands() -> list[tuple[str, str]]:
     return sorted((e.name, e.value) for e in metadata.entry_points(group=COMMAND_GROUP))
 
 
+def _flags_by_field(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """{dest: its long flag} over ``parser`` and its subcommands (the first one wins)."""
+    flags: dict[str, str] = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                flags = {**_flags_by_field(sub), **flags}
+        elif action.option_strings:
+            flags.setdefault(action.dest, max(action.option_strings, key=len))
+    return flags
+
+
+def with_flags(message: str, parser: argparse.ArgumentParser) -> str:
+    """A library error in command-line words: the leading ``field:`` gets its flag,
+    ``field (--flag):``, and each backquoted `field` becomes ``--flag``.
+
+    Library errors name fields, never flags (``harness.config.ConfigError``); a field is
+    mapped when it is the ``dest`` of one of the command's options."""
+    flags = _flags_by_field(parser)
+    field, colon, rest = message.partition(": ")
+    if colon and field in flags:
+        message = f"{field} ({flags[field]}): {rest}"
+    return re.sub(r"`(\w+)`", lambda m: flags.get(m[1], m[0]), message)
+
+
+def _command_parser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser | None:
+    """The subcommand's own parser (its flags are the ones an error can name)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices.get(command)
+    return None
+
+
 def _load(value: str) -> Callable[[argparse._SubParsersAction], None]:
     module, _, function = value.partition(":")
     return getattr(importlib.import_module(module), function)
@@ -94,11 +128,17 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _report(command: str, exc: BaseException, args: argparse.Namespace | None) -> int:
+def _report(
+    command: str,
+    exc: BaseException,
+    args: argparse.Namespace | None,
+    parser: argparse.ArgumentParser | None,
+) -> int:
     code = exit_code_for(exc)
     prefix = f"{PROG} {command}".rstrip()
     if code == EXIT_USAGE:
-        print(f"{prefix}: error: {exc}", file=sys.stderr)
+        message = with_flags(str(exc), parser) if parser is not None else str(exc)
+        print(f"{prefix}: error: {message}", file=sys.stderr)
     elif code == EXIT_INTERRUPTED:
         name = exc.signal_name if isinstance(exc, Interrupted) else "SIGINT"
         hint = getattr(args, "resume_hint", None) if args is not None else None
@@ -115,15 +155,18 @@ def _report(command: str, exc: BaseException, args: argparse.Namespace | None) -
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script and of ``python -m infra``."""
     args: argparse.Namespace | None = None
+    parser: argparse.ArgumentParser | None = None
     words = list(sys.argv[1:] if argv is None else argv)
     command = next((w for w in words if not w.startswith("-")), "")
     try:
         with sigterm_as_interrupt():
             known = {name for name, _ in registered_commands()}
-            args = build_parser(command if command in known else None).parse_args(argv)
+            parser = build_parser(command if command in known else None)
+            args = parser.parse_args(argv)
             command = args.command
             return int(args.handler(args))
     except SystemExit as exc:  # --help and --version
         return int(exc.code or 0)
     except BaseException as exc:  # noqa: BLE001 - the contract maps every exception to a code
-        return _report(command, exc, args)
+        command_parser = _command_parser(parser, command) if parser is not None and args is not None else None
+        return _report(command, exc, args, command_parser)

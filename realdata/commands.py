@@ -1,7 +1,8 @@
 """``sharpmaml train`` and ``sharpmaml evaluate``: the real-data track's commands.
 
-Bad flags and missing data exit with code 2 and a message naming the flag (or the folder)
-and what was expected, before any compute; a diverged training run exits with 1.
+Bad flags and missing data exit with code 4 and a message naming the flag (or the folder)
+and what was expected, before any compute; a diverged training run exits with 1. Each flag's
+``dest`` is the library's name of the field, so ``infra.cli`` can name the flag in its errors.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     tr.add_argument(
         "--out",
+        dest="run_dir",
         type=Path,
         metavar="DIR",
         help=f"run folder (default {RUNS_ROOT}/<preset>-<method>-lo<a>-up<a>-s<seed>)",
@@ -83,6 +85,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("checkpoint", type=Path, metavar="CHECKPOINT", help="best.pt or last.pt of a run folder")
     ev.add_argument(
         "--episodes",
+        dest="n_episodes",
         type=int,
         default=DEFAULT_TEST_EPISODES,
         metavar="N",
@@ -103,6 +106,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     ev.add_argument(
         "--out",
+        dest="results",
         type=Path,
         default=RESULTS_TABLE,
         metavar="TABLE",
@@ -163,7 +167,7 @@ def run_train(args: argparse.Namespace) -> int:
     )
     result = train(
         config,
-        args.out,
+        args.run_dir,
         device=args.device,
         resume=args.resume,
         stop_at=args.stop_at,
@@ -201,15 +205,15 @@ def run_evaluate(args: argparse.Namespace) -> int:
     extra = {} if args.test_seed is None else {"test_seed": args.test_seed}
     evaluation = evaluate_checkpoint(
         args.checkpoint,
-        n_episodes=args.episodes,
+        n_episodes=args.n_episodes,
         eval_inner_loop=args.eval_inner_loop,
         device=args.device,
         batch_size=args.batch_size,
-        results=args.out,
+        results=args.results,
         progress=True,
         data_options=DataOptions(data_root=args.data_root, allow_pickle=args.allow_pickle),
         **extra,
     )
     print(format_row(evaluation.row))
-    print(f"row appended to {args.out}")
+    print(f"row appended to {args.results}")
     return 0

@@ -35,7 +35,7 @@ def _load_omniglot(options: DataOptions) -> DatasetSplits:
 def _load_miniimagenet(options: DataOptions) -> DatasetSplits:
     if options.download:
         raise DatasetError(
-            "--download: only Omniglot can be downloaded; Mini-ImageNet must be put in place by "
+            "download: only Omniglot can be downloaded; Mini-ImageNet must be put in place by "
             "hand (see docs/datasets.md)"
         )
     folder = require_miniimagenet_root(options.data_root)

@@ -1,4 +1,4 @@
-"""The torch device a command runs on, from the user's --device or what the machine has."""
+"""The torch device a command runs on, from the user's choice or what the machine has."""
 
 from __future__ import annotations
 
@@ -14,13 +14,13 @@ def resolve_device(name: str | None) -> torch.device:
     try:
         device = torch.device(name)
     except (RuntimeError, ValueError) as exc:
-        raise ConfigError(f"device (--device): expected cpu, cuda or cuda:N, got {name!r}") from exc
+        raise ConfigError(f"device: expected cpu, cuda or cuda:N, got {name!r}") from exc
     if device.type not in ("cpu", "cuda"):
-        raise ConfigError(f"device (--device): expected cpu, cuda or cuda:N, got {name!r}")
+        raise ConfigError(f"device: expected cpu, cuda or cuda:N, got {name!r}")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device (--device): {name!r} requested but CUDA is not available; expected cpu")
+        raise ConfigError(f"device: {name!r} requested but CUDA is not available; expected cpu")
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
         raise ConfigError(
-            f"device (--device): {name!r} requested; expected cuda:0 to cuda:{torch.cuda.device_count() - 1}"
+            f"device: {name!r} requested; expected cuda:0 to cuda:{torch.cuda.device_count() - 1}"
         )
     return device

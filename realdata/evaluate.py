@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from harness.config import ConfigError
+from harness.config import ConfigError, NumberRule, require_int
 from infra.provenance import provenance
 from infra.seeding import DEFAULT_SEED
 from infra.store import read_table, write_table
@@ -48,19 +48,13 @@ class Evaluation:
 
 
 def _check_arguments(n_episodes: Any, test_seed: Any, batch_size: Any, results: Path | None) -> None:
-    if isinstance(n_episodes, bool) or not isinstance(n_episodes, int) or (n_episodes < MIN_TEST_EPISODES):
-        raise ConfigError(
-            f"n_episodes (--episodes): expected an integer >= {MIN_TEST_EPISODES} (default "
-            f"{DEFAULT_TEST_EPISODES}) for a meaningful 95% CI, got {n_episodes!r}"
-        )
-    for name, flag, value, minimum in (
-        ("test_seed", "test-seed", test_seed, 0),
-        ("batch_size", "batch-size", batch_size, 1),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise ConfigError(f"{name} (--{flag}): expected an integer >= {minimum}, got {value!r}")
+    NumberRule(integer=True, minimum=MIN_TEST_EPISODES).require(
+        n_episodes, "n_episodes", reason=f" (default {DEFAULT_TEST_EPISODES}) for a meaningful 95% CI"
+    )
+    require_int(test_seed, "test_seed", minimum=0)
+    require_int(batch_size, "batch_size", minimum=1)
     if results is not None and Path(results).suffix not in (".parquet", ".csv"):
-        raise ConfigError(f"results (--out): expected a .parquet or .csv path, got {results}")
+        raise ConfigError(f"results: expected a .parquet or .csv path, got {results}")
 
 
 def evaluate_checkpoint(

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from harness.config import ConfigError, require_int
 from harness.tree import Params
 
 BN_EPS = 1e-5
@@ -38,15 +39,13 @@ class Conv4Spec:
 
     def __post_init__(self) -> None:
         if self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation: expected one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
+            raise ConfigError(f"activation: expected one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
         if self.pooling not in POOLINGS:
-            raise ValueError(f"pooling: expected one of {sorted(POOLINGS)}, got {self.pooling!r}")
+            raise ConfigError(f"pooling: expected one of {sorted(POOLINGS)}, got {self.pooling!r}")
         for name in ("in_channels", "image_size", "filters", "blocks", "num_classes"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+            require_int(getattr(self, name), name, minimum=1)
         if self.feature_side < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"image_size: {self.image_size} is too small for {self.blocks} pooling blocks; "
                 f"expected at least {2**self.blocks}"
             )

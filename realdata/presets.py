@@ -9,17 +9,16 @@ Every value of a preset names its source (``Preset.sources``):
 
 A run is a preset, a method and its radii, a seed and the test-time inner loop
 (``TrainConfig``). ``train_config`` validates the user's choices before any compute, with
-errors that name the command-line flag and the value expected.
+errors that name the field and the value expected.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.config import METHODS, ConfigError, MetaConfig
+from harness.config import METHODS, ConfigError, MetaConfig, require_int, require_number
 from infra.provenance import config_hash
 
 README = "authors' README commands (docs/theory.md#the-papers-protocol)"
@@ -33,28 +32,9 @@ DATASETS = ("omniglot", "miniimagenet")
 EVAL_INNER_LOOPS = ("same", "plain")
 
 
-def _is_number(value: Any) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
-
-
-def _label(name: str, flag: str | None) -> str:
-    """``alpha_low (--alpha-low)``: the field and, where there is one, its command-line flag."""
-    return f"{name} (--{flag})" if flag else name
-
-
-def _require_int(value: Any, name: str, flag: str | None, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{_label(name, flag)}: expected an integer >= {minimum}, got {value!r}")
-
-
-def _require_radius(value: Any, name: str, flag: str | None) -> None:
-    if not _is_number(value) or value < 0:
-        raise ConfigError(f"{_label(name, flag)}: expected a finite radius >= 0, got {value!r}")
-
-
-def _require_choice(value: Any, name: str, flag: str | None, choices: tuple[str, ...]) -> None:
+def _require_choice(value: Any, name: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise ConfigError(f"{_label(name, flag)}: expected one of {list(choices)}, got {value!r}")
+        raise ConfigError(f"{name}: expected one of {list(choices)}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -102,15 +82,13 @@ class Preset:
             "val_every",
             "log_every",
         ):
-            _require_int(getattr(self, name), name, None, minimum=1)
-        _require_int(self.val_episodes, "val_episodes", None, minimum=2)
+            require_int(getattr(self, name), name, minimum=1)
+        require_int(self.val_episodes, "val_episodes", minimum=2)
         if self.train_classes is not None:
-            _require_int(self.train_classes, "train_classes", None, minimum=self.ways)
+            require_int(self.train_classes, "train_classes", minimum=self.ways)
         for name in ("inner_lr", "meta_lr"):
-            value = getattr(self, name)
-            if not _is_number(value) or value <= 0:
-                raise ConfigError(f"{name}: expected a finite number > 0, got {value!r}")
-        _require_radius(self.alpha, "alpha", None)
+            require_number(getattr(self, name), name, positive=True)
+        require_number(self.alpha, "alpha", minimum=0, noun="radius")
 
     def replace(self, **changes: Any) -> Preset:
         """A validated copy with some fields changed (e.g. fewer iterations)."""
@@ -258,9 +236,9 @@ class TrainConfig:
     executor: str = "auto"
 
     def __post_init__(self) -> None:
-        _require_choice(self.method, "method", "method", tuple(METHODS))
-        _require_int(self.seed, "seed", "seed", minimum=0)
-        _require_choice(self.eval_inner_loop, "eval_inner_loop", "eval-inner-loop", EVAL_INNER_LOOPS)
+        _require_choice(self.method, "method", tuple(METHODS))
+        require_int(self.seed, "seed", minimum=0)
+        _require_choice(self.eval_inner_loop, "eval_inner_loop", EVAL_INNER_LOOPS)
         self.meta_config()  # the engine's own validation of method, radii and executor
 
     def meta_config(self) -> MetaConfig:
@@ -282,7 +260,7 @@ class TrainConfig:
         default) the lower perturbation of sharp_low/sharp_both is kept, with "plain" it is not.
         """
         mode = self.eval_inner_loop if eval_inner_loop is None else eval_inner_loop
-        _require_choice(mode, "eval_inner_loop", "eval-inner-loop", EVAL_INNER_LOOPS)
+        _require_choice(mode, "eval_inner_loop", EVAL_INNER_LOOPS)
         perturbed = mode == "same" and self.meta_config().uses_lower_perturbation
         return MetaConfig(
             method="sharp_low" if perturbed else "maml",
@@ -329,35 +307,34 @@ def train_config(
     seed: int = 0,
     eval_inner_loop: str = "same",
 ) -> TrainConfig:
-    """A validated run config; errors name the flag (``--alpha-low``...) and the value expected.
+    """A validated run config; errors name the field (``alpha_low``...) and the value expected.
 
     A radius left as None is the preset's ``alpha`` for a perturbation the method uses and 0
     otherwise; an explicit non-zero radius for a perturbation the method lacks is an error.
     """
     if isinstance(preset, str):
-        _require_choice(preset, "preset", "preset", tuple(PRESETS))
+        _require_choice(preset, "preset", tuple(PRESETS))
         preset = PRESETS[preset]
-    _require_choice(method, "method", "method", tuple(METHODS))
+    _require_choice(method, "method", tuple(METHODS))
     probe = MetaConfig(method=method)
     radii = {}
     for name, value, used in (
         ("alpha_low", alpha_low, probe.uses_lower_perturbation),
         ("alpha_up", alpha_up, probe.uses_upper_perturbation),
     ):
-        flag = name.replace("_", "-")
         if value is None:
             radii[name] = preset.alpha if used else 0.0
             continue
-        _require_radius(value, name, flag)
+        require_number(value, name, minimum=0, noun="radius")
         if not used and value != 0:
             kind = "lower" if name == "alpha_low" else "upper"
             raise ConfigError(
-                f"{name} (--{flag}): method {method!r} has no {kind} perturbation; expected the "
-                f"flag omitted or 0, got {value} (methods with it: "
+                f"{name}: method {method!r} has no {kind} perturbation; expected `{name}` left "
+                f"unset or 0, got {value} (methods with it: "
                 f"{'sharp_low, sharp_both' if kind == 'lower' else 'sharp_up, sharp_both'})"
             )
         radii[name] = float(value)
     if iterations is not None:
-        _require_int(iterations, "iterations", "iterations", minimum=1)
+        require_int(iterations, "iterations", minimum=1)
         preset = preset.replace(iterations=iterations)
     return TrainConfig(preset, method, seed=seed, eval_inner_loop=eval_inner_loop, **radii)

@@ -24,7 +24,7 @@ import torch
 from torch.func import vmap
 from tqdm.auto import tqdm
 
-from harness.config import ConfigError, MetaConfig
+from harness.config import ConfigError, MetaConfig, require_int
 from harness.learner import MetaLearner, adam
 from harness.meta import adapt, resolve_executor
 from harness.precision import float32_precision
@@ -135,21 +135,19 @@ def _resume_state(run_dir: Path, config: TrainConfig, resume: bool) -> dict[str,
     if not resume:
         if last.exists():
             raise ConfigError(
-                f"out (--out): {run_dir} already holds a run ({LAST}); pass "
-                "--resume to continue it, or choose another --out"
+                f"run_dir: {run_dir} already holds a run ({LAST}); pass `resume` to continue it, "
+                "or choose another `run_dir`"
             )
         return None
     if not last.exists():
-        raise ConfigError(
-            f"resume (--resume): no {LAST} in {run_dir}; expected the --out folder of an interrupted run"
-        )
+        raise ConfigError(f"resume: no {LAST} in {run_dir}; expected the `run_dir` of an interrupted run")
     state = load_checkpoint(last)
     diffs = _config_differences(TrainConfig.from_dict(state["config"]), config)
     if diffs:
         raise ConfigError(
-            f"resume (--resume): {last} was trained with another config "
-            f"({'; '.join(diffs)}); expected the same settings (only --iterations "
-            "may change), or a new --out"
+            f"resume: {last} was trained with another config "
+            f"({'; '.join(diffs)}); expected the same settings (only `iterations` "
+            "may change), or a new `run_dir`"
         )
     return state
 
@@ -297,8 +295,8 @@ def train(
     """
     device = device if isinstance(device, torch.device) else resolve_device(device)
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
-    if stop_at is not None and (isinstance(stop_at, bool) or not isinstance(stop_at, int) or stop_at < 1):
-        raise ConfigError(f"stop_at (--stop-at): expected an integer >= 1, got {stop_at!r}")
+    if stop_at is not None:
+        require_int(stop_at, "stop_at", minimum=1)
     state = _resume_state(run_dir, config, resume)
     splits = data if data is not None else load_dataset(config.preset.dataset, data_options)
     run = _Run(config, splits, run_dir, device)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.config import require_int
 from infra.errors import UsageError
 from infra.seeding import DEFAULT_SEED
 from infra.threads import single_threaded
@@ -32,8 +33,7 @@ def add_suite_arguments(parser: argparse.ArgumentParser, default_out: Path) -> N
 
 
 def validate(args: argparse.Namespace) -> None:
-    if args.seed < 0:
-        raise UsageError(f"--seed: expected an integer >= 0, got {args.seed}")
+    require_int(args.seed, "seed", minimum=0)
     if args.out.exists() and not args.out.is_dir():
         raise UsageError(f"--out: expected a folder, but {args.out} is a file")
 

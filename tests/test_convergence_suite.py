@@ -101,7 +101,10 @@ def test_a_wrong_prediction_fails_the_suite(monkeypatch, tmp_path) -> None:
 
 @pytest.mark.parametrize(
     ("argv", "message"),
-    [(["--seed", "-1"], "--seed: expected an integer >= 0"), (["--quick", "--full"], "not allowed with")],
+    [
+        (["--seed", "-1"], "seed (--seed): expected an integer >= 0, got -1"),
+        (["--quick", "--full"], "not allowed with"),
+    ],
 )
 def test_bad_flags_exit_4(argv, message, capsys, tmp_path) -> None:
     assert main(["convergence", "--out", str(tmp_path / "r"), *argv]) == EXIT_USAGE

@@ -289,7 +289,7 @@ def test_a_wrong_bound_fails_the_suite(monkeypatch, tmp_path) -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--seed", "-1"], "--seed: expected an integer >= 0"),
+        (["--seed", "-1"], "seed (--seed): expected an integer >= 0, got -1"),
         (["--out", "{file}"], "--out: expected a folder"),
     ],
 )

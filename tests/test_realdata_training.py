@@ -151,12 +151,12 @@ def test_resume_continues_bitwise_like_an_uninterrupted_run(tiny, tmp_path):
 def test_resume_refuses_another_config_and_a_fresh_run_refuses_an_old_folder(tiny, tmp_path):
     config = tiny_config("sharp_both")
     train(config, tmp_path, device="cpu", data=tiny, stop_at=1, progress=False)
-    with pytest.raises(ConfigError, match=r"--out.*already holds a run.*--resume"):
+    with pytest.raises(ConfigError, match=r"^run_dir: .*already holds a run.*pass `resume` to continue it"):
         train(config, tmp_path, device="cpu", data=tiny, progress=False)
     other = tiny_config("sharp_both", alpha_low=0.01)
-    with pytest.raises(ConfigError, match=r"--resume.*alpha_low: checkpoint 0.05, now 0.01"):
+    with pytest.raises(ConfigError, match=r"^resume: .*alpha_low: checkpoint 0.05, now 0.01"):
         train(other, tmp_path, device="cpu", data=tiny, resume=True, progress=False)
-    with pytest.raises(ConfigError, match=r"--resume.*no last.pt"):
+    with pytest.raises(ConfigError, match=r"^resume: no last.pt"):
         train(config, tmp_path / "empty", device="cpu", data=tiny, resume=True, progress=False)
     longer = tiny_config("sharp_both", iterations=TINY.iterations + 2)
     result = train(longer, tmp_path, device="cpu", data=tiny, resume=True, progress=False)
@@ -237,9 +237,9 @@ def test_every_method_is_scored_on_the_same_test_episodes(two_evaluations, tiny)
 
 def test_evaluation_checks_its_arguments_before_loading_anything(tmp_path):
     missing = tmp_path / "none.pt"
-    with pytest.raises(ConfigError, match=r"--episodes.*>= 600"):
+    with pytest.raises(ConfigError, match=r"^n_episodes: .*>= 600"):
         evaluate_checkpoint(missing, n_episodes=599)
-    with pytest.raises(ConfigError, match=r"--out.*\.parquet or \.csv"):
+    with pytest.raises(ConfigError, match=r"^results: .*\.parquet or \.csv"):
         evaluate_checkpoint(missing, results=tmp_path / "rows.txt")
 
 
@@ -265,21 +265,24 @@ def test_benchmark_reference_computes_the_engines_meta_gradient(method):
     [
         (
             ["train", "--preset", "ci", "--method", "maml", "--alpha-up", "0.1"],
-            ["--alpha-up", "no upper perturbation", "expected the flag omitted or 0"],
+            ["alpha_up (--alpha-up)", "no upper perturbation", "expected --alpha-up left unset or 0"],
         ),
         (
             ["train", "--preset", "ci", "--method", "sharp_low", "--alpha-low", "-1"],
-            ["--alpha-low", "radius >= 0"],
+            ["alpha_low (--alpha-low)", "radius >= 0"],
         ),
         (
             ["train", "--preset", "ci", "--method", "maml", "--iterations", "0"],
-            ["--iterations", "integer >= 1"],
+            ["iterations (--iterations)", "integer >= 1"],
         ),
         (["train", "--preset", "ci", "--method", "maml", "--seed", "-3"], ["--seed", "integer >= 0"]),
-        (["train", "--preset", "ci", "--method", "maml", "--stop-at", "0"], ["--stop-at", "integer >= 1"]),
+        (
+            ["train", "--preset", "ci", "--method", "maml", "--stop-at", "0"],
+            ["stop_at (--stop-at)", "integer >= 1"],
+        ),
         (
             ["train", "--preset", "ci", "--method", "maml", "--device", "tpu"],
-            ["--device", "expected cpu, cuda or cuda:N"],
+            ["device (--device)", "expected cpu, cuda or cuda:N"],
         ),
         (
             ["train", "--preset", "ci", "--method", "maml", "--sha256", "a=b"],
@@ -289,7 +292,8 @@ def test_benchmark_reference_computes_the_engines_meta_gradient(method):
             ["train", "--preset", "ci", "--method", "maml", "--allow-pickle"],
             ["--allow-pickle", "Mini-ImageNet"],
         ),
-        (["evaluate", "x.pt", "--episodes", "100"], ["--episodes", ">= 600"]),
+        (["evaluate", "x.pt", "--episodes", "100"], ["n_episodes (--episodes)", ">= 600"]),
+        (["evaluate", "x.pt", "--out", "rows.txt"], ["results (--out)", ".parquet or .csv"]),
         (["evaluate", "x.pt"], ["x.pt", "checkpoint not found"]),
     ],
 )
@@ -300,6 +304,17 @@ def test_bad_flags_exit_4_naming_the_flag(argv, expected, capsys, tmp_path, monk
     for text in expected:
         assert text in err
     assert not (tmp_path / "results").exists()  # nothing ran, nothing written
+
+
+def test_a_library_error_names_the_flags_of_the_fields_it_mentions(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "last.pt").write_bytes(b"")
+    assert main(["train", "--preset", "ci", "--method", "maml", "--out", "run"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "run_dir (--out): run already holds a run (last.pt); pass --resume to continue it" in err
+    assert err.rstrip().endswith("or choose another --out")
+    assert (tmp_path / "run" / "last.pt").read_bytes() == b""
 
 
 def test_argparse_rejects_unknown_presets_with_exit_4(capsys):

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from infra.cli import Parser
+from infra.cli import Parser, with_flags
 from infra.errors import EXIT_USAGE, UsageError
 from infra.store import atomic_writer
 from realdata.datasets.errors import DatasetError
@@ -58,8 +58,8 @@ def _expected_sha256(name: str, sha256: str | None) -> str:
     expected = (sha256 or KNOWN_DIGESTS.get(name, KnownDigest(None, None)).sha256 or "").lower()
     if not expected:
         raise DatasetError(
-            f"{name}: no sha256 is known for this file, so it cannot be verified; pass "
-            f"--sha256 {name}=<hex> (sha256=... in Python) from a source you trust"
+            f"{name}: no sha256 is known for this file, so it cannot be verified; pass its digest "
+            f"in `sha256` ({name}=<hex>) from a source you trust"
         )
     return expected
 
@@ -172,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise DatasetError(f"no data root: pass --data-root or set ${DATA_ENV}")
         folder = download_omniglot(root, parse_sha_arguments(args.sha256), base_url=args.base_url)
     except DatasetError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {with_flags(str(exc), parser)}", file=sys.stderr)
         return EXIT_USAGE
     print(f"Omniglot zips in {folder}")
     return 0

@@ -17,6 +17,7 @@ from typing import NamedTuple
 
 import torch
 
+from harness.config import require_int
 from harness.tasks import TaskBatch
 from infra.seeding import DEFAULT_SEED, generator
 from realdata.datasets.cache import ClassImages
@@ -35,8 +36,7 @@ class Episode(NamedTuple):
 
 def _check_shape(class_images: ClassImages, ways: int, shots: int, queries: int) -> None:
     for name, value in (("ways", ways), ("shots", shots), ("queries", queries)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise DatasetError(f"{name}: expected a positive integer, got {value!r}")
+        require_int(value, name, minimum=1)
     if ways > class_images.num_classes:
         raise DatasetError(
             f"ways: {ways}-way episodes need {ways} classes; this split has only {class_images.num_classes}"
@@ -129,8 +129,7 @@ class EpisodeSampler:
 
     def sample_batch(self, num_tasks: int) -> TaskBatch:
         """The next ``num_tasks`` episodes: support (B, N*K, C, H, W), (B, N*K); query likewise."""
-        if not isinstance(num_tasks, int) or num_tasks < 1:
-            raise DatasetError(f"num_tasks: expected a positive integer, got {num_tasks!r}")
+        require_int(num_tasks, "num_tasks", minimum=1)
         start = self.next_index
         self.next_index += num_tasks
         return self.batch(range(start, start + num_tasks))
@@ -150,8 +149,7 @@ class FixedEpisodes:
 
     def batches(self, batch_size: int) -> Iterator[TaskBatch]:
         """The episodes in order, ``batch_size`` tasks at a time (the last batch may be smaller)."""
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise DatasetError(f"batch_size: expected a positive integer, got {batch_size!r}")
+        require_int(batch_size, "batch_size", minimum=1)
         for start in range(0, len(self), batch_size):
             stop = start + batch_size
             yield _gather(self.class_images, self.classes[start:stop], self.examples[start:stop], self.shots)
@@ -183,8 +181,7 @@ def fixed_test_episodes(
     The set depends on the seed, not on the training seed of the model evaluated on it.
     """
     _check_shape(class_images, ways, shots, queries)
-    if not isinstance(n_episodes, int) or n_episodes < 1:
-        raise DatasetError(f"n_episodes: expected a positive integer, got {n_episodes!r}")
+    require_int(n_episodes, "n_episodes", minimum=1)
     if n_episodes < MIN_TEST_EPISODES and not allow_small:
         raise DatasetError(
             f"n_episodes: expected at least {MIN_TEST_EPISODES} evaluation episodes (default "

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from harness.config import require_int
 from infra.seeding import derive_seed
 from realdata.datasets.cache import (
     ClassImages,
@@ -94,8 +95,7 @@ class OmniglotSettings:
     def __post_init__(self) -> None:
         if self.resample not in RESAMPLING:
             raise DatasetError(f"resample: expected one of {', '.join(RESAMPLING)}, got {self.resample!r}")
-        if self.image_size < 1:
-            raise DatasetError(f"image_size: expected a positive integer, got {self.image_size}")
+        require_int(self.image_size, "image_size", minimum=1)
         if not 0 <= self.val_chars < self.train_chars:
             raise DatasetError(
                 f"val_chars: expected 0 <= val_chars < train_chars ({self.train_chars}), got {self.val_chars}"

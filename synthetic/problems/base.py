@@ -8,14 +8,13 @@ smoothness constants with their numerical verification.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from harness.config import MetaConfig
+from harness.config import ConfigError, MetaConfig, NumberRule
 from harness.meta import LossFn, plain_meta_gradient, task_meta_loss
 from harness.tasks import TaskBatch
 from harness.tree import Params
@@ -112,19 +111,10 @@ class Setting:
     convert: Callable[[Any], Any] = lambda v: v
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def int_setting(default: int, minimum: int, maximum: int | None = None) -> Setting:
     """An integer setting in [minimum, maximum]."""
-
-    def valid(v: Any) -> bool:
-        is_int = isinstance(v, int) and not isinstance(v, bool)
-        return is_int and v >= minimum and (maximum is None or v <= maximum)
-
-    top = "" if maximum is None else f" and <= {maximum}"
-    return Setting(default, valid, f"an integer >= {minimum}{top}")
+    rule = NumberRule(integer=True, minimum=minimum, maximum=maximum)
+    return Setting(default, rule.accepts, rule.expected)
 
 
 def float_setting(
@@ -135,23 +125,8 @@ def float_setting(
 ) -> Setting:
     """A finite number (stored as float); ``positive`` requires > 0, ``minimum``/``maximum``
     bound it inclusively."""
-    limits = (
-        ("> 0", positive),
-        (f">= {minimum}", minimum is not None),
-        (f"<= {maximum}", maximum is not None),
-    )
-    parts = [text for text, active in limits if active]
-
-    def valid(v: Any) -> bool:
-        return (
-            _is_number(v)
-            and (not positive or v > 0)
-            and (minimum is None or v >= minimum)
-            and (maximum is None or v <= maximum)
-        )
-
-    expected = "a finite number" + (" " + " and ".join(parts) if parts else "")
-    return Setting(default, valid, expected, float)
+    rule = NumberRule(minimum=minimum, maximum=maximum, positive=positive)
+    return Setting(default, rule.accepts, rule.expected, float)
 
 
 def bool_setting(default: bool) -> Setting:
@@ -164,12 +139,12 @@ def resolve_settings(family: str, spec: dict[str, Setting], given: dict[str, Any
     and what is expected."""
     unknown = sorted(set(given) - set(spec))
     if unknown:
-        raise ValueError(f"{family} setting {unknown[0]!r}: unknown setting; expected one of {sorted(spec)}")
+        raise ConfigError(f"{family} setting {unknown[0]!r}: unknown setting; expected one of {sorted(spec)}")
     resolved = {}
     for name, setting in spec.items():
         value = given.get(name, setting.default)
         if not setting.valid(value):
-            raise ValueError(f"{family} setting {name!r}: expected {setting.expected}, got {value!r}")
+            raise ConfigError(f"{family} setting {name!r}: expected {setting.expected}, got {value!r}")
         resolved[name] = setting.convert(value)
     return resolved
 
