@@ -3,6 +3,10 @@
 A package adds commands with an entry point in the group ``sharpmaml.commands`` whose value is a
 ``register(subparsers)`` function (see pyproject.toml); this module names no command. Handlers
 return 0 or 1; exceptions become the other codes of ``infra.errors``.
+
+Startup stays fast (``--help`` and flag errors answer in well under a second): a command module
+imports neither torch, pandas nor its track's engine at module level; ``register`` only builds
+arguments, and each handler imports what it needs (tests/test_cli_startup.py checks this).
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ import sys
 import tomllib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from importlib import metadata
 from types import FrameType
 
 from infra.errors import (
@@ -51,6 +54,8 @@ def registered_commands() -> list[tuple[str, str]]:
     if tree is not None:
         table = tomllib.loads((tree / "pyproject.toml").read_text("utf-8"))
         return sorted(table["project"]["entry-points"][COMMAND_GROUP].items())
+    from importlib import metadata
+
     return sorted((e.name, e.value) for e in metadata.entry_points(group=COMMAND_GROUP))
 
 

@@ -4,11 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-
-from harness.config import METHODS
-from infra.provenance import provenance
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("info", help="methods, versions and device")
@@ -16,6 +11,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from harness.config import METHODS
+    from infra.provenance import provenance
+
     device = "cuda" if torch.cuda.is_available() else "cpu"
     print("methods:")
     for name, text in METHODS.items():

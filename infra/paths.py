@@ -30,6 +30,9 @@ def repo_root() -> Path:
     return package.parents[1]
 
 
+# The results store the suites write under and the report reads (relative to the working directory).
+DEFAULT_RESULTS = Path("results")
+
 # The stored accuracy baselines: the checkout's file, also from the wheel that tox installs
 # (repo_root looks above .tox). Read by the gate and by the report.
 DEFAULT_BASELINES = repo_root() / "realdata" / "baselines" / "baselines.csv"

@@ -9,13 +9,13 @@ import json
 import os
 import platform
 import subprocess
-from importlib import metadata
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from infra.paths import repo_root
+
+if TYPE_CHECKING:
+    import torch
 
 TRACKED_PACKAGES = ("torch", "numpy", "pandas", "cvxpy", "sharp-maml-bench")
 # Untracked files that count as code for ``code_fingerprint`` (git pathspecs).
@@ -79,6 +79,8 @@ def _git(root: Path, *args: str) -> bytes:
 @functools.lru_cache(maxsize=1)
 def package_versions() -> str:
     """'torch=2.13.0;numpy=...' for the packages that decide the numbers."""
+    from importlib import metadata
+
     parts = []
     for name in TRACKED_PACKAGES:
         try:
@@ -91,6 +93,8 @@ def package_versions() -> str:
 
 def device_name(device: torch.device | str) -> str:
     """A human name for the device: the GPU model on CUDA, the CPU model elsewhere."""
+    import torch
+
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)

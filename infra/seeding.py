@@ -8,8 +8,10 @@ streams.
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 DEFAULT_SEED = 20220606  # arXiv 2206.03996
 
@@ -22,6 +24,8 @@ def derive_seed(global_seed: int, *path: object) -> int:
 
 def generator(global_seed: int, *path: object, device: str | torch.device = "cpu") -> torch.Generator:
     """A torch.Generator seeded with ``derive_seed(global_seed, *path)``."""
+    import torch
+
     g = torch.Generator(device=device)
     g.manual_seed(derive_seed(global_seed, *path))
     return g

@@ -13,11 +13,12 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
-
-import pandas as pd
+from typing import TYPE_CHECKING, BinaryIO
 
 from infra.errors import UsageError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class StoreError(UsageError):
@@ -82,6 +83,8 @@ def parse_table(data: bytes, suffix: str) -> pd.DataFrame:
 
     JSON is a document ``{meta..., "rows": [...]}`` (the speed benchmark's): one row per entry
     of ``rows``, the other keys repeated as columns."""
+    import pandas as pd
+
     if suffix == ".parquet":
         return pd.read_parquet(io.BytesIO(data))
     if suffix == ".csv":

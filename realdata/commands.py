@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.config import METHODS
 from infra.errors import UsageError
-from realdata.data import DataOptions
-from realdata.datasets.download import parse_sha_arguments
-from realdata.datasets.episodes import DEFAULT_TEST_EPISODES
-from realdata.evaluate import EVAL_BATCH, RESULTS_TABLE, evaluate_checkpoint, format_row
+from realdata.defaults import DEFAULT_TEST_EPISODES, EVAL_BATCH, RESULTS_TABLE, RUNS_ROOT
 from realdata.presets import EVAL_INNER_LOOPS, PRESETS, train_config
-from realdata.train import RUNS_ROOT, train
+
+if TYPE_CHECKING:
+    from realdata.data import DataOptions
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -140,6 +140,9 @@ def _add_common(parser: argparse.ArgumentParser, eval_default: str | None = "sam
 
 
 def _data_options(args: argparse.Namespace, dataset: str) -> DataOptions:
+    from realdata.data import DataOptions
+    from realdata.datasets.download import parse_sha_arguments
+
     download = getattr(args, "download", False)
     sha = getattr(args, "sha256", [])
     if sha and not download:
@@ -156,6 +159,8 @@ def _data_options(args: argparse.Namespace, dataset: str) -> DataOptions:
 
 def run_train(args: argparse.Namespace) -> int:
     """Handler of ``sharpmaml train``."""
+    from realdata.train import train
+
     config = train_config(
         args.preset,
         args.method,
@@ -202,6 +207,9 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """Handler of ``sharpmaml evaluate``."""
+    from realdata.data import DataOptions
+    from realdata.evaluate import evaluate_checkpoint, format_row
+
     extra = {} if args.test_seed is None else {"test_seed": args.test_seed}
     evaluation = evaluate_checkpoint(
         args.checkpoint,

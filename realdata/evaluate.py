@@ -28,15 +28,12 @@ from infra.store import read_table, write_table
 from realdata.checkpoint import CheckpointError, load_checkpoint
 from realdata.data import DataOptions, load_dataset
 from realdata.datasets import DatasetSplits, fixed_test_episodes
-from realdata.datasets.episodes import DEFAULT_TEST_EPISODES, MIN_TEST_EPISODES
+from realdata.defaults import DEFAULT_TEST_EPISODES, EVAL_BATCH, MIN_TEST_EPISODES, RESULTS_TABLE
 from realdata.device import resolve_device
 from realdata.models import Conv4Loss, Conv4Spec
 from realdata.presets import TrainConfig
 from realdata.stats import accuracy_ci
 from realdata.train import episode_accuracies, model_spec
-
-RESULTS_TABLE = Path("results/realdata/evaluations.parquet")
-EVAL_BATCH = 25  # test episodes adapted at a time
 
 
 @dataclass(frozen=True)

@@ -36,12 +36,12 @@ from infra.store import read_table, write_table
 from realdata.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
 from realdata.data import DataOptions, load_dataset
 from realdata.datasets import ClassImages, DatasetError, DatasetSplits, EpisodeSampler, fixed_test_episodes
+from realdata.defaults import RUNS_ROOT
 from realdata.device import resolve_device
 from realdata.models import Conv4Loss, Conv4Spec, conv4_init
 from realdata.presets import TrainConfig
 from realdata.stats import accuracy_ci
 
-RUNS_ROOT = Path("results/realdata/runs")
 LAST, BEST, METRICS = "last.pt", "best.pt", "metrics.parquet"
 VAL_BATCH = 25  # validation episodes adapted at a time
 

@@ -19,11 +19,11 @@ import numpy as np
 import pandas as pd
 from scipy.special import stdtrit
 
-from infra.paths import DEFAULT_BASELINES
+from infra.paths import DEFAULT_BASELINES, DEFAULT_RESULTS
 from infra.verdicts import FAIL, PASS
 from reports import figures
 from reports.methods import is_method, method_label, method_rank
-from reports.store import DEFAULT_RESULTS, ResultsReader
+from reports.store import ResultsReader
 from reports.tables import (
     Cell,
     Table,

@@ -8,9 +8,8 @@ import time
 from pathlib import Path
 
 from infra.errors import UsageError
-from infra.paths import DEFAULT_BASELINES
+from infra.paths import DEFAULT_BASELINES, DEFAULT_RESULTS
 from infra.store import atomic_write_bytes
-from reports.store import DEFAULT_RESULTS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -16,8 +16,6 @@ import pandas as pd
 from infra.paths import repo_root
 from infra.store import parse_table
 
-DEFAULT_RESULTS = Path("results")
-
 
 @dataclass(frozen=True)
 class SourceFile:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from harness.config import require_int
 from infra.errors import UsageError
 from infra.seeding import DEFAULT_SEED
-from infra.threads import single_threaded
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,6 +40,8 @@ def validate(args: argparse.Namespace) -> None:
 
 
 def print_table(predictions: pd.DataFrame) -> None:
+    import pandas as pd
+
     cols = ["id", "source", "predicted", "measured", "ratio", "verdict"]
     with pd.option_context("display.max_rows", None, "display.width", 200, "display.max_colwidth", 48):
         print(predictions[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
@@ -50,6 +53,7 @@ def run_suite(args: argparse.Namespace, suite: Callable[[str, Path, int, bool, b
     """Run suite(scale, out, seed, fresh, progress) -> predictions single-threaded, print the
     table; exit code 1 when a prediction failed."""
     validate(args)
+    from infra.threads import single_threaded
     from synthetic.suites import any_failed
 
     with single_threaded():

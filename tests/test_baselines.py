@@ -301,7 +301,7 @@ def measured_row_line(
 def test_a_row_the_code_cannot_rerun_is_rejected_before_any_compute(
     line, expected, toy_env, tmp_path, capsys, monkeypatch
 ):
-    monkeypatch.setattr("realdata.baselines.commands.measure", pytest.fail)
+    monkeypatch.setattr("realdata.baselines.measure.measure", pytest.fail)
     path, out = tmp_path / "baselines.csv", tmp_path / "check.csv"
     path.write_text(VALID + line)
     before = path.read_bytes()
@@ -322,7 +322,7 @@ def test_a_missing_file_is_a_clear_error_and_is_not_created(tmp_path, capsys):
 
 
 def test_unknown_rows_and_ci_updates_are_refused_before_any_compute(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("realdata.baselines.commands.measure", pytest.fail)
+    monkeypatch.setattr("realdata.baselines.measure.measure", pytest.fail)
     path = tmp_path / "baselines.csv"
     path.write_text(VALID)
     monkeypatch.delenv("CI", raising=False)

@@ -16,35 +16,18 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from infra.errors import UsageError
 from infra.paths import DEFAULT_BASELINES
-from infra.provenance import provenance
-from infra.store import write_table
-from realdata.baselines.format import (
-    Baseline,
-    check_row,
-    gate_failed,
-    load_baselines,
-    render_baselines,
-    replace_rows,
-    text_diff,
-    write_baselines,
-)
-from realdata.baselines.measure import (
-    SCALES,
-    RowSpec,
-    baseline_row,
-    datasets_needed,
-    defined_rows,
-    measure,
-    row_spec,
-)
-from realdata.data import DataOptions, load_dataset
-from realdata.datasets import DatasetSplits
+from realdata.baselines.scales import SCALES
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from realdata.baselines.format import Baseline
+    from realdata.baselines.measure import RowSpec
+    from realdata.datasets import DatasetSplits
 
 CHECK_TABLE = Path("results/baselines/check.csv")
 TABLE_COLUMNS = ["row_id", "stored", "measured", "delta", "tolerance", "verdict", "reason"]
@@ -142,6 +125,8 @@ def _add_data(parser: argparse.ArgumentParser) -> None:
 
 
 def _load(path: Path) -> list[Baseline]:
+    from realdata.baselines.format import load_baselines
+
     return load_baselines(path)
 
 
@@ -164,6 +149,9 @@ def _datasets(
     """Each dataset the rows need, loaded once (before any training starts), and the reason
     for each one that could not be loaded when ``skip_missing`` (else that is a UsageError)."""
     loaded, missing = {}, {}
+    from realdata.baselines.measure import datasets_needed
+    from realdata.data import DataOptions, load_dataset
+
     for name in datasets_needed(specs):
         try:
             loaded[name] = load_dataset(name, DataOptions(data_root=data_root))
@@ -189,6 +177,8 @@ def print_frame(frame: pd.DataFrame) -> None:
 
 def print_gate_table(rows: Sequence[dict[str, Any]]) -> None:
     """The gate's table: row, stored, measured, delta, tolerance, verdict, reason."""
+    import pandas as pd
+
     frame = pd.DataFrame(
         [
             {
@@ -211,6 +201,13 @@ def print_gate_table(rows: Sequence[dict[str, Any]]) -> None:
 
 def run_check(args: argparse.Namespace) -> int:
     """Handler of ``sharpmaml baselines check`` (the regression gate)."""
+    import pandas as pd
+
+    from infra.provenance import provenance
+    from infra.store import write_table
+    from realdata.baselines.format import check_row, gate_failed
+    from realdata.baselines.measure import measure, row_spec
+
     if args.out.suffix != ".csv":
         raise UsageError(f"--out: expected a .csv path, got {args.out}")
     stored = _load(args.baselines)
@@ -267,6 +264,9 @@ def run_check(args: argparse.Namespace) -> int:
 
 def run_update(args: argparse.Namespace) -> int:
     """Handler of ``sharpmaml baselines update``."""
+    from realdata.baselines.format import render_baselines, replace_rows, text_diff, write_baselines
+    from realdata.baselines.measure import baseline_row, defined_rows, measure
+
     if os.environ.get("CI"):
         raise UsageError(
             "refusing to update baselines where CI is set (CI="
@@ -322,6 +322,8 @@ def run_update(args: argparse.Namespace) -> int:
 
 def run_show(args: argparse.Namespace) -> int:
     """Handler of ``sharpmaml baselines show``."""
+    import pandas as pd
+
     rows = [r for r in _load(args.baselines) if not args.scale or r.scale in args.scale]
     frame = pd.DataFrame(
         [

@@ -22,9 +22,7 @@ from harness.tasks import TaskBatch
 from infra.seeding import DEFAULT_SEED, generator
 from realdata.datasets.cache import ClassImages
 from realdata.datasets.errors import DatasetError
-
-MIN_TEST_EPISODES = 600
-DEFAULT_TEST_EPISODES = 1000
+from realdata.defaults import DEFAULT_TEST_EPISODES, MIN_TEST_EPISODES
 
 
 class Episode(NamedTuple):
