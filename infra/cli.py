@@ -100,8 +100,8 @@ def _load(value: str) -> Callable[[argparse._SubParsersAction], None]:
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The parser with every registered subcommand, or with the one named ``only``.
 
-    Registering a command imports its module, and most import torch (seconds); a command that
-    needs none (``report``) starts without it when it is the only one loaded."""
+    Registering a command imports only its command module (no torch, see above); ``only``
+    skips the others' modules too."""
     parser = Parser(
         prog=PROG,
         description="Does Sharp-MAML keep its promises? Theory checks and few-shot benchmarks.",
