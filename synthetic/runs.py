@@ -18,11 +18,13 @@ from harness.config import MetaConfig
 from harness.meta import Radii, meta_gradient
 from harness.tasks import TaskBatch
 from harness.tree import Params
+from infra.codec import stored_value
 from synthetic.problems.base import ProblemInstance
 
 DIVERGENCE_NORM = 1e8
 
 
+@stored_value
 @dataclass
 class LaneResults:
     """Per-lane outcome of a batched run (numpy arrays with the lane index first).
