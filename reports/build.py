@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from scipy.special import stdtrit
 from infra.paths import DEFAULT_BASELINES, DEFAULT_RESULTS
 from infra.verdicts import FAIL, PASS
 from reports import figures
+from reports.items import Heading, Notice, Problem, Section, Text, Track
 from reports.methods import is_method, method_label, method_rank
 from reports.store import ResultsReader
 from reports.tables import (
@@ -36,64 +36,19 @@ from reports.tables import (
     verdict_counts,
     verdict_rank,
 )
+from reports.theory import DEFAULT_THEORY, read_theory, theory_section
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 PROVENANCE_COLUMNS = ("git_sha", "versions", "device", "date", "seed", "scale", "config_hash")
 
 
-@dataclass(frozen=True)
-class Notice:
-    """A part of the store that is absent: what it is and the commands that produce it."""
-
-    what: str
-    commands: tuple[str, ...]
-    kind: str = field(default="notice", init=False)
-
-
-@dataclass(frozen=True)
-class Problem:
-    """A file that exists but could not be read or lacks the columns the report needs."""
-
-    text: str
-    kind: str = field(default="problem", init=False)
-
-
-@dataclass(frozen=True)
-class Heading:
-    text: str
-    anchor: str = ""
-    kind: str = field(default="heading", init=False)
-
-
-@dataclass(frozen=True)
-class Text:
-    text: str
-    kind: str = field(default="text", init=False)
-
-
-@dataclass
-class Section:
-    """One part of the report: an anchor, a title, a status line and its items in order."""
-
-    id: str
-    title: str
-    status: str = ""
-    items: list[Any] = field(default_factory=list)
-
-
-@dataclass
-class Track:
-    """Verdicts of one track for the summary: counts and the failing rows."""
-
-    name: str
-    verdicts: list[str] = field(default_factory=list)
-    failures: list[list[Any]] = field(default_factory=list)
-    ran: bool = False
-
-
-def build_report(results: Path = DEFAULT_RESULTS, baselines: Path = DEFAULT_BASELINES) -> str:
-    """The report's HTML for the store under ``results`` and the stored-baselines CSV."""
+def build_report(
+    results: Path = DEFAULT_RESULTS, baselines: Path = DEFAULT_BASELINES, theory: Path = DEFAULT_THEORY
+) -> str:
+    """The report's HTML for the store under ``results``, the stored-baselines CSV and the
+    theory document."""
     reader = ResultsReader(results, baselines)
+    document = read_theory(reader, theory)
     tracks: list[Track] = []
     sections = [
         synthetic_section(reader, tracks),
@@ -101,6 +56,7 @@ def build_report(results: Path = DEFAULT_RESULTS, baselines: Path = DEFAULT_BASE
         realdata_section(reader, tracks),
     ]
     sections.insert(0, summary_section(tracks, sections))
+    sections.append(theory_section(document, theory))
     sections.append(provenance_section(reader))
     return render(sections, reader)
 

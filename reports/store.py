@@ -7,6 +7,7 @@ provenance table names the very bytes behind every number. Absent files are not 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ import pandas as pd
 
 from infra.paths import repo_root
 from infra.store import parse_table
+from realdata.baselines.format import Baseline, BaselinesError, parse_baselines
 
 
 @dataclass(frozen=True)
@@ -49,19 +51,54 @@ class ResultsReader:
         """The table at ``root/relative`` (.parquet, .csv or the speed benchmark's .json)."""
         return self.read(self.root / relative)
 
+    def _bytes(self, path: Path) -> bytes | None:
+        """The bytes of ``path``; None when it is absent."""
+        return path.read_bytes() if path.is_file() else None
+
+    def _record(self, path: Path, data: bytes, rows: int) -> str:
+        name = self.display(path)
+        self.files.append(SourceFile(name, len(data), hashlib.sha256(data).hexdigest(), rows))
+        return name
+
+    def text(self, path: Path) -> str | None:
+        """A UTF-8 document the report shows (rows: its lines); None when absent or unreadable."""
+        data = self._bytes(path)
+        if data is None:
+            return None
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            self.problems.append(f"{self.display(path)}: not UTF-8 text ({exc})")
+            return None
+        self._record(path, data, text.count("\n"))
+        return text
+
+    def stored_baselines(self) -> list[Baseline] | None:
+        """The stored-baselines file through its own loader (the same validation as the gate);
+        None when absent or invalid (then noted, naming the line and column)."""
+        data = self._bytes(self.baselines)
+        if data is None:
+            return None
+        try:
+            rows = parse_baselines(data.decode("utf-8"), self.baselines)
+        except (BaselinesError, UnicodeDecodeError) as exc:
+            self.problems.append(f"{self.display(self.baselines)}: {exc}")
+            return None
+        name = self._record(self.baselines, data, len(rows))
+        self.frames[name] = pd.DataFrame([dataclasses.asdict(r) for r in rows])
+        return rows
+
     def read(self, path: Path) -> pd.DataFrame | None:
         """A table read from ``path``; None when it is absent or unreadable (then noted)."""
-        if not path.is_file():
+        data = self._bytes(path)
+        if data is None:
             return None
-        name = self.display(path)
-        data = path.read_bytes()
         try:
             frame = parse_table(data, path.suffix)
         except Exception as exc:  # pyarrow, pandas and json raise many types for a bad file
-            self.problems.append(f"{name}: cannot read ({type(exc).__name__}: {exc})")
+            self.problems.append(f"{self.display(path)}: cannot read ({type(exc).__name__}: {exc})")
             return None
-        self.files.append(SourceFile(name, len(data), hashlib.sha256(data).hexdigest(), len(frame)))
-        self.frames[name] = frame
+        self.frames[self._record(path, data, len(frame))] = frame
         return frame
 
     def run_metrics(self) -> pd.DataFrame | None:

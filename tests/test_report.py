@@ -26,6 +26,7 @@ from infra.errors import EXIT_USAGE
 from infra.verdicts import FAIL, VERDICTS
 from reports import figures
 from reports.build import build_report, group_of
+from reports.markdown import slug
 from reports.methods import METHOD_LOOKS, PALETTE, contrast, method_label, readable
 from synthetic.checks.common import curve_frame
 from tests import report_fixtures as fx
@@ -337,6 +338,29 @@ def test_rate_figure_table_holds_r1_from_the_formula(report) -> None:
         for T in fx.HORIZONS
     ]
     assert [float(r["R1"]) for r in maml] == pytest.approx(expected, rel=1e-3)
+
+
+# ----- theory ---------------------------------------------------------------------------------
+
+
+def test_theory_section_is_docs_theory_md(html, report) -> None:
+    from reports.theory import DEFAULT_THEORY
+
+    text = DEFAULT_THEORY.read_text(encoding="utf-8")
+    headings = re.findall(r"^## (.+)$", text, flags=re.M)
+    assert len(headings) >= 10
+    shown = re.findall(r'<h3 id="theory-([^"]+)">([^<]+)</h3>', html)
+    assert [title for _, title in shown] == [h.replace("'", "&#39;") for h in headings]
+    assert [anchor for anchor, _ in shown] == [slug(h) for h in headings]
+    first = next(p for p in text.split("\n\n") if p and not p.startswith("#"))  # the intro paragraph
+    assert " ".join(first.split()[:8]) in html
+    assert "repository: docs/theory.md" in report.table("Results files read").column("file")
+    assert report.sections[-2:] == ["theory", "provenance"]
+
+
+def test_without_the_theory_document_the_section_says_so(tmp_path) -> None:
+    html = build_report(tmp_path / "absent", tmp_path / "absent.csv", tmp_path / "no-theory.md")
+    assert "no-theory.md was not found" in html and 'id="theory-' not in html.replace('id="theory-title"', "")
 
 
 # ----- real data --------------------------------------------------------------------------------
