@@ -16,11 +16,20 @@ from typing import Any
 import jinja2
 import numpy as np
 import pandas as pd
-from scipy.special import stdtrit
 
 from infra.paths import DEFAULT_BASELINES, DEFAULT_RESULTS
 from infra.verdicts import FAIL, PASS
+from realdata.baselines.format import Baseline
 from reports import figures
+from reports.accuracy import (
+    ROW_KEYS,
+    aggregate_evaluations,
+    radii_text,
+    setting_name,
+    setting_tables,
+    short_source,
+    stored_table,
+)
 from reports.items import Heading, Notice, Problem, Section, Text, Track
 from reports.methods import is_method, method_label, method_rank
 from reports.store import ResultsReader
@@ -28,11 +37,9 @@ from reports.tables import (
     Cell,
     Table,
     fmt,
-    fmt_ci,
     frame_table,
     is_missing,
     make_table,
-    verdict_class,
     verdict_counts,
     verdict_rank,
 )
@@ -255,8 +262,6 @@ def generalization_section(reader: ResultsReader, tracks: list[Track]) -> Sectio
 
 # ----- real data --------------------------------------------------------------------------------
 
-SETTING_KEYS = ["dataset", "ways", "shots"]
-ROW_KEYS = SETTING_KEYS + ["method", "alpha_low", "alpha_up"]
 IMPLEMENTATIONS = {
     "reference": "per-task autograd (authors' style)",
     "engine_vmap": "engine, vmap",
@@ -271,18 +276,11 @@ def realdata_section(reader: ResultsReader, tracks: list[Track]) -> Section:
     tracks.append(track)
     root = reader.root.as_posix()
     evaluations = reader.table("realdata/evaluations.parquet")
-    stored = reader.read(reader.baselines)
+    stored = reader.stored_baselines()
     check = reader.table("baselines/check.csv")
     evaluations = (
         evaluations
         if needs(evaluations, set(ROW_KEYS) | {"accuracy", "ci95"}, "realdata/evaluations.parquet", section)
-        else None
-    )
-    stored = (
-        stored
-        if needs(
-            stored, set(SETTING_KEYS) | {"method", "accuracy"}, reader.display(reader.baselines), section
-        )
         else None
     )
     check = check if needs(check, set(ROW_KEYS) | {"verdict"}, "baselines/check.csv", section) else None
@@ -315,7 +313,7 @@ def realdata_section(reader: ResultsReader, tracks: list[Track]) -> Section:
             track.failures.append(
                 [
                     track.name,
-                    r.get("row_id", row_name(r)),
+                    r.get("row_id", setting_name(r)),
                     "accuracy within tolerance of the stored baseline",
                     r.get("stored"),
                     r.get("measured"),
@@ -325,8 +323,8 @@ def realdata_section(reader: ResultsReader, tracks: list[Track]) -> Section:
                 ]
             )
     if not measured.empty or stored is not None or check is not None:
-        section.items.append(comparison_table(measured, stored, check))
-        entries = accuracy_entries(measured, stored)
+        section.items += setting_tables(measured, stored or [], check)
+        entries = accuracy_entries(measured, stored or [])
         guarded([lambda: figures.accuracy_figure(entries)], section.items)
     if check is not None:
         section.items.append(gate_table(check))
@@ -345,157 +343,9 @@ def realdata_section(reader: ResultsReader, tracks: list[Track]) -> Section:
     return section
 
 
-def radius_key(value: Any) -> str:
-    """Radii as comparable text (missing -> '')."""
-    return "" if is_missing(value) else f"{float(value):.6g}"
-
-
-def row_name(row: dict[str, Any]) -> str:
-    """'omniglot 5-way 1-shot' style name of a setting."""
-    return f"{row['dataset']} {int(row['ways'])}-way {int(row['shots'])}-shot"
-
-
-def radii_text(row: dict[str, Any]) -> str:
-    parts = [
-        f"{k} = {fmt(row.get(k))}"
-        for k in ("alpha_low", "alpha_up")
-        if not is_missing(row.get(k)) and float(row.get(k)) != 0
-    ]
-    return ", ".join(parts) or "—"
-
-
-def aggregate_evaluations(evaluations: pd.DataFrame) -> pd.DataFrame:
-    """One row per setting, method, radii, preset and test-time inner loop, over training seeds.
-
-    The last evaluation of each seed counts. One seed: its test-episode CI. Several seeds:
-    mean of the seed means ± t(0.975, n-1) * sd / sqrt(n), the spread over seeds.
-    """
-    frame = evaluations.copy()
-    for col in ("preset", "eval_inner_loop", "seed", "iterations", "n_episodes"):
-        if col not in frame:
-            frame[col] = np.nan
-    keys = ROW_KEYS + ["preset", "eval_inner_loop"]
-    frame = frame.assign(_lo=frame["alpha_low"].map(radius_key), _up=frame["alpha_up"].map(radius_key))
-    frame = frame.fillna({"preset": "", "eval_inner_loop": ""})
-    group_keys = SETTING_KEYS + ["method", "_lo", "_up", "preset", "eval_inner_loop"]
-    frame = frame.drop_duplicates(group_keys + ["seed"], keep="last")
-    rows = []
-    for _, part in frame.groupby(group_keys, sort=True, dropna=False):
-        first = part.iloc[0]
-        n = len(part)
-        mean = float(part["accuracy"].mean())
-        if n == 1:
-            ci, basis = float(first["ci95"]), f"{fmt(first['n_episodes'])} test episodes"
-        else:
-            ci = float(stdtrit(n - 1, 0.975) * part["accuracy"].std(ddof=1) / np.sqrt(n))
-            basis = f"spread over {n} seeds (t)"
-        rows.append(
-            {
-                **{k: first[k] for k in keys},
-                "seeds": n,
-                "accuracy": mean,
-                "ci95": ci,
-                "ci_basis": basis,
-                "iterations": ", ".join(sorted({fmt(v) for v in part["iterations"]})),
-            }
-        )
-    return pd.DataFrame(rows)
-
-
-def _is_paper(row: dict[str, Any]) -> bool:
-    """Paper rows of the stored baselines: scale "paper" (realdata.baselines.format), or a source citing a paper."""
-    return str(row.get("scale", "")) == "paper" or str(row.get("source", "")).lower().startswith("paper")
-
-
-def short_source(source: Any, limit: int = 40) -> str:
-    """A citation short enough for a label: 'paper: Finn et al., MAML, ICML 2017 (PMLR 70; ...)' -> 'Finn et al., MAML, ICML 2017'."""
-    if is_missing(source) or not str(source).strip():
-        return "paper"
-    text = re.split(r"[(;]| = ", str(source).removeprefix("paper:"), maxsplit=1)[0].strip(" ,")
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
-
-
-def _same(row: dict[str, Any], other: dict[str, Any], radii: bool) -> bool:
-    keys = SETTING_KEYS + ["method"]
-    if any(fmt(row[k]) != fmt(other[k]) for k in keys):  # 5 and 5.0 (a CSV column with gaps) match
-        return False
-    return not radii or all(
-        radius_key(row.get(k)) == radius_key(other.get(k)) for k in ("alpha_low", "alpha_up")
-    )
-
-
-def comparison_table(
-    measured: pd.DataFrame, stored: pd.DataFrame | None, check: pd.DataFrame | None
-) -> Table:
-    """Measured accuracy next to the paper rows, the stored baselines and the gate's verdict."""
-    stored_rows = stored.to_dict("records") if stored is not None else []
-    paper = [r for r in stored_rows if _is_paper(r)]
-    reproduced = [r for r in stored_rows if not _is_paper(r)]
-    checks = check.to_dict("records") if check is not None else []
-    keyed: dict[tuple, dict[str, Any]] = {}
-    for r in measured.to_dict("records") + reproduced + checks:
-        key = tuple(fmt(r[k]) for k in SETTING_KEYS + ["method"]) + (
-            radius_key(r.get("alpha_low")),
-            radius_key(r.get("alpha_up")),
-        )
-        keyed.setdefault(key, r)
-    rows = []
-    for key in sorted(keyed, key=lambda k: (k[:3], method_rank(k[3]), k[3:])):
-        base = keyed[key]
-        mine = [r for r in measured.to_dict("records") if _same(base, r, True)]
-        gate = [r for r in checks if _same(base, r, True)]
-        worst = min((str(g["verdict"]) for g in gate), key=verdict_rank, default=None)
-        rows.append(
-            [
-                row_name(base),
-                method_label(base["method"]),
-                radii_text(base),
-                "; ".join(
-                    f"{fmt_ci(r['accuracy'], r['ci95'])} ({r['preset'] or 'no preset'}, {r['ci_basis']})"
-                    for r in mine
-                )
-                or "—",
-                "; ".join(
-                    f"{fmt_ci(r['accuracy'], r.get('ci95'))} ({short_source(r.get('source'))})"
-                    for r in paper
-                    if _same(base, r, False)
-                )
-                or "—",
-                "; ".join(
-                    f"{fmt_ci(r['accuracy'], r.get('ci95'))} ({r.get('scale', r.get('source', ''))})"
-                    for r in reproduced
-                    if _same(base, r, True)
-                )
-                or "—",
-                Cell(worst, verdict_class(worst)) if worst else "—",
-                "; ".join(
-                    f"Δ {fmt(g.get('delta'), 3)}, tolerance {fmt(g.get('tolerance'), 3)}"
-                    + (f" ({g['scale']})" if not is_missing(g.get("scale")) else "")
-                    for g in gate
-                )
-                or "—",
-            ]
-        )
-    return make_table(
-        [
-            "setting",
-            "method",
-            "radii",
-            "measured accuracy % ± 95% CI",
-            "paper",
-            "stored baseline",
-            "gate verdict",
-            "gate detail",
-        ],
-        rows,
-        caption="Accuracy per method next to the paper rows and the stored baselines",
-        note="Paper rows match on setting and method (their radii are the paper's); stored "
-        "baselines and gate rows also on the radii.",
-    )
-
-
-def accuracy_entries(measured: pd.DataFrame, stored: pd.DataFrame | None) -> pd.DataFrame:
-    """The points of the accuracy figure: measured, paper and stored-baseline rows."""
+def accuracy_entries(measured: pd.DataFrame, stored: list[Baseline]) -> pd.DataFrame:
+    """The points of the accuracy figure: measured, paper and stored-baseline rows of this
+    project's methods (other papers' methods are in the stored-baselines table only)."""
     entries = []
     for r in measured.to_dict("records"):
         radii = radii_text(r)
@@ -508,27 +358,26 @@ def accuracy_entries(measured: pd.DataFrame, stored: pd.DataFrame | None) -> pd.
                 + f" measured ({r['preset'] or 'no preset'})",
             }
         )
-    for r in stored.to_dict("records") if stored is not None else []:
-        if not is_method(r["method"]):  # other papers' methods: in the stored table only
+    for b in stored:
+        if not is_method(b.method):
             continue
-        source = "paper" if _is_paper(r) else "stored baseline"
-        detail = (
-            f"paper ({short_source(r.get('source'))})"
-            if source == "paper"
-            else f"stored baseline ({r.get('scale', '')})"
-        )
+        detail = f"paper ({short_source(b.source)})" if b.is_paper else f"stored baseline ({b.scale})"
         entries.append(
             {
-                **r,
-                "source": source,
-                "ci95": r.get("ci95", np.nan),
-                "label": f"{method_label(r['method'])} {detail}",
+                "dataset": b.dataset,
+                "ways": b.ways,
+                "shots": b.shots,
+                "method": b.method,
+                "source": "paper" if b.is_paper else "stored baseline",
+                "accuracy": b.accuracy,
+                "ci95": np.nan if b.ci95 is None else b.ci95,
+                "label": f"{method_label(b.method)} {detail}",
             }
         )
     if not entries:
         return pd.DataFrame()
     frame = pd.DataFrame(entries)
-    frame["setting"] = [row_name(r) for r in frame.to_dict("records")]
+    frame["setting"] = [setting_name(r) for r in frame.to_dict("records")]
     frame["_m"] = frame["method"].map(method_rank)
     frame = frame.sort_values(["setting", "_m", "method", "source", "label"], kind="stable")
     return frame[["setting", "method", "label", "source", "accuracy", "ci95"]].astype({"ci95": float})
@@ -559,31 +408,6 @@ def gate_table(check: pd.DataFrame) -> Table:
         {c: c for c in columns if c in frame},
         caption="Regression gate (baselines/check.csv): re-run against stored rows",
     )
-
-
-def stored_table(stored: pd.DataFrame) -> Table:
-    """Every stored baseline row with its source."""
-    columns = [
-        "row_id",
-        "dataset",
-        "ways",
-        "shots",
-        "method",
-        "alpha_low",
-        "alpha_up",
-        "scale",
-        "accuracy",
-        "ci95",
-        "n_episodes",
-        "n_seeds",
-        "iterations",
-        "tolerance_rule",
-        "source",
-        "device",
-        "git_sha",
-        "date",
-    ]
-    return frame_table(stored, {c: c for c in columns if c in stored}, caption="Stored baselines")
 
 
 def cost_items(reader: ResultsReader) -> list[Any]:

@@ -84,6 +84,7 @@ class Table:
     rows: tuple[tuple[Cell, ...], ...]
     caption: str = ""
     note: str = ""
+    footnotes: tuple[str, ...] = ()
     kind: str = field(default="table", init=False)
 
     def __len__(self) -> int:
@@ -97,6 +98,7 @@ def make_table(
     note: str = "",
     verdict_columns: Sequence[str] = ("verdict",),
     digits: int = 4,
+    footnotes: Sequence[str] = (),
 ) -> Table:
     """A Table from raw values: numbers right-aligned, verdict columns marked."""
     verdict_at = {i for i, c in enumerate(columns) if c in verdict_columns}
@@ -112,7 +114,7 @@ def make_table(
                 numeric = is_number(value) and not is_missing(value)
                 cells.append(Cell(fmt(value, digits), "num" if numeric else ""))
         out.append(tuple(cells))
-    return Table(tuple(columns), tuple(out), caption, note)
+    return Table(tuple(columns), tuple(out), caption, note, tuple(footnotes))
 
 
 def frame_table(

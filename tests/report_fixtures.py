@@ -16,6 +16,7 @@ import pandas as pd
 
 from infra.store import write_table
 from infra.verdicts import DERIVED, FAIL, INFO, NOT_APPLICABLE, PAPER_SHAPE, PASS, Prediction
+from realdata.baselines.format import COLUMNS, PAPER, REFERENCE_RULE, SEED_RULE, Baseline, write_baselines
 from synthetic.checks.common import curve_frame
 from synthetic.theory import r2_cycle_gradient_norm, rate_radius, rate_step_size
 
@@ -293,46 +294,69 @@ SPEED = {
         },
     ],
 }
-BASELINES = pd.DataFrame(
-    [
-        {
+PAPER_SOURCE = "paper: Finn et al., MAML, ICML 2017 (PMLR 70), Table 1"
+SHARP_SOURCE = "paper: Abbas et al., Sharp-MAML, ICML 2022 (PMLR 162), Tables 1-2"
+
+
+def paper_row(
+    row_id: str, method: str, accuracy: float, ci95: float | None, source: str, note: str
+) -> Baseline:
+    """A paper row as the baselines file stores it (scale "paper", reference-only rule)."""
+    empty = {c.name: c.empty for c in COLUMNS}
+    return Baseline(
+        **{
+            **empty,
+            "row_id": row_id,
+            "scale": PAPER,
             "dataset": "omniglot",
             "ways": 5,
             "shots": 1,
-            "method": "maml",
-            "alpha_low": None,
-            "alpha_up": None,
-            "scale": "paper",
-            "accuracy": 98.7,
-            "ci95": 0.4,
-            "source": "paper: Finn et al. 2017, Table 1",
-        },
-        {
-            "dataset": "omniglot",
-            "ways": 5,
-            "shots": 1,
-            "method": "maml",
-            "alpha_low": 0.0,
-            "alpha_up": 0.0,
-            "scale": "ci",
-            "accuracy": 91.5,
-            "ci95": 0.7,
-            "source": "reproduced here",
-        },
-        {
-            "dataset": "omniglot",
-            "ways": 5,
-            "shots": 1,
-            "method": "reptile",
-            "alpha_low": None,
-            "alpha_up": None,
-            "scale": "paper",
-            "accuracy": 97.7,
-            "ci95": None,
-            "source": "paper: Nichol et al., Reptile (arXiv 1803.02999)",
-        },
-    ]
-)
+            "method": method,
+            "accuracy": accuracy,
+            "ci95": ci95,
+            "source": source,
+            "tolerance_rule": REFERENCE_RULE,
+            "note": note,
+        }
+    )
+
+
+BASELINES = [
+    paper_row("paper:finn-maml", "maml", 98.7, 0.4, PAPER_SOURCE, "95% CI as published"),
+    paper_row("paper:abbas-maml", "maml", 96.0, None, SHARP_SOURCE, "no CI given in the paper"),
+    paper_row("paper:abbas-sharp_both", "sharp_both", 97.5, None, SHARP_SOURCE, "no CI given in the paper"),
+    paper_row(
+        "paper:nichol-reptile", "reptile", 97.7, None, "paper: Nichol et al., Reptile (arXiv 1803.02999)", ""
+    ),
+    Baseline(
+        row_id="omniglot-5w1s-maml-ci",
+        scale="ci",
+        dataset="omniglot",
+        ways=5,
+        shots=1,
+        method="maml",
+        alpha_low=0.0,
+        alpha_up=0.0,
+        accuracy=91.5,
+        ci95=0.7,
+        seed_std=0.9,
+        n_episodes=600,
+        n_seeds=2,
+        seeds=(0, 1),
+        spread_seeds=(0, 1, 2),
+        iterations=300,
+        preset="ci",
+        eval_inner_loop="same",
+        test_seed=20220606,
+        source="reproduced here: sharpmaml baselines update --scale ci",
+        device="cpu:x86_64",
+        git_sha="abc123",
+        date="2026-01-02",
+        config_hash="c0ffee",
+        tolerance_rule=SEED_RULE,
+        note="",
+    ),
+]
 CHECK = pd.DataFrame(
     [
         {
@@ -394,5 +418,5 @@ def write_store(
         )
         (root / "realdata" / "speed.json").write_text(json.dumps(SPEED))
         write_table(CHECK, root / "baselines" / "check.csv")
-        write_table(BASELINES, baselines)
+        write_baselines(baselines, BASELINES)
     return baselines

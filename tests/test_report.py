@@ -25,6 +25,7 @@ from infra.cli import main
 from infra.errors import EXIT_USAGE
 from infra.verdicts import FAIL, VERDICTS
 from reports import figures
+from reports.accuracy import difference
 from reports.build import build_report, group_of
 from reports.markdown import slug
 from reports.methods import METHOD_LOOKS, PALETTE, contrast, method_label, readable
@@ -68,6 +69,7 @@ class ReportParser(HTMLParser):
         self.sections: list[str] = []
         self.notices: list[str] = []
         self.problems: list[str] = []
+        self.footnotes: list[str] = []
         self.hrefs: list[str] = []
         self.srcs: list[str] = []
         self.tags: set[str] = set()
@@ -105,7 +107,9 @@ class ReportParser(HTMLParser):
             self._row = []
         elif tag in ("td", "th", "caption"):
             self._text, self._cell_class = [], a.get("class", "")
-        elif tag == "div" and a.get("class") in ("notice", "problem"):
+        elif (tag == "div" and a.get("class") in ("notice", "problem")) or (
+            tag == "ul" and a.get("class") == "footnotes"
+        ):
             self._block, self._block_kind = [], a["class"]
 
     def handle_endtag(self, tag: str) -> None:
@@ -126,9 +130,10 @@ class ReportParser(HTMLParser):
         elif tag == "figcaption":
             self.figures[-1].caption = " ".join("".join(self._figcaption).split())
             self._figcaption = None
-        elif tag == "div" and self._block is not None:
+        elif tag in ("div", "ul") and self._block is not None:
             text = " ".join("".join(self._block).split())
-            (self.notices if self._block_kind == "notice" else self.problems).append(text)
+            blocks = {"notice": self.notices, "problem": self.problems, "footnotes": self.footnotes}
+            blocks[self._block_kind].append(text)
             self._block = None
 
     def handle_data(self, data: str) -> None:
@@ -366,18 +371,51 @@ def test_without_the_theory_document_the_section_says_so(tmp_path) -> None:
 # ----- real data --------------------------------------------------------------------------------
 
 
-def test_accuracy_next_to_paper_rows_baselines_and_gate(report) -> None:
-    rows = {r["method"]: r for r in report.table("Accuracy per method").records()}
-    maml, sharp = rows["MAML"], rows["Sharp-MAML_both"]
-    assert maml["paper"] == "98.70 ± 0.40 (Finn et al. 2017, Table 1)"
-    assert maml["stored baseline"].startswith("91.50 ± 0.70")
-    assert "spread over 2 seeds" in maml["measured accuracy % ± 95% CI"]
-    assert (maml["gate verdict"], sharp["gate verdict"]) == ("PASS", FAIL)
-    assert sharp["measured accuracy % ± 95% CI"].startswith("91.00 ± 0.80")  # one seed: its episode CI
-    gate = report.table("Regression gate")
-    assert gate.column("verdict")[0] == FAIL
+def test_each_setting_puts_the_paper_next_to_the_measurement(report) -> None:
+    table = report.table("omniglot 5-way 1-shot: the paper next to the measurement")
+    rows = [(r["origin"], r["method"], r) for r in table.records()]
+    paper = [r for origin, _, r in rows if origin == "paper"]
+    assert [(r["method"], r["accuracy % ± 95% CI"]) for r in paper] == [
+        ("MAML", "98.70 ± 0.40"),
+        ("MAML", "96.00"),
+        ("Sharp-MAML_both", "97.50"),  # shown although no measured row has the paper's radii
+    ]
+    assert paper[2]["Δ vs MAML (points, 95% CI)"] == "+1.50 (no CI given)"  # against the same paper's MAML
+    footnotes = {r["source"][-3:] for r in paper}
+    assert footnotes == {"[1]", "[2]"} and "no CI given in the paper" in report.footnotes[0]
+    measured = {m: r for origin, m, r in rows if origin.startswith("measured")}
+    two_seeds = [acc for m, _, _, _, acc, _ in fx.EVALUATIONS if m == "maml"]
+    ci = stats.t.ppf(0.975, 1) * np.std(two_seeds, ddof=1) / np.sqrt(2)
+    assert measured["MAML"]["accuracy % ± 95% CI"] == f"{np.mean(two_seeds):.2f} ± {ci:.2f} (t over 2 seeds)"
+    assert (measured["MAML"]["seeds"], measured["MAML"]["iterations"]) == ("2", "300")
+    sharp = measured["Sharp-MAML_both"]
+    assert sharp["accuracy % ± 95% CI"].startswith("91.00 ± 0.80")  # one seed: its episode CI
+    assert sharp["Δ vs MAML (points, 95% CI)"] == f"+0.00 ± {np.hypot(ci, 0.8):.2f} (unpaired)"
+    assert (sharp["gate"], measured["MAML"]["gate"]) == (FAIL, "PASS")  # details in the gate's table
+    stored = [r for origin, _, r in rows if origin == "stored baseline (ci)"]
+    assert [r["accuracy % ± 95% CI"] for r in stored] == ["91.50 ± 0.70"]
+    assert report.table("Regression gate").column("verdict")[0] == FAIL
     assert "reptile" in report.table("Stored baselines").column("method")  # another paper's method:
     assert not any("reptile" in row for row in report.figure("fig-accuracy").alt.split(";"))  # table only
+
+
+def test_paired_difference_over_common_seeds() -> None:
+    row = {"accuracy": 91.0, "ci95": 1.0, "per_seed": {"0": 91.0, "1": 92.0, "2": 90.0}}
+    maml = {"accuracy": 90.0, "ci95": 1.0, "per_seed": {"0": 90.0, "1": 90.5, "2": 89.5}}
+    diff = difference(row, maml)
+    assert diff.value == pytest.approx(1.0) and diff.basis == "paired over 3 seeds"
+    d = np.array([1.0, 1.5, 0.5])
+    assert diff.ci95 == pytest.approx(stats.t.ppf(0.975, 2) * d.std(ddof=1) / np.sqrt(3))
+
+
+def test_the_report_reads_baselines_through_their_loader(tmp_path) -> None:
+    root = tmp_path / "results"
+    baselines = fx.write_store(root, synthetic=False, generalization=False)
+    text = baselines.read_text(encoding="utf-8")
+    baselines.write_text(text.replace(",paper,omniglot,5,", ",paper,omniglot,,", 1), encoding="utf-8")
+    report = parse(build_report(root, baselines, tmp_path / "none.md"))
+    assert any("line 2, column 'ways'" in p for p in report.problems)
+    assert not any(t.caption.startswith("Stored baselines") for t in report.tables)
 
 
 def test_cost_tables_give_ratios_against_maml(report) -> None:
