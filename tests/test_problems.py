@@ -410,17 +410,26 @@ def test_e2_embedding(e2: ProblemInstance, e2_embedded: ProblemInstance) -> None
 
 
 def test_e2_verification_catches_a_wrong_model(e2: ProblemInstance) -> None:
+    """The engine checks pass for the model as built and fail, on F and grad F at the probes
+    (not on the basin curvatures, which the shift of p leaves alone), for a slightly wrong one."""
     model = e2.extras["model"]
-    wrong = dataclasses.replace(model, p=model.p + 1e-4)
-    checks = e2_two_basins.engine_checks(
-        wrong,
-        e2.constants,
-        e2.tasks,
-        e2.meta_config,
-        e2.init_params["theta"],
-        torch.Generator().manual_seed(12),
-    )
-    assert any(not c.holds for c in checks)
+
+    def failed(candidate: object) -> list[str]:
+        checks = e2_two_basins.engine_checks(
+            candidate,
+            e2.constants,
+            e2.tasks,
+            e2.meta_config,
+            e2.init_params["theta"],
+            torch.Generator().manual_seed(12),
+        )
+        assert len(checks) == 14
+        return [c.name for c in checks if not c.holds]
+
+    assert failed(model) == []
+    wrong = failed(dataclasses.replace(model, p=model.p + 1e-4))
+    assert {name.split("(")[0] for name in wrong} == {"F", "grad_F"}
+    assert all(name.endswith(")") and "probe" in name for name in wrong)
 
 
 # --- linear algebra -----------------------------------------------------------------------
