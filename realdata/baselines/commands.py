@@ -12,13 +12,12 @@ or invalid file, an unknown row or scale, missing data) exits 4 before any compu
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from infra.errors import UsageError
+from infra.errors import UsageError, stage
 from infra.paths import DEFAULT_BASELINES
 from realdata.baselines.scales import SCALES
 
@@ -66,7 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="report rows whose dataset is absent as SKIPPED (with where it was "
         "looked for) instead of stopping with exit 4; for CI machines",
     )
-    check.set_defaults(handler=run_check)
+    check.set_defaults(handler=run_check, resume_hint=lambda a: f"no gate table written to {a.out}")
 
     update = actions.add_parser(
         "update",
@@ -78,7 +77,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_selection(update, required=True)
     update.add_argument("--dry-run", action="store_true", help="print the diff, leave the file as it is")
     _add_data(update)
-    update.set_defaults(handler=run_update)
+    update.set_defaults(handler=run_update, resume_hint=lambda a: f"{a.baselines} left as it is")
 
     show = actions.add_parser(
         "show", help="print the stored rows", description="Print the stored rows with their tolerance."
@@ -238,7 +237,8 @@ def run_check(args: argparse.Namespace) -> int:
         if skip:
             result = {**check_row(row, None, skip), "device": ""}
         else:
-            measured = measure(spec, data[spec.config.preset.dataset])
+            with stage(f"baselines check, row {row.row_id}"):
+                measured = measure(spec, data[spec.config.preset.dataset])
             result = {**check_row(row, measured), "device": measured.device}
         results.append(
             {
@@ -264,15 +264,11 @@ def run_check(args: argparse.Namespace) -> int:
 
 def run_update(args: argparse.Namespace) -> int:
     """Handler of ``sharpmaml baselines update``."""
-    from realdata.baselines.format import render_baselines, replace_rows, text_diff, write_baselines
+    from infra.csvtable import refuse_update_in_ci, text_diff
+    from realdata.baselines.format import render_baselines, replace_rows, write_baselines
     from realdata.baselines.measure import baseline_row, defined_rows, measure
 
-    if os.environ.get("CI"):
-        raise UsageError(
-            "refusing to update baselines where CI is set (CI="
-            f"{os.environ['CI']!r}): baselines move only by a deliberate local "
-            "update, reviewed in its diff"
-        )
+    refuse_update_in_ci("baselines", "baselines move only by a deliberate local update, reviewed in its diff")
     path: Path = args.baselines
     old = _load(path) if path.exists() else []
     specs = [spec for scale in SCALES.values() for spec in defined_rows(scale)]
@@ -289,7 +285,8 @@ def run_update(args: argparse.Namespace) -> int:
         )
     new = []
     for i, spec in enumerate(chosen, 1):
-        measured = measure(spec, data[spec.config.preset.dataset], spread=True)
+        with stage(f"baselines update, row {spec.row_id}"):
+            measured = measure(spec, data[spec.config.preset.dataset], spread=True)
         if measured.problem:
             print(f"{spec.row_id}: {measured.problem}; {path} left as it is")
             return 1

@@ -9,15 +9,13 @@ real-data track measures (``realdata.baselines``).
 
 The file is plain CSV with a fixed column order and number format, so that every
 deliberate update is a readable ``git diff``. Reading it validates every cell; an error names
-the file, the line and the column. Writing is atomic (``infra.store.atomic_write_bytes``).
+the file, the line and the column. Writing is atomic. The generic CSV machinery (columns, parsing with
+file/line/column errors, rendering, diff) is ``infra.csvtable``.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import difflib
-import io
 import math
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -26,8 +24,15 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import METHODS
-from infra.errors import UsageError
-from infra.store import atomic_write_bytes
+from infra.csvtable import (
+    Column,
+    CsvFileError,
+    CsvFormat,
+    parse_float,
+    parse_int,
+    parse_text,
+    write_text_atomically,
+)
 from infra.verdicts import FAIL, PASS, SKIPPED
 
 PAPER = "paper"  # the scale of rows typed in from a paper
@@ -36,7 +41,7 @@ SEED_RULE = "max(ci95, 3*sqrt(2/n_seeds)*seed_std)"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:+-]*\Z")
 
 
-class BaselinesError(UsageError):
+class BaselinesError(CsvFileError):
     """The baselines file is missing or invalid; the message names file, line and column."""
 
 
@@ -61,26 +66,6 @@ TOLERANCE_RULES: dict[str, Callable[[Baseline], float]] = {
 }
 
 
-def _text(value: str) -> str:
-    return value
-
-
-def _int(value: str) -> int:
-    if not re.fullmatch(r"-?\d+", value):
-        raise ValueError("an integer")
-    return int(value)
-
-
-def _float(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise ValueError("a number") from None
-    if not math.isfinite(number):
-        raise ValueError("a finite number")
-    return number
-
-
 def _seeds(value: str) -> tuple[int, ...]:
     parts = value.split()
     if not all(re.fullmatch(r"\d+", p) for p in parts):
@@ -88,56 +73,38 @@ def _seeds(value: str) -> tuple[int, ...]:
     return tuple(int(p) for p in parts)
 
 
-@dataclass(frozen=True)
-class Column:
-    """One CSV column: its parser (text -> value, ValueError naming what was expected) and the
-    value of an empty cell. Floats are written with 6 significant digits ('%g')."""
-
-    name: str
-    parse: Callable[[str], Any]
-    empty: Any = None
-
-    def format(self, value: Any) -> str:
-        if value is None:
-            return ""
-        if isinstance(value, tuple):
-            return " ".join(str(v) for v in value)
-        if isinstance(value, float):
-            return f"{value:g}"
-        return str(value)
-
-
 # The file's columns, in order. Empty cells are None (text: "", seeds: ()).
 COLUMNS: tuple[Column, ...] = (
-    Column("row_id", _text, empty=""),
-    Column("scale", _text, empty=""),
-    Column("dataset", _text, empty=""),
-    Column("ways", _int),
-    Column("shots", _int),
-    Column("method", _text, empty=""),
-    Column("alpha_low", _float),
-    Column("alpha_up", _float),
-    Column("accuracy", _float),
-    Column("ci95", _float),
-    Column("seed_std", _float),
-    Column("n_episodes", _int),
-    Column("n_seeds", _int),
+    Column("row_id", parse_text, empty=""),
+    Column("scale", parse_text, empty=""),
+    Column("dataset", parse_text, empty=""),
+    Column("ways", parse_int),
+    Column("shots", parse_int),
+    Column("method", parse_text, empty=""),
+    Column("alpha_low", parse_float),
+    Column("alpha_up", parse_float),
+    Column("accuracy", parse_float),
+    Column("ci95", parse_float),
+    Column("seed_std", parse_float),
+    Column("n_episodes", parse_int),
+    Column("n_seeds", parse_int),
     Column("seeds", _seeds, empty=()),
     Column("spread_seeds", _seeds, empty=()),
-    Column("iterations", _int),
-    Column("preset", _text, empty=""),
-    Column("eval_inner_loop", _text, empty=""),
-    Column("test_seed", _int),
-    Column("source", _text, empty=""),
-    Column("device", _text, empty=""),
-    Column("git_sha", _text, empty=""),
-    Column("date", _text, empty=""),
-    Column("config_hash", _text, empty=""),
-    Column("tolerance_rule", _text, empty=""),
-    Column("note", _text, empty=""),
+    Column("iterations", parse_int),
+    Column("preset", parse_text, empty=""),
+    Column("eval_inner_loop", parse_text, empty=""),
+    Column("test_seed", parse_int),
+    Column("source", parse_text, empty=""),
+    Column("device", parse_text, empty=""),
+    Column("git_sha", parse_text, empty=""),
+    Column("date", parse_text, empty=""),
+    Column("config_hash", parse_text, empty=""),
+    Column("tolerance_rule", parse_text, empty=""),
+    Column("note", parse_text, empty=""),
 )
-HEADER = tuple(c.name for c in COLUMNS)
-_BY_NAME = {c.name: c for c in COLUMNS}
+FORMAT = CsvFormat("baselines", COLUMNS, BaselinesError)
+HEADER = FORMAT.header
+REQUIRED = ("row_id", "scale", "dataset", "ways", "shots", "method", "accuracy")
 
 
 @dataclass(frozen=True)
@@ -183,8 +150,7 @@ class Baseline:
 
 def problem_at(path: Path, line: int, column: str | None, message: str) -> BaselinesError:
     """The error for a cell (or a line, when ``column`` is None) of a baselines file."""
-    where = f"{path}, line {line}" + (f", column {column!r}" if column else "")
-    return BaselinesError(f"{where}: {message}")
+    return FORMAT.problem_at(path, line, column, message)  # type: ignore[return-value]
 
 
 def _check_row(path: Path, row: Baseline) -> None:
@@ -192,7 +158,7 @@ def _check_row(path: Path, row: Baseline) -> None:
 
     def need(ok: bool, column: str, expected: str) -> None:
         if not ok:
-            shown = _BY_NAME[column].format(getattr(row, column))
+            shown = FORMAT.column(column).format(getattr(row, column))
             got = repr(shown) if shown else "an empty cell"
             raise problem_at(path, row.line, column, f"expected {expected}, got {got}")
 
@@ -252,47 +218,11 @@ def _check_row(path: Path, row: Baseline) -> None:
 
 def parse_baselines(text: str, path: Path) -> list[Baseline]:
     """Rows of a baselines CSV text (``path`` only names the file in errors)."""
-    records = csv.reader(io.StringIO(text, newline=""))
-    try:
-        header = next(records, None)
-        if header is None:
-            raise problem_at(path, 1, None, f"empty file; expected the header {','.join(HEADER)}")
-        if tuple(header) != HEADER:
-            missing = [c for c in HEADER if c not in header]
-            extra = [c for c in header if c not in HEADER]
-            detail = (
-                "; ".join(
-                    ([f"missing {missing}"] if missing else []) + ([f"unknown {extra}"] if extra else [])
-                )
-                or "columns out of order"
-            )
-            raise problem_at(path, 1, None, f"unexpected header ({detail}); expected {','.join(HEADER)}")
-        rows: list[Baseline] = []
-        first_line = records.line_num + 1
-        for record in records:
-            line, first_line = first_line, records.line_num + 1
-            if not record:
-                continue
-            if len(record) != len(HEADER):
-                raise problem_at(path, line, None, f"expected {len(HEADER)} fields, got {len(record)}")
-            values: dict[str, Any] = {}
-            for column, cell in zip(COLUMNS, record):
-                cell = cell.strip()
-                if not cell:
-                    values[column.name] = column.empty
-                    continue
-                try:
-                    values[column.name] = column.parse(cell)
-                except ValueError as exc:
-                    raise problem_at(path, line, column.name, f"expected {exc}, got {cell!r}") from None
-            for name in ("row_id", "scale", "dataset", "ways", "shots", "method", "accuracy"):
-                if values[name] == _BY_NAME[name].empty:
-                    raise problem_at(path, line, name, "expected a value, got an empty cell")
-            row = Baseline(**values, line=line)
-            _check_row(path, row)
-            rows.append(row)
-    except csv.Error as exc:
-        raise problem_at(path, records.line_num, None, f"not valid CSV ({exc})") from None
+    rows = []
+    for line, values in FORMAT.parse(text, path, REQUIRED):
+        row = Baseline(**values, line=line)
+        _check_row(path, row)
+        rows.append(row)
     _check_unique(path, rows)
     return rows
 
@@ -323,27 +253,13 @@ def _check_unique(path: Path, rows: Sequence[Baseline]) -> None:
 
 def load_baselines(path: Path) -> list[Baseline]:
     """Read and validate a baselines file; BaselinesError if it is missing or invalid."""
-    path = Path(path)
-    if not path.is_file():
-        raise BaselinesError(
-            f"{path}: baselines file not found; expected the CSV of stored rows (create or "
-            "refresh rows with `sharpmaml baselines update --scale ci`)"
-        )
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise BaselinesError(f"{path}: not UTF-8 text ({exc}); expected a CSV file") from None
-    return parse_baselines(text, path)
+    missing = "expected the CSV of stored rows (create or refresh rows with `sharpmaml baselines update --scale ci`)"
+    return parse_baselines(FORMAT.read_text(path, missing), Path(path))
 
 
 def render_baselines(rows: Iterable[Baseline]) -> str:
     """The CSV text of ``rows``: fixed column order and number formats, '\\n' line ends."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(HEADER)
-    for row in rows:
-        writer.writerow([c.format(getattr(row, c.name)) for c in COLUMNS])
-    return out.getvalue()
+    return FORMAT.render(rows)
 
 
 def replace_rows(rows: Sequence[Baseline], new: Sequence[Baseline]) -> list[Baseline]:
@@ -353,23 +269,11 @@ def replace_rows(rows: Sequence[Baseline], new: Sequence[Baseline]) -> list[Base
     return merged + [r for r in new if r.row_id in by_id]
 
 
-def text_diff(old: str, new: str, path: Path) -> str:
-    """Unified diff of the stored and the updated text of the file ('' when equal)."""
-    return "".join(
-        difflib.unified_diff(
-            old.splitlines(keepends=True),
-            new.splitlines(keepends=True),
-            fromfile=f"{path} (stored)",
-            tofile=f"{path} (updated)",
-        )
-    )
-
-
 def write_baselines(path: Path, rows: Sequence[Baseline]) -> str:
     """Validate ``rows`` as a file would be, then write them atomically; returns the text."""
     text = render_baselines(rows)
     parse_baselines(text, Path(path))
-    atomic_write_bytes(Path(path), text.encode("utf-8"))
+    write_text_atomically(Path(path), text)
     return text
 
 
