@@ -21,8 +21,8 @@ ANCHOR_PREFIX = "theory-"
 
 
 def theory_anchor(reference: str) -> str:
-    """The report's anchor of a theory reference: 'docs/theory.md#finding-x', '#finding-x' or a
-    heading's text ('Finding x') -> 'theory-finding-x'."""
+    """The report's anchor of a theory reference: 'docs/theory.md#family-q1', '#family-q1' or a
+    heading's text ('Family Q1') -> 'theory-family-q1'."""
     text = str(reference)
     return ANCHOR_PREFIX + (text.split("#", 1)[1] if "#" in text else slug(text))
 
