@@ -23,11 +23,12 @@ SKIPPED = "SKIPPED"
 VERDICTS = (PASS, FAIL, NOT_APPLICABLE, INFO, VACUOUS, SKIPPED)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Prediction:
     """One row of the predictions table: what theory says, what we measured, the verdict.
 
-    ``ratio`` is measured / predicted where both are numbers. A FAIL is a finding.
+    Built with keywords only (eight fields, four of them strings). ``ratio`` is
+    measured / predicted where both are numbers. A FAIL is a finding.
     """
 
     id: str

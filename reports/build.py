@@ -30,7 +30,7 @@ from reports.accuracy import (
     short_source,
     stored_table,
 )
-from reports.items import Heading, Notice, Problem, Section, Text, Track
+from reports.items import FailingRow, Heading, Notice, Problem, Section, Text, Track
 from reports.methods import is_method, method_label, method_rank
 from reports.store import ResultsReader
 from reports.tables import (
@@ -111,16 +111,16 @@ def prediction_tables(predictions: pd.DataFrame, track: Track) -> list[Any]:
     track.verdicts += frame["verdict"].astype(str).tolist()
     for row in frame[frame["verdict"] == FAIL].to_dict("records"):
         track.failures.append(
-            [
-                track.name,
-                row["id"],
-                row.get("prediction"),
-                row.get("predicted"),
-                row.get("measured"),
-                row.get("tolerance"),
-                row["verdict"],
-                row.get("details"),
-            ]
+            FailingRow(
+                track=track.name,
+                id=row["id"],
+                statement=row.get("prediction"),
+                expected=row.get("predicted"),
+                measured=row.get("measured"),
+                tolerance=row.get("tolerance"),
+                verdict=row["verdict"],
+                details=row.get("details"),
+            )
         )
     first_seen = frame.groupby("_group", sort=False)["_order"].min()
     has_fail = frame.groupby("_group", sort=False)["_rank"].min()
@@ -311,16 +311,16 @@ def realdata_section(reader: ResultsReader, tracks: list[Track]) -> Section:
         track.verdicts += check["verdict"].astype(str).tolist()
         for r in check[check["verdict"] == FAIL].to_dict("records"):
             track.failures.append(
-                [
-                    track.name,
-                    r.get("row_id", setting_name(r)),
-                    "accuracy within tolerance of the stored baseline",
-                    r.get("stored"),
-                    r.get("measured"),
-                    r.get("tolerance"),
-                    r["verdict"],
-                    r.get("reason"),
-                ]
+                FailingRow(
+                    track=track.name,
+                    id=r.get("row_id", setting_name(r)),
+                    statement="accuracy within tolerance of the stored baseline",
+                    expected=r.get("stored"),
+                    measured=r.get("measured"),
+                    tolerance=r.get("tolerance"),
+                    verdict=r["verdict"],
+                    details=r.get("reason"),
+                )
             )
     if not measured.empty or stored is not None or check is not None:
         section.items += setting_tables(measured, stored or [], check)
@@ -548,17 +548,8 @@ def summary_section(tracks: list[Track], sections: list[Section]) -> Section:
     if failures:
         section.items.append(
             make_table(
-                [
-                    "track",
-                    "id",
-                    "statement",
-                    "predicted / stored",
-                    "measured",
-                    "tolerance",
-                    "verdict",
-                    "details",
-                ],
-                failures,
+                list(FailingRow.HEADERS),
+                [f.cells() for f in failures],
                 caption="Failing rows (FAIL first)",
             )
         )

@@ -66,13 +66,13 @@ def smooth_predictions(problem: ProblemInstance, label: str | None = None) -> li
     """One row per constant check of a family (closed form vs numerical verification)."""
     return [
         Prediction(
-            f"smooth/{label or problem.family}/{check.name}",
-            f"{check.relation} ({check.method})",
-            DERIVED,
-            check.closed_form,
-            check.measured,
-            check.relation,
-            verdict(check.holds),
+            id=f"smooth/{label or problem.family}/{check.name}",
+            prediction=f"{check.relation} ({check.method})",
+            source=DERIVED,
+            predicted=check.closed_form,
+            measured=check.measured,
+            tolerance=check.relation,
+            verdict=verdict(check.holds),
         )
         for check in problem.checks
     ]

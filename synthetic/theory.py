@@ -1,7 +1,7 @@
 """Every bound and rate formula the suites check, each labelled with its source.
 
 Each docstring ends with its source label (infra.verdicts: derived here, paper claim (shape),
-literature); docs/convergence.md lists the check that tests each one.
+literature); docs/theory.md states and derives every one.
 """
 
 from __future__ import annotations

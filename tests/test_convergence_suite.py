@@ -25,7 +25,12 @@ def test_r1_r2_r3_against_hand_computed_values() -> None:
     assert theory.loglog_slope([1, 10, 100], [1, 0.1, 0.01]) == pytest.approx(-1.0)
     assert theory.rate_radius(10000, "quarter") == pytest.approx(0.05)
     assert theory.rate_step_size(100, 0.5) == pytest.approx(0.05)
-    assert math.isnan(Prediction("x", "", "", None, 1.0, "", "N/A").ratio or math.nan)
+    assert math.isnan(
+        Prediction(
+            id="x", prediction="", source="", predicted=None, measured=1.0, tolerance="", verdict="N/A"
+        ).ratio
+        or math.nan
+    )
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +126,9 @@ def test_out_that_is_a_file_is_rejected(tmp_path, capsys) -> None:
 
 def test_prediction_rejects_unknown_verdict() -> None:
     with pytest.raises(ValueError, match="verdict"):
-        Prediction("x", "", "", 1.0, 1.0, "", "MAYBE")
+        Prediction(
+            id="x", prediction="", source="", predicted=1.0, measured=1.0, tolerance="", verdict="MAYBE"
+        )
 
 
 def test_cell_cache_reuses_only_the_same_seed_and_code(tmp_path, monkeypatch) -> None:

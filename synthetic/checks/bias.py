@@ -73,26 +73,26 @@ def run_bias_check(problem: ProblemInstance, grid: BiasGrid, cell: CellRunner) -
     converged = f"max ||grad F_low|| at the end {max(residual):.1e} (fixed point reached if << shift)"
     out.predictions.append(
         Prediction(
-            "bias.shift_slope",
-            "Sharp-MAML_low fixed point shifts by O(alpha_low): log-log slope 1",
-            DERIVED,
-            SHIFT_SLOPE[0],
-            shift_slope,
-            f"{SHIFT_SLOPE[0]} +- {SHIFT_SLOPE[1]}",
-            verdict(abs(shift_slope - SHIFT_SLOPE[0]) <= SHIFT_SLOPE[1]),
-            f"shift/alpha_low from {np.min(shift / alphas):.5f} to {np.max(shift / alphas):.5f}; {converged}",
+            id="bias.shift_slope",
+            prediction="Sharp-MAML_low fixed point shifts by O(alpha_low): log-log slope 1",
+            source=DERIVED,
+            predicted=SHIFT_SLOPE[0],
+            measured=shift_slope,
+            tolerance=f"{SHIFT_SLOPE[0]} +- {SHIFT_SLOPE[1]}",
+            verdict=verdict(abs(shift_slope - SHIFT_SLOPE[0]) <= SHIFT_SLOPE[1]),
+            details=f"shift/alpha_low from {np.min(shift / alphas):.5f} to {np.max(shift / alphas):.5f}; {converged}",
         )
     )
     out.predictions.append(
         Prediction(
-            "bias.gap_slope",
-            "MAML stationarity gap ||grad F(theta_low)||^2 = O(alpha_low^2): log-log slope 2",
-            DERIVED,
-            GAP_SLOPE[0],
-            gap_slope,
-            f"{GAP_SLOPE[0]} +- {GAP_SLOPE[1]}",
-            verdict(abs(gap_slope - GAP_SLOPE[0]) <= GAP_SLOPE[1]),
-            f"gap^2/alpha_low^2 from {np.min(gap2 / alphas**2):.3e} to {np.max(gap2 / alphas**2):.3e}",
+            id="bias.gap_slope",
+            prediction="MAML stationarity gap ||grad F(theta_low)||^2 = O(alpha_low^2): log-log slope 2",
+            source=DERIVED,
+            predicted=GAP_SLOPE[0],
+            measured=gap_slope,
+            tolerance=f"{GAP_SLOPE[0]} +- {GAP_SLOPE[1]}",
+            verdict=verdict(abs(gap_slope - GAP_SLOPE[0]) <= GAP_SLOPE[1]),
+            details=f"gap^2/alpha_low^2 from {np.min(gap2 / alphas**2):.3e} to {np.max(gap2 / alphas**2):.3e}",
         )
     )
     beta, L = float(problem.settings["beta"]), problem.constants["L"]
@@ -101,14 +101,14 @@ def run_bias_check(problem: ProblemInstance, grid: BiasGrid, cell: CellRunner) -
     ratios = at_star / bounds
     out.predictions.append(
         Prediction(
-            "bias.r3_bound",
-            "||grad F_low(theta*)|| <= 2 beta alpha_low L^2 (1 + beta L) (+ O(alpha_low^2))",
-            DERIVED,
-            float(bounds[0]),
-            float(at_star[0]),
-            "ratio <= 1 at every alpha_low",
-            verdict(bool(np.all(ratios <= 1.0))),
-            f"measured/bound from {ratios.min():.3f} to {ratios.max():.3f} over alpha_low = {alphas.tolist()}",
+            id="bias.r3_bound",
+            prediction="||grad F_low(theta*)|| <= 2 beta alpha_low L^2 (1 + beta L) (+ O(alpha_low^2))",
+            source=DERIVED,
+            predicted=float(bounds[0]),
+            measured=float(at_star[0]),
+            tolerance="ratio <= 1 at every alpha_low",
+            verdict=verdict(bool(np.all(ratios <= 1.0))),
+            details=f"measured/bound from {ratios.min():.3f} to {ratios.max():.3f} over alpha_low = {alphas.tolist()}",
         )
     )
     for i, a in enumerate(alphas):

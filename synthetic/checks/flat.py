@@ -68,14 +68,14 @@ def switch_radius_prediction(problem: ProblemInstance) -> Prediction:
     measured = truth.switch_radius()
     expected, tol = PROTOTYPE_SWITCH_RADIUS
     return Prediction(
-        f"flat.switch_radius/{problem_label(problem)}",
-        "the exact alpha-robust objective max_|eps|<=alpha F(theta+eps) has its minimiser in the flat basin for alpha above ~0.10",
-        PAPER_SHAPE,
-        expected,
-        measured,
-        f"{expected} +- {tol} (docs/theory.md#prediction-flat-minima)",
-        verdict(abs(measured - expected) <= tol),
-        f"grid ground truth, bisection to 1e-4; robust minimiser at alpha=0.05: "
+        id=f"flat.switch_radius/{problem_label(problem)}",
+        prediction="the exact alpha-robust objective max_|eps|<=alpha F(theta+eps) has its minimiser in the flat basin for alpha above ~0.10",
+        source=PAPER_SHAPE,
+        predicted=expected,
+        measured=measured,
+        tolerance=f"{expected} +- {tol} (docs/theory.md#prediction-flat-minima)",
+        verdict=verdict(abs(measured - expected) <= tol),
+        details=f"grid ground truth, bisection to 1e-4; robust minimiser at alpha=0.05: "
         f"{truth.robust_minimizer(0.05)[0]:.4f}, at alpha=0.3: {truth.robust_minimizer(0.3)[0]:.4f}; "
         f"theta_sharp {problem.constants['theta_sharp']:.4f}, theta_flat {problem.constants['theta_flat']:.4f}",
     )
@@ -138,14 +138,14 @@ def run_flat_check(problem: ProblemInstance, grid: FlatGrid, cell: CellRunner) -
     maml = lane_alpha == 0
     out.predictions.append(
         Prediction(
-            f"flat.maml_reference/{label}",
-            "MAML ends at the sharp minimiser from every start (the reference)",
-            PAPER_SHAPE,
-            problem.constants["theta_sharp"],
-            float(np.median(z_end[maml])),
-            "report",
-            INFO,
-            f"end z from {z_end[maml].min():.5f} to {z_end[maml].max():.5f}, "
+            id=f"flat.maml_reference/{label}",
+            prediction="MAML ends at the sharp minimiser from every start (the reference)",
+            source=PAPER_SHAPE,
+            predicted=problem.constants["theta_sharp"],
+            measured=float(np.median(z_end[maml])),
+            tolerance="report",
+            verdict=INFO,
+            details=f"end z from {z_end[maml].min():.5f} to {z_end[maml].max():.5f}, "
             f"max ||grad F||^2 {grad2[maml].max():.1e}, F'' {np.median(curvature[maml]):.3f}",
         )
     )
@@ -183,15 +183,15 @@ def radius_predictions(
     where = f"end z {np.array2string(z_end, precision=4)}; ||grad F||^2 {np.array2string(grad2, precision=2)}"
     rows = [
         Prediction(
-            f"flat.follows_robust/{label}/alpha={alpha:g}",
-            f"Sharp-MAML_up ends at the alpha-robust minimiser (z = {robust:.4f}, "
+            id=f"flat.follows_robust/{label}/alpha={alpha:g}",
+            prediction=f"Sharp-MAML_up ends at the alpha-robust minimiser (z = {robust:.4f}, "
             f"{'flat' if alpha > switch else 'sharp'} basin; switch at alpha {switch:.3f}) from starts in MAML's sharp basin",
-            PAPER_SHAPE,
-            1.0,
-            fraction,
-            f"fraction of starts ending within {near:.3f} of it >= 0.5",
-            verdict(fraction >= 0.5),
-            where,
+            source=PAPER_SHAPE,
+            predicted=1.0,
+            measured=fraction,
+            tolerance=f"fraction of starts ending within {near:.3f} of it >= 0.5",
+            verdict=verdict(fraction >= 0.5),
+            details=where,
         )
     ]
     if alpha <= switch:
@@ -200,14 +200,14 @@ def radius_predictions(
     flatter = bool(np.all(stationary) and np.all(curvature < maml_curvature) and np.all(curvature > 0))
     rows.append(
         Prediction(
-            f"flat.curvature/{label}/alpha={alpha:g}",
-            "Sharp-MAML_up ends at a minimiser flatter than MAML's (F'' along the basin axis, at a stationary point)",
-            PAPER_SHAPE,
-            maml_curvature,
-            float(np.median(curvature)),
-            f"every end stationary (||grad F||^2 <= {STATIONARY_GRAD_NORM2:g}) with 0 < F'' < MAML's",
-            verdict(flatter),
-            f"F'' at the ends from {curvature.min():.4f} to {curvature.max():.4f} (flat minimiser "
+            id=f"flat.curvature/{label}/alpha={alpha:g}",
+            prediction="Sharp-MAML_up ends at a minimiser flatter than MAML's (F'' along the basin axis, at a stationary point)",
+            source=PAPER_SHAPE,
+            predicted=maml_curvature,
+            measured=float(np.median(curvature)),
+            tolerance=f"every end stationary (||grad F||^2 <= {STATIONARY_GRAD_NORM2:g}) with 0 < F'' < MAML's",
+            verdict=verdict(flatter),
+            details=f"F'' at the ends from {curvature.min():.4f} to {curvature.max():.4f} (flat minimiser "
             f"{constants['F2_flat']:.4f}); {int(stationary.sum())}/{len(grad2)} ends stationary",
         )
     )
@@ -217,14 +217,14 @@ def radius_predictions(
         error = float(np.abs(z_end - stall).max())
         rows.append(
             Prediction(
-                f"flat.stall/{label}/alpha={alpha:g}",
-                "one-step Sharp-MAML_up stalls where F'(theta - alpha) = 0, at theta_sharp + alpha, a non-stationary point",
-                LITERATURE,
-                stall,
-                float(np.median(z_end)),
-                f"every end within {STALL_TOLERANCE:g} of theta_sharp + alpha, with ||grad F||^2 > {STATIONARY_GRAD_NORM2:g}",
-                verdict(error <= STALL_TOLERANCE and bool(np.all(grad2 > STATIONARY_GRAD_NORM2))),
-                f"max |z_end - stall| {error:.2e}; F'(stall) {stall_slope:.4f}, ||grad F||^2 there "
+                id=f"flat.stall/{label}/alpha={alpha:g}",
+                prediction="one-step Sharp-MAML_up stalls where F'(theta - alpha) = 0, at theta_sharp + alpha, a non-stationary point",
+                source=LITERATURE,
+                predicted=stall,
+                measured=float(np.median(z_end)),
+                tolerance=f"every end within {STALL_TOLERANCE:g} of theta_sharp + alpha, with ||grad F||^2 > {STATIONARY_GRAD_NORM2:g}",
+                verdict=verdict(error <= STALL_TOLERANCE and bool(np.all(grad2 > STATIONARY_GRAD_NORM2))),
+                details=f"max |z_end - stall| {error:.2e}; F'(stall) {stall_slope:.4f}, ||grad F||^2 there "
                 f"{stall_slope**2:.4f} (F' = 0 at a true minimiser)",
             )
         )

@@ -81,14 +81,14 @@ def run_floor_check(problem: ProblemInstance, grid: FloorGrid, cell: CellRunner)
         )
         out.predictions.append(
             Prediction(
-                f"floor/eta={e:g}/alpha={a:g}",
-                "deterministic Sharp-MAML_up, constant alpha: 2-cycle with ||grad F|| = eta l1^2 alpha/(2 - eta l1)",
-                DERIVED,
-                predicted,
-                float(last),
-                f"relative error <= {CYCLE_TOLERANCE:g}, alignment with v1 > {ALIGNMENT_MIN}",
-                verdict(bool(ok)),
-                f"relative error {rel_err:.2e}; |cos(grad F, v1)| = {alignment:.6f}; "
+                id=f"floor/eta={e:g}/alpha={a:g}",
+                prediction="deterministic Sharp-MAML_up, constant alpha: 2-cycle with ||grad F|| = eta l1^2 alpha/(2 - eta l1)",
+                source=DERIVED,
+                predicted=predicted,
+                measured=float(last),
+                tolerance=f"relative error <= {CYCLE_TOLERANCE:g}, alignment with v1 > {ALIGNMENT_MIN}",
+                verdict=verdict(bool(ok)),
+                details=f"relative error {rel_err:.2e}; |cos(grad F, v1)| = {alignment:.6f}; "
                 f"||grad F|| at T-1 and T: {before:.6e}, {last:.6e}; eta*l1 = {e * lambda1:.3f}; {grid.steps} steps",
             )
         )
@@ -158,14 +158,14 @@ def run_fo_check(problem: ProblemInstance, grid: FloorGrid, cell: CellRunner) ->
     distance = float(np.linalg.norm(result.final_params["theta"][0] - theta_fo.numpy()))
     out.predictions.append(
         Prediction(
-            "fo.floor/deterministic",
-            "deterministic FO-MAML stalls at theta_FO with ||grad F(theta_FO)||^2 > 0",
-            DERIVED,
-            floor,
-            measured,
-            "relative error <= 1e-6 and floor > 0",
-            verdict(rel_err <= 1e-6 and floor > 0),
-            f"relative error {rel_err:.2e}; ||theta_T - theta_FO|| = {distance:.2e}; "
+            id="fo.floor/deterministic",
+            prediction="deterministic FO-MAML stalls at theta_FO with ||grad F(theta_FO)||^2 > 0",
+            source=DERIVED,
+            predicted=floor,
+            measured=measured,
+            tolerance="relative error <= 1e-6 and floor > 0",
+            verdict=verdict(rel_err <= 1e-6 and floor > 0),
+            details=f"relative error {rel_err:.2e}; ||theta_T - theta_FO|| = {distance:.2e}; "
             f"||theta_FO - theta*|| = {float(torch.linalg.vector_norm(theta_fo - problem.extras['theta_star'])):.4f}; "
             f"eta = 1/L_bar, {grid.fo_steps} steps",
         )

@@ -147,14 +147,14 @@ def _bound_row(problem, grid, values, method, schedule, batch, tag) -> Predictio
     statement = "G_avg(T) <= R1(T) at every T (3-SE allowance)"
     if method in ("sharp_low", "sharp_both"):
         return Prediction(
-            f"rate.bound/{tag}",
-            statement,
-            DERIVED,
-            None,
-            None,
-            "-",
-            NOT_APPLICABLE,
-            "R1 needs a globally L_bar-smooth objective; the lower-perturbed objective is not "
+            id=f"rate.bound/{tag}",
+            prediction=statement,
+            source=DERIVED,
+            predicted=None,
+            measured=None,
+            tolerance="-",
+            verdict=NOT_APPLICABLE,
+            details="R1 needs a globally L_bar-smooth objective; the lower-perturbed objective is not "
             "(its normalisation is singular where a support gradient vanishes), and the R3 bias "
             "term is not bounded uniformly in theta. The slope check is kept.",
         )
@@ -171,14 +171,14 @@ def _bound_row(problem, grid, values, method, schedule, batch, tag) -> Predictio
     means = np.nanmean(values, axis=0)
     ratios = means / np.asarray(bounds)
     return Prediction(
-        f"rate.bound/{tag}",
-        statement,
-        DERIVED,
-        float(bounds[-1]),
-        float(means[-1]),
-        "mean - 3 SE <= R1 at every T",
-        verdict(all(allowed) and np.all(np.isfinite(means))),
-        f"G_avg/R1 from {ratios.min():.3g} to {ratios.max():.3g} over T = {list(grid.horizons)}"
+        id=f"rate.bound/{tag}",
+        prediction=statement,
+        source=DERIVED,
+        predicted=float(bounds[-1]),
+        measured=float(means[-1]),
+        tolerance="mean - 3 SE <= R1 at every T",
+        verdict=verdict(all(allowed) and np.all(np.isfinite(means))),
+        details=f"G_avg/R1 from {ratios.min():.3g} to {ratios.max():.3g} over T = {list(grid.horizons)}"
         + (" (a bound with >1000x slack says little)" if ratios.max() < 1e-3 else ""),
     )
 
@@ -196,14 +196,14 @@ def _slope_row(grid, horizons, values, tag, global_seed) -> Prediction:
         np.random.default_rng(derive_seed(global_seed, "bootstrap", tag)),
     )
     return Prediction(
-        f"rate.slope/{tag}",
-        f"log-log slope of G_avg(T) over T >= {horizons[use][0]} is <= {SLOPE_LIMIT}",
-        PAPER_SHAPE,
-        -0.5,
-        slope,
-        f"slope <= {SLOPE_LIMIT}",
-        verdict(slope <= SLOPE_LIMIT),
-        f"bootstrap 95% CI over {int(finite.sum())} seeds [{lo:.3f}, {hi:.3f}]; steeper than -0.5 is not a failure",
+        id=f"rate.slope/{tag}",
+        prediction=f"log-log slope of G_avg(T) over T >= {horizons[use][0]} is <= {SLOPE_LIMIT}",
+        source=PAPER_SHAPE,
+        predicted=-0.5,
+        measured=slope,
+        tolerance=f"slope <= {SLOPE_LIMIT}",
+        verdict=verdict(slope <= SLOPE_LIMIT),
+        details=f"bootstrap 95% CI over {int(finite.sum())} seeds [{lo:.3f}, {hi:.3f}]; steeper than -0.5 is not a failure",
     )
 
 
@@ -211,27 +211,27 @@ def _ratio_row(values, maml, tag) -> Prediction:
     ratios = np.nanmean(values, axis=0) / np.nanmean(maml, axis=0)
     ok = bool(np.all((ratios >= RATIO_RANGE[0]) & (ratios <= RATIO_RANGE[1])))
     return Prediction(
-        f"rate.vs_maml/{tag}",
-        "G_avg(Sharp) / G_avg(MAML) within [0.8, 1.25] at every T",
-        PAPER_SHAPE,
-        1.0,
-        float(ratios[-1]),
-        "[0.8, 1.25] at every T",
-        verdict(ok),
-        f"ratio from {ratios.min():.3f} to {ratios.max():.3f}; the paper states the same rate as MAML",
+        id=f"rate.vs_maml/{tag}",
+        prediction="G_avg(Sharp) / G_avg(MAML) within [0.8, 1.25] at every T",
+        source=PAPER_SHAPE,
+        predicted=1.0,
+        measured=float(ratios[-1]),
+        tolerance="[0.8, 1.25] at every T",
+        verdict=verdict(ok),
+        details=f"ratio from {ratios.min():.3f} to {ratios.max():.3f}; the paper states the same rate as MAML",
     )
 
 
 def _fomaml_row(values, maml, horizons, batch) -> Prediction:
     fo, ma = np.nanmean(values, axis=0), np.nanmean(maml, axis=0)
     return Prediction(
-        f"rate.fomaml_floor/B{batch}",
-        "FO-MAML stalls at a floor (recorded, not judged)",
-        LITERATURE,
-        None,
-        float(fo[-1]),
-        "-",
-        INFO,
-        f"FO-MAML G_avg at T={horizons[-1]}: {fo[-1]:.3g} vs MAML {ma[-1]:.3g}; "
+        id=f"rate.fomaml_floor/B{batch}",
+        prediction="FO-MAML stalls at a floor (recorded, not judged)",
+        source=LITERATURE,
+        predicted=None,
+        measured=float(fo[-1]),
+        tolerance="-",
+        verdict=INFO,
+        details=f"FO-MAML G_avg at T={horizons[-1]}: {fo[-1]:.3g} vs MAML {ma[-1]:.3g}; "
         f"slope over the last two T {loglog_slope(horizons[-2:], fo[-2:]):.3f}",
     )

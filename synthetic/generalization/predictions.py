@@ -70,19 +70,19 @@ def bound_rows(runs: pd.DataFrame, b: Bound) -> list[Prediction]:
             result = verdict(bool(holds[~vacuous].all()))
         rows.append(
             Prediction(
-                f"gen.{b.name}/M={M}",
-                f"L_D(theta) <= {b.label} in every run at M = {M} (gap <= RHS - train risk)"
+                id=f"gen.{b.name}/M={M}",
+                prediction=f"L_D(theta) <= {b.label} in every run at M = {M} (gap <= RHS - train risk)"
                 + (
                     ": VACUOUS, RHS >= 1 on a [0, 1] risk in every run, says nothing"
                     if result == VACUOUS
                     else ""
                 ),
-                b.source,
-                float(judged.loc[worst, f"{prefix}_gap_bound"]),
-                float(judged.loc[worst, "gap"]),
-                f"L_D - {SE_ALLOWANCE:g} SE <= RHS per run; RHS >= 1 is vacuous",
-                result,
-                f"worst run shown (largest gap/bound); {int(vacuous.sum())}/{len(g)} runs vacuous; "
+                source=b.source,
+                predicted=float(judged.loc[worst, f"{prefix}_gap_bound"]),
+                measured=float(judged.loc[worst, "gap"]),
+                tolerance=f"L_D - {SE_ALLOWANCE:g} SE <= RHS per run; RHS >= 1 is vacuous",
+                verdict=result,
+                details=f"worst run shown (largest gap/bound); {int(vacuous.sum())}/{len(g)} runs vacuous; "
                 f"{int((~holds).sum())} violations; RHS median {rhs.median():.3f} [{rhs.min():.3f}, {rhs.max():.3f}]; "
                 f"bound/gap median {_median(ratio)} over {len(ratio)} runs with gap > 0; "
                 f"gap mean {g['gap'].mean():.4f}, true-risk SE {g['true_risk_se'].median():.4f}",
@@ -101,14 +101,14 @@ def gibbs_row(runs: pd.DataFrame) -> Prediction:
     slack = runs["pac_bayes_kl_rhs"] - (risk - SE_ALLOWANCE * se)
     worst = slack.idxmin()
     return Prediction(
-        "gen.pac_bayes_kl.gibbs",
-        "L_D(Q) <= PAC-Bayes-kl RHS for Q = N(theta, s^2 I) in every run (the theorem, no premise needed)",
-        bounds.PAC_BAYES_SOURCE,
-        float(runs.loc[worst, "pac_bayes_kl_rhs"]),
-        float(risk[worst]),
-        f"L_D(Q) - {SE_ALLOWANCE:g} SE <= RHS per run",
-        verdict(bool((slack >= 0).all())),
-        f"{int((slack < 0).sum())}/{len(runs)} violations; tightest run M={runs.loc[worst, 'M']}, "
+        id="gen.pac_bayes_kl.gibbs",
+        prediction="L_D(Q) <= PAC-Bayes-kl RHS for Q = N(theta, s^2 I) in every run (the theorem, no premise needed)",
+        source=bounds.PAC_BAYES_SOURCE,
+        predicted=float(runs.loc[worst, "pac_bayes_kl_rhs"]),
+        measured=float(risk[worst]),
+        tolerance=f"L_D(Q) - {SE_ALLOWANCE:g} SE <= RHS per run",
+        verdict=verdict(bool((slack >= 0).all())),
+        details=f"{int((slack < 0).sum())}/{len(runs)} violations; tightest run M={runs.loc[worst, 'M']}, "
         f"m_tr={runs.loc[worst, 'm_tr']}; L_D(Q) estimated on the fresh tasks with one noise draw per task",
     )
 
@@ -133,14 +133,14 @@ def premise_rows(runs: pd.DataFrame) -> list[Prediction]:
         z = (diff / se).replace([np.inf, -np.inf], np.nan)
         rows.append(
             Prediction(
-                f"gen.premise/{kind}_sigma",
-                f"the true risk does not drop under Gaussian weight noise: {why}",
-                source,
-                0.0,
-                float(diff.min()),
-                f"E L_D(theta + eps) - L_D(theta) >= -{SE_ALLOWANCE:g} SE in every run",
-                verdict(bool(holds.all())),
-                f"{int((~holds).sum())}/{len(runs)} violations; {int((diff < 0).sum())} runs with a negative difference; "
+                id=f"gen.premise/{kind}_sigma",
+                prediction=f"the true risk does not drop under Gaussian weight noise: {why}",
+                source=source,
+                predicted=0.0,
+                measured=float(diff.min()),
+                tolerance=f"E L_D(theta + eps) - L_D(theta) >= -{SE_ALLOWANCE:g} SE in every run",
+                verdict=verdict(bool(holds.all())),
+                details=f"{int((~holds).sum())}/{len(runs)} violations; {int((diff < 0).sum())} runs with a negative difference; "
                 f"smallest z {z.min():.2f}; median difference {diff.median():.2e}; "
                 f"s in [{sigma.min():.3g}, {sigma.max():.3g}]",
             )
@@ -158,14 +158,14 @@ def complexity_rate_row(runs: pd.DataFrame, grid: GenGrid, d: int) -> Prediction
     ]
     worst = max(slopes, key=lambda s: abs(s + 0.5))
     return Prediction(
-        "gen.complexity_rate",
-        "Foret complexity term ~ M^(-1/2) (implementation check; log factors move the slope by < 0.05)",
-        bounds.FORET_SOURCE,
-        -0.5,
-        worst,
-        f"|slope + 0.5| <= {RATE_TOLERANCE}",
-        verdict(abs(worst + 0.5) <= RATE_TOLERANCE),
-        f"log-log slopes over M = {RATE_CHECK_TASKS[0]}..{RATE_CHECK_TASKS[-1]} at |theta| = {norm:.3f}: "
+        id="gen.complexity_rate",
+        prediction="Foret complexity term ~ M^(-1/2) (implementation check; log factors move the slope by < 0.05)",
+        source=bounds.FORET_SOURCE,
+        predicted=-0.5,
+        measured=worst,
+        tolerance=f"|slope + 0.5| <= {RATE_TOLERANCE}",
+        verdict=verdict(abs(worst + 0.5) <= RATE_TOLERANCE),
+        details=f"log-log slopes over M = {RATE_CHECK_TASKS[0]}..{RATE_CHECK_TASKS[-1]} at |theta| = {norm:.3f}: "
         + ", ".join(f"rho={r:g}: {s:.4f}" for r, s in zip(grid.alphas, slopes)),
     )
 
@@ -206,14 +206,14 @@ def gap_slope_rows(runs: pd.DataFrame, global_seed: int) -> list[Prediction]:
             slope, text = None, "fewer than two M with a gap above 2 SE: slope not estimable"
         rows.append(
             Prediction(
-                f"gen.gap_slope/m_tr={m_tr}",
-                "measured gap L_D - L_S against M (reported; the bound's complexity term falls like M^(-1/2))",
-                PAPER_SHAPE,
-                -0.5,
-                slope,
-                "reported, no verdict",
-                INFO,
-                f"{text}; seed-mean gap +- SE (seeds and fresh sample): {listing}",
+                id=f"gen.gap_slope/m_tr={m_tr}",
+                prediction="measured gap L_D - L_S against M (reported; the bound's complexity term falls like M^(-1/2))",
+                source=PAPER_SHAPE,
+                predicted=-0.5,
+                measured=slope,
+                tolerance="reported, no verdict",
+                verdict=INFO,
+                details=f"{text}; seed-mean gap +- SE (seeds and fresh sample): {listing}",
             )
         )
     return rows
@@ -240,14 +240,14 @@ def gap_vs_m_row(runs: pd.DataFrame) -> Prediction:
         else f"; data agree (all differences within {SE_ALLOWANCE:g} SE)"
     )
     return Prediction(
-        "gen.gap_vs_m_tr",
-        statement,
-        PAPER_SHAPE,
-        0.0,
-        z_max,
-        "largest z of the gap difference across m_tr at one M (reported)",
-        INFO,
-        f"seed-mean gaps for m_tr = {m_values} (SE over seeds and fresh sample): " + "; ".join(parts),
+        id="gen.gap_vs_m_tr",
+        prediction=statement,
+        source=PAPER_SHAPE,
+        predicted=0.0,
+        measured=z_max,
+        tolerance="largest z of the gap difference across m_tr at one M (reported)",
+        verdict=INFO,
+        details=f"seed-mean gaps for m_tr = {m_values} (SE over seeds and fresh sample): " + "; ".join(parts),
     )
 
 
@@ -260,14 +260,14 @@ def vacuity_rows(runs: pd.DataFrame) -> list[Prediction]:
         rhs = runs.loc[runs["M"] > (last or 0), b.rhs]
         rows.append(
             Prediction(
-                f"gen.vacuous/{b.name}",
-                f"largest M at which the {b.label} is vacuous (>= 1) in some run",
-                b.source,
-                None,
-                None if last is None else float(last),
-                "reported",
-                INFO,
-                ("never vacuous" if last is None else f"vacuous up to M = {last}")
+                id=f"gen.vacuous/{b.name}",
+                prediction=f"largest M at which the {b.label} is vacuous (>= 1) in some run",
+                source=b.source,
+                predicted=None,
+                measured=None if last is None else float(last),
+                tolerance="reported",
+                verdict=INFO,
+                details=("never vacuous" if last is None else f"vacuous up to M = {last}")
                 + (
                     f"; RHS {rhs.min():.3f}-{rhs.max():.3f} for M > {last or 0}"
                     if len(rhs)
@@ -319,15 +319,15 @@ def sharpness_rows(sharpness: pd.DataFrame, seeds: int) -> list[Prediction]:
         counts = _per_cell(sharp < maml, ["M", "m_tr"])
         rows.append(
             Prediction(
-                f"gen.sharpness/alpha={alpha:g}",
-                f"Sharp-MAML_up's sharpness term max_(|eps|<=rho) L_S(theta+eps) - L_S(theta) at rho = alpha_up is "
+                id=f"gen.sharpness/alpha={alpha:g}",
+                prediction=f"Sharp-MAML_up's sharpness term max_(|eps|<=rho) L_S(theta+eps) - L_S(theta) at rho = alpha_up is "
                 f"smaller than MAML's in >= {need}/{seeds} seeds, in every (M, m_tr) cell",
-                PAPER_SHAPE,
-                float(maml.median()),
-                float(sharp.median()),
-                f">= {need}/{seeds} seeds per cell (predicted/measured: median MAML / Sharp sharpness)",
-                verdict(bool((counts >= need).all())),
-                f"{_cell_summary(counts, need)}; {int((sharp == maml).sum())} ties (not smaller)",
+                source=PAPER_SHAPE,
+                predicted=float(maml.median()),
+                measured=float(sharp.median()),
+                tolerance=f">= {need}/{seeds} seeds per cell (predicted/measured: median MAML / Sharp sharpness)",
+                verdict=verdict(bool((counts >= need).all())),
+                details=f"{_cell_summary(counts, need)}; {int((sharp == maml).sum())} ties (not smaller)",
             )
         )
     return rows
@@ -352,16 +352,16 @@ def hessian_rows(runs: pd.DataFrame, seeds: int) -> list[Prediction]:
                 )
             rows.append(
                 Prediction(
-                    f"gen.hessian/{family}/alpha={alpha:g}",
-                    f"top Hessian eigenvalue of F at the end (Lanczos on exact HVPs): Sharp-MAML_up's is smaller than "
+                    id=f"gen.hessian/{family}/alpha={alpha:g}",
+                    prediction=f"top Hessian eigenvalue of F at the end (Lanczos on exact HVPs): Sharp-MAML_up's is smaller than "
                     f"MAML's and positive in >= {need}/{seeds} seeds"
                     + (", in every (M, m_tr) cell" if cell else ""),
-                    PAPER_SHAPE,
-                    float(maml.median()),
-                    float(sharp.median()),
-                    f">= {need}/{seeds} seeds per cell (predicted/measured: median MAML / Sharp lambda_max)",
-                    verdict(bool((counts >= need).all())),
-                    f"{_cell_summary(counts, need)}{extra}",
+                    source=PAPER_SHAPE,
+                    predicted=float(maml.median()),
+                    measured=float(sharp.median()),
+                    tolerance=f">= {need}/{seeds} seeds per cell (predicted/measured: median MAML / Sharp lambda_max)",
+                    verdict=verdict(bool((counts >= need).all())),
+                    details=f"{_cell_summary(counts, need)}{extra}",
                 )
             )
     return rows
