@@ -1,38 +1,8 @@
 """The generalization suite: PAC-Bayes / sharpness bound checks on L2, flatness on L2 and E2.
 
-Results under ``out`` (default results/generalization):
-
-- predictions.parquet / .csv: the predictions table, the columns of the convergence suite
-  (``synthetic.theory.Prediction.to_row``: id, prediction, source, predicted, measured,
-  tolerance, verdict, details, ratio) plus provenance (git_sha, versions, device, date, seed,
-  scale, config_hash of the whole grid). Verdicts: PASS, FAIL, INFO (reported, no verdict),
-  VACUOUS (a bound >= 1 on the [0, 1] risk: it holds and says nothing).
-- runs.parquet: one row per run (family, method, alpha_up, seed_index: the repetition, 0..seeds-1;
-  ``seed`` is the global seed of the provenance). L2 runs: M, m_tr, m_val,
-  eta, steps; theta_norm, train_objective (logistic F_S at the end), grad_norm_end (its
-  gradient norm); train_risk (0-1 meta-risk on the M training tasks), true_risk and
-  true_risk_se (on the fresh tasks), gap = true_risk - train_risk; foret_rho (the radius of
-  the grid that gives the smallest Foret RHS), max_in_ball_loss (lower estimate at that rho),
-  sharpness (max_in_ball_loss - train_risk), foret_complexity, foret_rhs; pac_bayes_sigma and
-  pac_bayes_prior_sigma (chosen posterior and prior scales), gibbs_train_risk (Monte Carlo
-  L_S(Q)), gibbs_train_upper (its upper bound), pac_bayes_kl_rhs (bounds L_D(Q)); at the two
-  noise scales s (suffix _foret: Foret's rho/(sqrt k + sqrt log M); _pac_bayes: the chosen
-  posterior's): noisy_risk and noisy_risk_se (L_D(N(theta, s^2 I)) on the fresh tasks, one draw
-  per task; at _pac_bayes it is the Gibbs risk the theorem bounds), premise_sigma, premise_diff
-  and premise_se (E L_D(theta + eps) - L_D(theta), paired on the fresh tasks, and its SE);
-  for both bounds ("foret", "pac_bayes"):
-  <b>_gap_bound (RHS - train_risk), <b>_ratio (gap bound / gap, NaN where gap <= 0),
-  <b>_vacuous, <b>_holds (true_risk - 3 SE <= RHS). Both families: hessian_top (lambda_max
-  of the training meta-objective's Hessian at the end), hessian_residual, status ("ok" or
-  "diverged"), config_hash (of the run's own settings), provenance. E2 runs add M (tasks of
-  the instance), z_end (basin coordinate at the end), side_end ("sharp" or "flat": the side of
-  the barrier between the basins it ends on), F2_sharp, F2_flat (F'' at the two minimisers).
-- sharpness.parquet: one row per L2 run and radius rho of the grid: max_in_ball_loss,
-  sharpness, foret_complexity, foret_rhs (the sharpness comparison uses rho = alpha_up).
-- gaps.parquet: per (method, alpha_up, M, m_tr): seeds, and mean and standard error over
-  seeds of train_risk, true_risk, gap, foret_rhs, pac_bayes_kl_rhs, sharpness, hessian_top,
-  plus the vacuous fractions: the numbers behind gap-and-bound-against-M plots.
-- cells/: the per-cell cache an interrupted run resumes from (``--fresh`` ignores it).
+Results under ``out`` (default results/generalization): predictions.parquet / .csv,
+runs.parquet, sharpness.parquet, gaps.parquet and the cells/ cache an interrupted run resumes
+from. docs/generalization.md ("Results files") lists every column.
 """
 
 from __future__ import annotations
