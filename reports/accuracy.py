@@ -320,3 +320,47 @@ def stored_table(stored: list[Baseline]) -> Table:
         caption="Stored baselines (paper rows and rows measured here)",
         footnotes=notes.lines(),
     )
+
+
+def outcome_lines(measured: pd.DataFrame, studies: dict[str, pd.DataFrame]) -> list[str]:
+    """The real-data outcome in a line per setting: each Sharp-MAML variant minus MAML, from a
+    sweep study's paired table (``realdata/sweeps/<name>/study/paired.parquet``) when there is
+    one, else from the measured rows (paired over seeds when possible)."""
+    lines = []
+    for name, paired in sorted(studies.items()):
+        if not {"method", "diff", "diff_ci95"} <= set(paired.columns):
+            continue
+        parts = [
+            f"{method_label(r['method'])}"
+            + (f" [{radii_text(r)}]" if radii_text(r) != "—" else "")
+            + (f" ({r['eval_inner_loop']} inner loop)" if _text(r.get("eval_inner_loop")) else "")
+            + f" {Difference(float(r['diff']), float(r['diff_ci95']), _text(r.get('verdict')) or 'paired').text()}"
+            for r in paired.to_dict("records")
+        ]
+        if parts:
+            lines.append(
+                f"Real data, study {name}: accuracy minus MAML's on the same seeds, in points: "
+                + "; ".join(parts)
+                + "."
+            )
+    if lines or measured.empty:
+        return lines or ["Real data: no measured accuracy yet (see the real-data section for the commands)."]
+    for setting, part in measured.groupby(measured.apply(setting_name, axis=1), sort=True):
+        for (preset, _loop), rows in part.groupby(["preset", "eval_inner_loop"], sort=True):
+            records = rows.to_dict("records")
+            maml = next((r for r in records if r["method"] == "maml" and radii_text(r) == "—"), None)
+            diffs = [
+                f"{method_label(r['method'])} {difference(r, maml).text()}"
+                for r in sorted(records, key=lambda r: method_rank(r["method"]))
+                if maml is not None and r is not maml
+            ]
+            lines.append(
+                f"Real data, {setting} (preset {preset or 'none'}): "
+                + ("; ".join(diffs) + " points against MAML" if diffs else "no MAML row to compare with")
+                + "."
+            )
+    return lines
+
+
+def _text(value: Any) -> str:
+    return "" if is_missing(value) else str(value)

@@ -8,7 +8,6 @@ figures, so building twice from the same results gives the same bytes.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -24,26 +23,31 @@ from reports import figures
 from reports.accuracy import (
     ROW_KEYS,
     aggregate_evaluations,
+    outcome_lines,
     radii_text,
     setting_name,
     setting_tables,
     short_source,
     stored_table,
 )
-from reports.items import FailingRow, Heading, Notice, Problem, Section, Text, Track
+from reports.findings import FAILING, Finding, group_of, prediction_findings
+from reports.items import Details, Heading, Notice, Problem, Section, Text, Track
+from reports.markdown import Document, slug
 from reports.methods import is_method, method_label, method_rank
 from reports.store import ResultsReader
 from reports.tables import (
+    MISSING,
     Cell,
     Table,
     fmt,
     frame_table,
     is_missing,
     make_table,
+    verdict_class,
     verdict_counts,
     verdict_rank,
 )
-from reports.theory import DEFAULT_THEORY, read_theory, theory_section
+from reports.theory import DEFAULT_THEORY, claim_sections, read_theory, theory_section
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 PROVENANCE_COLUMNS = ("git_sha", "versions", "device", "date", "seed", "scale", "config_hash")
@@ -62,7 +66,7 @@ def build_report(
         generalization_section(reader, tracks),
         realdata_section(reader, tracks),
     ]
-    sections.insert(0, summary_section(tracks, sections))
+    sections.insert(0, summary_section(tracks, document))
     sections.append(theory_section(document, theory))
     sections.append(provenance_section(reader))
     return render(sections, reader)
@@ -81,11 +85,6 @@ def render(sections: list[Section], reader: ResultsReader) -> str:
     return env.get_template("report.html.j2").render(sections=sections, results=reader.root.as_posix())
 
 
-def group_of(prediction_id: str) -> str:
-    """A prediction's group: its id up to the first '/' or '.' ("rate.bound/maml/B8" -> "rate")."""
-    return re.split(r"[./]", str(prediction_id), maxsplit=1)[0]
-
-
 # ----- predictions (synthetic and generalization) --------------------------------------------
 
 PREDICTION_COLUMNS = {
@@ -101,35 +100,94 @@ PREDICTION_COLUMNS = {
 }
 
 
-def prediction_tables(predictions: pd.DataFrame, track: Track) -> list[Any]:
-    """One table per id group; groups with a FAIL first, and FAIL rows first in each group."""
-    frame = predictions.assign(
+# Groups whose rows check the engine and the families' constants rather than a claim
+# (docs/theory.md, "Prediction smooth"): shown per family, collapsed, after the predictions.
+SELF_CHECK_GROUPS = ("smooth",)
+
+
+def family_of(prediction_id: str) -> str:
+    """A self-check row's family: the id's second part ("smooth/Q1/L_F" -> "Q1")."""
+    parts = str(prediction_id).split("/")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def prediction_anchor(track: str, prediction_id: str) -> str:
+    """The anchor of the report table (or self-check block) that shows a prediction row."""
+    group = group_of(prediction_id)
+    if group in SELF_CHECK_GROUPS:
+        return f"{slug(track)}-selfcheck-{slug(family_of(prediction_id))}"
+    return f"{slug(track)}-pred-{slug(group)}"
+
+
+def _ranked(predictions: pd.DataFrame) -> pd.DataFrame:
+    words = predictions["outcome"] if "outcome" in predictions else predictions["verdict"]
+    return predictions.assign(
         _group=predictions["id"].map(group_of),
         _order=range(len(predictions)),
-        _rank=predictions["verdict"].map(verdict_rank),
+        _rank=words.fillna(predictions["verdict"]).map(verdict_rank),
     )
+
+
+def prediction_columns(predictions: pd.DataFrame) -> dict[str, str]:
+    """The columns of a predictions table to show: the outcome next to the verdict when present."""
+    columns = dict(PREDICTION_COLUMNS)
+    if "outcome" in predictions:
+        columns = {
+            **{k: v for k, v in columns.items() if k != "details"},
+            "outcome": "outcome",
+            "details": "details",
+        }
+    return columns
+
+
+def prediction_tables(predictions: pd.DataFrame, track: Track) -> list[Any]:
+    """One table per id group (self-check groups excluded); groups with a failing row first, and
+    failing rows first in each group."""
+    frame = _ranked(predictions)
     track.verdicts += frame["verdict"].astype(str).tolist()
-    for row in frame[frame["verdict"] == FAIL].to_dict("records"):
-        track.failures.append(
-            FailingRow(
-                track=track.name,
-                id=row["id"],
-                statement=row.get("prediction"),
-                expected=row.get("predicted"),
-                measured=row.get("measured"),
-                tolerance=row.get("tolerance"),
-                verdict=row["verdict"],
-                details=row.get("details"),
-            )
-        )
-    first_seen = frame.groupby("_group", sort=False)["_order"].min()
-    has_fail = frame.groupby("_group", sort=False)["_rank"].min()
-    groups = sorted(first_seen.index, key=lambda g: (has_fail[g], first_seen[g]))
+    track.predictions = predictions
+    claims = frame[~frame["_group"].isin(SELF_CHECK_GROUPS)]
+    first_seen = claims.groupby("_group", sort=False)["_order"].min()
+    worst = claims.groupby("_group", sort=False)["_rank"].min()
+    groups = sorted(first_seen.index, key=lambda g: (worst[g], first_seen[g]))
+    columns = prediction_columns(predictions)
     items: list[Any] = []
     for group in groups:
-        part = frame[frame["_group"] == group].sort_values(["_rank", "_order"], kind="stable")
+        part = claims[claims["_group"] == group].sort_values(["_rank", "_order"], kind="stable")
         caption = f"Predictions '{group}' ({status_line(part['verdict'])})"
-        items.append(frame_table(part, PREDICTION_COLUMNS, caption=caption))
+        anchor = prediction_anchor(track.name, str(part["id"].iloc[0]))
+        items.append(frame_table(part, columns, caption=caption, anchor=anchor))
+    return items
+
+
+def self_check_items(predictions: pd.DataFrame, constants: pd.DataFrame | None, track: str) -> list[Any]:
+    """Per family, one collapsed block: the summary line of its self-check rows and constant
+    verifications, expanding to their tables."""
+    frame = _ranked(predictions)
+    checks = frame[frame["_group"].isin(SELF_CHECK_GROUPS)].sort_values(["_rank", "_order"], kind="stable")
+    families = list(dict.fromkeys(checks["id"].map(family_of)))
+    if constants is not None and "family" in constants:
+        families += [f for f in dict.fromkeys(constants["family"].astype(str)) if f not in families]
+    items: list[Any] = []
+    for family in families:
+        part = checks[checks["id"].map(family_of) == family]
+        tables: list[Any] = []
+        summary = [f"Family {family}:"]
+        if len(part):
+            tables.append(frame_table(part, prediction_columns(part), caption=f"Self-checks of {family}"))
+            summary.append(f"{plural(len(part), 'self-check row')} ({status_line(part['verdict'])})")
+        if constants is not None and "family" in constants:
+            own = constants[constants["family"].astype(str) == family]
+            if len(own):
+                table = constants_table(own, family)
+                verified = [row[4].text for row in table.rows if row[4].text != MISSING]
+                summary.append(
+                    f"{plural(len(table) - len(verified), 'constant')}, {plural(len(verified), 'verification')}"
+                    + (f" ({status_line(pd.Series(verified))})" if verified else "")
+                )
+                tables.append(table)
+        anchor = f"{slug(track)}-selfcheck-{slug(family)}"
+        items.append(Details(" ".join(summary[:1]) + " " + "; ".join(summary[1:]), tuple(tables), anchor))
     return items
 
 
@@ -192,11 +250,19 @@ def synthetic_section(reader: ResultsReader, tracks: list[Track]) -> Section:
             lambda g=group: figures.curve_group_figure(curves[curves["run_id"].map(group_of) == g], runs, g)
         )
     guarded(builders, section.items)
-    section.items.append(Heading("Constants of each family", "synthetic-constants"))
+    section.items.append(
+        Heading("Self-checks: constants and engine identities per family", "synthetic-constants")
+    )
+    section.items.append(
+        Text(
+            "Every closed-form constant of a family checked against an independent measurement, and "
+            "the engine's identities; a FAIL here makes every prediction that uses the constant suspect. "
+            "Expand a family to see its rows."
+        )
+    )
     if constants is None:
         section.items.append(Notice("constants.parquet", command))
-    else:
-        section.items += constants_tables(constants)
+    section.items += self_check_items(predictions, constants, track.name)
     return section
 
 
@@ -209,36 +275,29 @@ def constants_of(constants: pd.DataFrame | None, runs: pd.DataFrame) -> dict[str
     return {str(k): float(v) for k, v in zip(part["constant"], part["value"])}
 
 
-def constants_tables(constants: pd.DataFrame) -> list[Table]:
-    """Per family: the constants, then each verification (closed form, measured, PASS/FAIL)."""
-    out = []
-    for family in dict.fromkeys(constants["family"]):
-        part = constants[constants["family"] == family]
-        rows = []
-        for r in part.to_dict("records"):
-            name = str(r["constant"])
-            holds = r.get("holds")
-            verdict = None if is_missing(holds) else ("PASS" if bool(holds) else FAIL)
-            is_check = name.startswith("check:")
-            rows.append(
-                [
-                    name.removeprefix("check:"),
-                    "verification" if is_check else "constant",
-                    r.get("value"),
-                    r.get("closed_form"),
-                    verdict,
-                    r.get("method"),
-                ]
-            )
-        rows.sort(key=lambda row: (row[1] == "verification", verdict_rank(row[4]) if row[4] else 9))
-        out.append(
-            make_table(
-                ["name", "kind", "value / measured", "closed form", "verdict", "how verified"],
-                rows,
-                caption=f"Family {family}",
-            )
+def constants_table(constants: pd.DataFrame, family: str) -> Table:
+    """A family's constants, then each verification (closed form, measured, PASS/FAIL)."""
+    rows = []
+    for r in constants.to_dict("records"):
+        name = str(r["constant"])
+        holds = r.get("holds")
+        verdict = None if is_missing(holds) else (PASS if bool(holds) else FAIL)
+        rows.append(
+            [
+                name.removeprefix("check:"),
+                "verification" if name.startswith("check:") else "constant",
+                r.get("value"),
+                r.get("closed_form"),
+                verdict,
+                r.get("method"),
+            ]
         )
-    return out
+    rows.sort(key=lambda row: (row[1] == "verification", verdict_rank(row[4]) if row[4] else 99))
+    return make_table(
+        ["name", "kind", "value / measured", "closed form", "verdict", "how verified"],
+        rows,
+        caption=f"Constants of {family}",
+    )
 
 
 # ----- generalization -------------------------------------------------------------------------
@@ -285,6 +344,12 @@ def realdata_section(reader: ResultsReader, tracks: list[Track]) -> Section:
     )
     check = check if needs(check, set(ROW_KEYS) | {"verdict"}, "baselines/check.csv", section) else None
     measured = aggregate_evaluations(evaluations) if evaluations is not None else pd.DataFrame()
+    studies = {
+        path.parent.parent.name: frame
+        for path in sorted((reader.root / "realdata" / "sweeps").glob("*/study/paired.parquet"))
+        if (frame := reader.read(path)) is not None
+    }
+    track.outcome = outcome_lines(measured, studies)
     section.items.append(Heading("Accuracy", "realdata-accuracy"))
     if evaluations is None:
         section.items.append(
@@ -309,25 +374,13 @@ def realdata_section(reader: ResultsReader, tracks: list[Track]) -> Section:
     else:
         track.ran = True
         track.verdicts += check["verdict"].astype(str).tolist()
-        for r in check[check["verdict"] == FAIL].to_dict("records"):
-            track.failures.append(
-                FailingRow(
-                    track=track.name,
-                    id=r.get("row_id", setting_name(r)),
-                    statement="accuracy within tolerance of the stored baseline",
-                    expected=r.get("stored"),
-                    measured=r.get("measured"),
-                    tolerance=r.get("tolerance"),
-                    verdict=r["verdict"],
-                    details=r.get("reason"),
-                )
-            )
+        track.predictions = gate_predictions(check)
     if not measured.empty or stored is not None or check is not None:
         section.items += setting_tables(measured, stored or [], check)
         entries = accuracy_entries(measured, stored or [])
         guarded([lambda: figures.accuracy_figure(entries)], section.items)
     if check is not None:
-        section.items.append(gate_table(check))
+        section.items.append(gate_table(check, prediction_anchor(track.name, "gate/")))
     if stored is not None:
         section.items.append(stored_table(stored))
     section.items.append(Heading("Cost per meta-iteration", "realdata-cost"))
@@ -383,7 +436,21 @@ def accuracy_entries(measured: pd.DataFrame, stored: list[Baseline]) -> pd.DataF
     return frame[["setting", "method", "label", "source", "accuracy", "ci95"]].astype({"ci95": float})
 
 
-def gate_table(check: pd.DataFrame) -> Table:
+def gate_predictions(check: pd.DataFrame) -> pd.DataFrame:
+    """The gate's rows as a predictions table (id, statement, stored, measured, rule, verdict)."""
+    return pd.DataFrame(
+        {
+            "id": [f"gate/{r.get('row_id', setting_name(r))}" for r in check.to_dict("records")],
+            "prediction": "accuracy within tolerance of the stored baseline",
+            "predicted": check["stored"] if "stored" in check else np.nan,
+            "measured": check["measured"] if "measured" in check else np.nan,
+            "tolerance": "|measured − stored| ≤ the row's tolerance",
+            "verdict": check["verdict"].astype(str),
+        }
+    )
+
+
+def gate_table(check: pd.DataFrame, anchor: str) -> Table:
     """The regression gate's rows, failures first."""
     frame = check.assign(_rank=check["verdict"].map(verdict_rank)).sort_values("_rank", kind="stable")
     columns = [
@@ -407,6 +474,7 @@ def gate_table(check: pd.DataFrame) -> Table:
         frame,
         {c: c for c in columns if c in frame},
         caption="Regression gate (baselines/check.csv): re-run against stored rows",
+        anchor=anchor,
     )
 
 
@@ -531,9 +599,30 @@ def speed_table(speed: pd.DataFrame, implementations: dict[str, str]) -> Table:
 # ----- summary and provenance -----------------------------------------------------------------
 
 
-def summary_section(tracks: list[Track], sections: list[Section]) -> Section:
-    """Verdict counts per track and every failing row, first."""
-    section = Section("summary", "Summary")
+def summary_section(tracks: list[Track], document: Document | None) -> Section:
+    """The findings first (one line per claim, failing causes grouped), the real-data outcome,
+    then the verdict counts per track (the contents list each section's status)."""
+    section = Section("summary", "Summary: findings")
+    titles = {s.anchor: s.title for s in document.sections} if document is not None else {}
+    stated_in = claim_sections(document)
+    found = [
+        f
+        for t in tracks
+        if t.predictions is not None
+        for f in prediction_findings(
+            t.predictions, t.name, lambda i, t=t: prediction_anchor(t.name, i), titles, stated_in
+        )
+    ]
+    found.sort(key=lambda f: verdict_rank(f.word))
+    failing = [f for f in found if f.word in FAILING]
+    section.status = (
+        f"{plural(len(failing), 'failing finding')}, {plural(len(found) - len(failing), 'other claim')}"
+        if found
+        else "nothing run yet"
+    )
+    if found:
+        section.items.append(findings_table(found))
+    section.items += [Text(line) for t in tracks for line in t.outcome]
     words = sorted({FAIL, PASS} | {v for t in tracks for v in t.verdicts}, key=lambda v: (verdict_rank(v), v))
     rows = []
     for t in tracks:
@@ -543,22 +632,31 @@ def summary_section(tracks: list[Track], sections: list[Section]) -> Section:
         else:
             rows.append([Cell(t.name), *["—"] * len(words), "not run yet"])
     section.items.append(make_table(["track", *words, "rows"], rows, caption="Verdicts per track"))
-    failures = [f for t in tracks for f in t.failures]
-    section.status = f"{len(failures)} failing" if failures else "no failing rows"
-    if failures:
-        section.items.append(
-            make_table(
-                list(FailingRow.HEADERS),
-                [f.cells() for f in failures],
-                caption="Failing rows (FAIL first)",
-            )
-        )
-    else:
-        section.items.append(Text("No prediction or gate row has the verdict FAIL."))
-    section.items.append(
-        make_table(["section", "status"], [[s.title, s.status] for s in sections], caption="Sections")
-    )
     return section
+
+
+def findings_table(found: list[Finding]) -> Table:
+    """One row per finding: what is claimed, the verdict, why, where the rows are."""
+    rows = [
+        [
+            f.track,
+            Cell(f.statement or f.claim),
+            Cell(f.word, verdict_class(f.word)),
+            f.reason,
+            f.settings or "—",
+            f.counts,
+            Cell(f.claim, href="#" + f.anchor),
+            Cell("statement", href="#" + f.theory) if f.theory else "—",
+        ]
+        for f in found
+    ]
+    return make_table(
+        ["track", "claim", "verdict", "reason", "settings", "rows", "table", "theory"],
+        rows,
+        caption="Findings: one line per claim; rows that fail for one cause are one line",
+        note="Verdict: the most urgent word of the line's rows (CHANGED, FAIL, NEW, FINDING, then PASS, "
+        "N/A, INFO); the Theory section says what each word and column means.",
+    )
 
 
 def provenance_section(reader: ResultsReader) -> Section:
@@ -629,6 +727,11 @@ def guarded(builders: Iterable[Callable[[], Any]], items: list[Any]) -> None:
             continue
         if figure is not None:
             items.append(figure)
+
+
+def plural(n: int, noun: str) -> str:
+    """'1 row', '3 rows'."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def status_line(verdicts: pd.Series) -> str:

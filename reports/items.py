@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 from markupsafe import Markup
 
@@ -48,53 +48,14 @@ class Section:
     items: list[Any] = field(default_factory=list)
 
 
-@dataclass(frozen=True, kw_only=True)
-class FailingRow:
-    """One FAIL of a prediction or of the regression gate, as the summary lists it.
-
-    ``expected`` is the prediction's value or the stored baseline's accuracy."""
-
-    track: str
-    id: str
-    statement: str | None
-    expected: Any
-    measured: Any
-    tolerance: Any
-    verdict: str
-    details: str | None
-
-    HEADERS: ClassVar[tuple[str, ...]] = (
-        "track",
-        "id",
-        "statement",
-        "predicted / stored",
-        "measured",
-        "tolerance",
-        "verdict",
-        "details",
-    )
-
-    def cells(self) -> list[Any]:
-        """The row's cells in the order of ``HEADERS``."""
-        return [
-            self.track,
-            self.id,
-            self.statement,
-            self.expected,
-            self.measured,
-            self.tolerance,
-            self.verdict,
-            self.details,
-        ]
-
-
 @dataclass
 class Track:
-    """Verdicts of one track for the summary: counts and the failing rows."""
+    """One track for the summary: its verdict counts and its rows, which become findings."""
 
     name: str
     verdicts: list[str] = field(default_factory=list)
-    failures: list[FailingRow] = field(default_factory=list)
+    predictions: Any = None  # its predictions-like table (id, verdict, ...) for the findings summary
+    outcome: list[str] = field(default_factory=list)  # one-line outcomes for the summary
     ran: bool = False
 
 
@@ -112,4 +73,5 @@ class Details:
 
     summary: str
     items: tuple[Any, ...]
+    anchor: str = ""
     kind: str = field(default="details", init=False)

@@ -32,6 +32,7 @@ class Section:
     title: str
     anchor: str
     html: str
+    codes: tuple[str, ...] = ()  # its inline code spans, as written (ids, file names, commands)
 
 
 @dataclass
@@ -158,11 +159,9 @@ def parse_document(text: str, name: str, anchor_prefix: str = "", level_offset: 
     for k, start in enumerate(starts):
         end = starts[k + 1] if k + 1 < len(starts) else len(lines)
         heading = lines[start][3:].strip()
+        body = lines[start + 1 : end]
+        codes = tuple(re.findall(r"`([^`]+)`", "\n".join(body)))
         doc.sections.append(
-            Section(
-                heading,
-                anchor_prefix + slug(heading),
-                blocks_to_html(lines[start + 1 : end], link, level_offset),
-            )
+            Section(heading, anchor_prefix + slug(heading), blocks_to_html(body, link, level_offset), codes)
         )
     return doc

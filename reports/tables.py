@@ -16,15 +16,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from infra.verdicts import FAIL, INFO, NOT_APPLICABLE, PASS
+from infra.verdicts import FAIL, INFO, NOT_APPLICABLE, PASS, SKIPPED, VACUOUS
 
 MISSING = "—"
-# Order of verdict words wherever verdicts are counted or sorted: failures first.
-VERDICT_ORDER = (FAIL, PASS, NOT_APPLICABLE, INFO)
+# Order of verdict and outcome words wherever they are counted or sorted: news first (a changed
+# or new failure), then explained findings, then what holds. CHANGED, NEW and FINDING are the
+# outcomes of comparing a verdict with the expected one (docs/theory.md, "Expected verdicts").
+VERDICT_ORDER = ("CHANGED", FAIL, "NEW", "FINDING", PASS, VACUOUS, NOT_APPLICABLE, INFO, SKIPPED)
 
 
 def verdict_rank(verdict: Any) -> int:
-    """Sort key of a verdict word: FAIL first, then PASS, N/A, INFO, anything else last."""
+    """Sort key of a verdict or outcome word (VERDICT_ORDER), anything else last."""
     text = str(verdict)
     return VERDICT_ORDER.index(text) if text in VERDICT_ORDER else len(VERDICT_ORDER)
 
@@ -74,6 +76,7 @@ class Cell:
 
     text: str
     cls: str = ""
+    href: str = ""  # an anchor inside the report ("#..."): the cell links there
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,7 @@ class Table:
     caption: str = ""
     note: str = ""
     footnotes: tuple[str, ...] = ()
+    anchor: str = ""
     kind: str = field(default="table", init=False)
 
     def __len__(self) -> int:
@@ -99,6 +103,7 @@ def make_table(
     verdict_columns: Sequence[str] = ("verdict",),
     digits: int = 4,
     footnotes: Sequence[str] = (),
+    anchor: str = "",
 ) -> Table:
     """A Table from raw values: numbers right-aligned, verdict columns marked."""
     verdict_at = {i for i, c in enumerate(columns) if c in verdict_columns}
@@ -114,7 +119,7 @@ def make_table(
                 numeric = is_number(value) and not is_missing(value)
                 cells.append(Cell(fmt(value, digits), "num" if numeric else ""))
         out.append(tuple(cells))
-    return Table(tuple(columns), tuple(out), caption, note, tuple(footnotes))
+    return Table(tuple(columns), tuple(out), caption, note, tuple(footnotes), anchor)
 
 
 def frame_table(
@@ -123,12 +128,13 @@ def frame_table(
     caption: str = "",
     note: str = "",
     digits: int = 4,
+    anchor: str = "",
 ) -> Table:
     """A Table of the ``columns`` (source name -> header) of a frame; absent columns are dashes."""
     rows = [[record.get(name) for name in columns] for record in frame.to_dict("records")]
     headers = list(columns.values())
-    verdicts = [columns[name] for name in columns if name == "verdict"]
-    return make_table(headers, rows, caption, note, verdict_columns=verdicts, digits=digits)
+    verdicts = [columns[name] for name in columns if name in ("verdict", "outcome")]
+    return make_table(headers, rows, caption, note, verdict_columns=verdicts, digits=digits, anchor=anchor)
 
 
 def verdict_counts(verdicts: Iterable[Any]) -> dict[str, int]:

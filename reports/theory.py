@@ -7,6 +7,7 @@ statement, the assumptions and the meaning of each verdict and column they show.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from markupsafe import Markup, escape
@@ -48,3 +49,17 @@ def theory_section(document: Document | None, path: Path) -> Section:
         section.items.append(Html(Markup(f'<h3 id="{part.anchor}">{escape(part.title)}</h3>\n{part.html}')))
     section.status = f"{len(document.sections)} sections of docs/theory.md"
     return section
+
+
+def claim_sections(document: Document | None) -> Callable[[str], str]:
+    """claim -> the report anchor of the first theory section naming its rows in code
+    (`rate.bound/<method>...` names the claim "rate.bound"); '' when none does."""
+    sections = document.sections if document is not None else []
+
+    def lookup(claim: str) -> str:
+        for part in sections:
+            if any(code == claim or code.startswith(claim + "/") for code in part.codes):
+                return part.anchor
+        return ""
+
+    return lookup

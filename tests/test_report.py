@@ -202,24 +202,82 @@ def test_summary_counts_every_verdict_per_track(report) -> None:
     assert (gate["FAIL"], gate["PASS"]) == ("1", "1")
 
 
-def test_failing_rows_come_first(report) -> None:
+def test_findings_come_first_one_line_per_claim_and_cause(report) -> None:
     assert report.sections[0] == "summary"
-    failing = report.table("Failing rows")
-    expected = {p.id for p in fx.SYNTHETIC_PREDICTIONS + fx.GEN_PREDICTIONS if p.verdict == FAIL}
-    expected |= set(fx.CHECK.loc[fx.CHECK["verdict"] == FAIL, "row_id"])
-    assert set(failing.column("id")) == expected
-    assert set(failing.column("verdict")) == {FAIL}
+    findings = report.table("Findings").records()
+    words = [f["verdict"] for f in findings]
+    assert words == sorted(words, key=lambda w: (w != FAIL, w != "PASS"))  # failing lines first
+    flat = findings[0]  # the two FAIL rows of "flat" share the group: one line, its settings listed
+    assert (flat["track"], flat["verdict"], flat["rows"]) == ("synthetic", FAIL, "2 FAIL")
+    assert flat["settings"] == "basin, stall" and flat["table"] == "flat"
+    assert "2 of 2 rows break their rule" in flat["reason"]
+    gate = next(f for f in findings if f["track"] == "real data (regression gate)" and f["verdict"] == FAIL)
+    assert gate["settings"] == "omniglot-5w1s-sharp_both-ci"
+    rate = next(f for f in findings if f["table"] == "rate.bound")
+    assert (rate["rows"], rate["verdict"], rate["settings"]) == (
+        "1 PASS, 1 N/A",
+        "PASS",
+        "maml, sharp_low:sqrt",
+    )
+    assert rate["theory"] == "statement"  # docs/theory.md names the rows of rate.bound
+    assert "#synthetic-pred-rate" in report.hrefs and "#theory-prediction-r1-rate-bound" in report.hrefs
+    failing = {f["table"] for f in findings if f["verdict"] == FAIL}
+    assert failing == {"flat", "gen.sharpness", "gate"}
     predictions = [t for t in report.tables if t.caption.startswith("Predictions")]
-    assert failing.position < min(t.position for t in predictions)
+    assert report.table("Findings").position < min(t.position for t in predictions)
     first = predictions[0]  # the synthetic "flat" group holds the FAILs: it leads, FAIL rows first
     assert first.caption.startswith("Predictions 'flat'")
     assert first.column("verdict")[:2] == [FAIL, FAIL]
 
 
+def test_expected_failures_show_their_outcome_grouped_by_the_section_explaining_them(tmp_path) -> None:
+    root = tmp_path / "results"
+    fx.write_store(root, generalization=False, realdata=False)
+    frame = fx.predictions_frame(fx.SYNTHETIC_PREDICTIONS)
+    failing = frame["verdict"] == FAIL
+    section = "docs/theory.md#finding-flat-basin-not-reached"
+    frame = frame.assign(
+        expected=frame["verdict"],
+        outcome=np.where(failing, "FINDING", frame["verdict"]),
+        expected_reason=np.where(failing, "one ascent step stalls before the barrier", ""),
+        expected_section=np.where(failing, section, ""),
+    )
+    frame.to_parquet(root / "synthetic" / "predictions.parquet")
+    report = parse(build_report(root, tmp_path / "none.csv"))
+    line = report.table("Findings").records()[0]
+    assert (line["verdict"], line["rows"]) == ("FINDING", "2 FINDING")
+    assert line["claim"] == "Finding flat basin not reached"  # the explaining section's title
+    assert line["reason"] == "one ascent step stalls before the barrier"
+    assert "#theory-finding-flat-basin-not-reached" in report.hrefs
+    flat = report.table("Predictions 'flat'")
+    assert flat.column("outcome")[:2] == ["FINDING", "FINDING"] and flat.column("verdict")[:2] == [FAIL, FAIL]
+
+
+def test_self_checks_are_collapsed_per_family_after_the_predictions(html, report) -> None:
+    assert not any(t.caption.startswith("Predictions 'smooth'") for t in report.tables)
+    summaries = re.findall(r'<details id="([^"]+)">\s*<summary>([^<]+)</summary>', html)
+    assert summaries == [
+        (
+            "synthetic-selfcheck-q1",
+            "Family Q1: 1 self-check row (1 PASS); 5 constants, 1 verification (1 PASS)",
+        ),
+        ("synthetic-selfcheck-e2", "Family E2: 0 constants, 1 verification (1 FAIL)"),
+    ]
+    checks = report.table("Self-checks of Q1")
+    assert checks.column("id") == ["smooth/Q1/L_F"]
+    generalization = report.table("Predictions 'gen'").position
+    synthetic = [
+        t.position
+        for t in report.tables
+        if t.caption.startswith("Predictions") and t.position < generalization
+    ]
+    assert max(synthetic) < checks.position < generalization
+
+
 def test_prediction_tables_hold_every_row_with_its_verdict(report) -> None:
     shown = {}
     for t in report.tables:
-        if t.caption.startswith("Predictions"):
+        if t.caption.startswith(("Predictions", "Self-checks")):
             shown.update({r["id"]: r for r in t.records()})
     for p in fx.SYNTHETIC_PREDICTIONS + fx.GEN_PREDICTIONS:
         assert shown[p.id]["verdict"] == p.verdict
