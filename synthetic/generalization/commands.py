@@ -5,12 +5,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from synthetic.commands import add_suite_arguments, run_suite
+from synthetic.commands import EXIT_CODES, add_suite_arguments, run_suite
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "generalization", help="generalization track: PAC-Bayes and sharpness bound checks (L2, E2)"
+        "generalization",
+        help="generalization track: PAC-Bayes and sharpness bound checks (L2, E2)",
+        description="Run the generalization suite and compare its verdicts with the stored expected "
+        "verdicts (docs/theory.md#expected-verdicts).",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_suite_arguments(parser, Path("results/generalization"))
     parser.set_defaults(handler=run)
@@ -19,4 +24,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from synthetic.generalization.suite import run_generalization_suite
 
-    return run_suite(args, run_generalization_suite)
+    return run_suite(args, run_generalization_suite, "generalization")
