@@ -16,6 +16,7 @@ from typing import Any
 from tqdm import tqdm
 
 from infra.codec import UnreadableValue, decode, encode
+from infra.errors import stage
 from infra.provenance import code_fingerprint, config_hash
 from infra.store import atomic_write_bytes
 
@@ -44,7 +45,8 @@ class CellCache:
         if found:
             result = found[0]
         else:
-            result = compute()
+            with stage(f"cell {name}"):
+                result = compute()
             atomic_write_bytes(path, encode(result))
         if self.progress is not None:
             self.progress.update(1)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+from infra.errors import stage
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("info", help="methods, versions and device")
-    parser.set_defaults(handler=run)
+    parser.set_defaults(handler=run, resume_hint=lambda a: "nothing was written")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -20,6 +22,8 @@ def run(args: argparse.Namespace) -> int:
     print("methods:")
     for name, text in METHODS.items():
         print(f"  {name:11s} {text}")
-    for key, value in provenance(device).items():
+    with stage("info: provenance"):
+        stamp = provenance(device)
+    for key, value in stamp.items():
         print(f"{key}: {value}")
     return 0

@@ -2,7 +2,8 @@
 
 Bad flags and missing data exit with code 4 and a message naming the flag (or the folder)
 and what was expected, before any compute; a diverged training run exits with 1. Each flag's
-``dest`` is the library's name of the field, so ``infra.cli`` can name the flag in its errors.
+``dest`` is the library's name of the field, so ``infra.cli`` can name the flag in its errors. An internal error names
+the run or checkpoint (``infra.errors.stage``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.config import METHODS
-from infra.errors import UsageError
+from infra.errors import UsageError, stage
 from realdata.defaults import DEFAULT_TEST_EPISODES, EVAL_BATCH, RESULTS_TABLE, RUNS_ROOT
 from realdata.presets import EVAL_INNER_LOOPS, PRESETS, train_config
 
@@ -74,7 +75,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="expected digest of a downloaded zip (repeat per file)",
     )
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
-    tr.set_defaults(handler=run_train)
+    tr.set_defaults(
+        handler=run_train,
+        resume_hint=lambda a: (
+            "the run folder keeps its last checkpoint (last.pt); continue with the same command plus --resume"
+        ),
+    )
 
     ev = subparsers.add_parser(
         "evaluate",
@@ -113,7 +119,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"results table to append to, .parquet or .csv (default {RESULTS_TABLE})",
     )
     _add_common(ev, eval_default=None)
-    ev.set_defaults(handler=run_evaluate)
+    ev.set_defaults(handler=run_evaluate, resume_hint=lambda a: f"no row appended to {a.results}")
 
 
 def _add_common(parser: argparse.ArgumentParser, eval_default: str | None = "same") -> None:
@@ -170,15 +176,16 @@ def run_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         eval_inner_loop=args.eval_inner_loop,
     )
-    result = train(
-        config,
-        args.run_dir,
-        device=args.device,
-        resume=args.resume,
-        stop_at=args.stop_at,
-        data_options=_data_options(args, config.preset.dataset),
-        progress=not args.no_progress,
-    )
+    with stage(f"train run {config.run_name}"):
+        result = train(
+            config,
+            args.run_dir,
+            device=args.device,
+            resume=args.resume,
+            stop_at=args.stop_at,
+            data_options=_data_options(args, config.preset.dataset),
+            progress=not args.no_progress,
+        )
     best = (
         f"best validation accuracy {100 * result.best_val_accuracy:.2f} % at iteration "
         f"{result.best_iteration}"
@@ -211,17 +218,18 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from realdata.evaluate import evaluate_checkpoint, format_row
 
     extra = {} if args.test_seed is None else {"test_seed": args.test_seed}
-    evaluation = evaluate_checkpoint(
-        args.checkpoint,
-        n_episodes=args.n_episodes,
-        eval_inner_loop=args.eval_inner_loop,
-        device=args.device,
-        batch_size=args.batch_size,
-        results=args.results,
-        progress=True,
-        data_options=DataOptions(data_root=args.data_root, allow_pickle=args.allow_pickle),
-        **extra,
-    )
+    with stage(f"evaluate {args.checkpoint}"):
+        evaluation = evaluate_checkpoint(
+            args.checkpoint,
+            n_episodes=args.n_episodes,
+            eval_inner_loop=args.eval_inner_loop,
+            device=args.device,
+            batch_size=args.batch_size,
+            results=args.results,
+            progress=True,
+            data_options=DataOptions(data_root=args.data_root, allow_pickle=args.allow_pickle),
+            **extra,
+        )
     print(format_row(evaluation.row))
     print(f"row appended to {args.results}")
     return 0

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from infra.errors import UsageError
+from infra.errors import UsageError, stage
 from infra.paths import DEFAULT_BASELINES, DEFAULT_RESULTS
 from infra.store import atomic_write_bytes
 
@@ -36,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="CSV",
         help="stored baselines (default: the repository's realdata/baselines/baselines.csv; may be absent)",
     )
-    parser.set_defaults(handler=run)
+    parser.set_defaults(handler=run, resume_hint=lambda a: "no report written")
 
 
 def validate(args: argparse.Namespace) -> tuple[Path, Path]:
@@ -66,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
     if not results.exists():
         print(f"note: {results}/ does not exist yet; every section will say 'not run yet'", file=sys.stderr)
     started = time.perf_counter()
-    html = build_report(results, args.baselines).encode("utf-8")
+    with stage(f"report from {results}"):
+        html = build_report(results, args.baselines).encode("utf-8")
     atomic_write_bytes(out, html)
     print(f"report written to {out} ({len(html) / 1024:.0f} KiB, {time.perf_counter() - started:.1f} s)")
     return 0

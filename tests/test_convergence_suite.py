@@ -91,17 +91,25 @@ def test_rerun_is_bit_identical_and_resumes_from_cells(quick_run, tmp_path) -> N
     pd.testing.assert_frame_equal(first[numeric], second[numeric], check_exact=True)
 
 
-def test_a_wrong_prediction_fails_the_suite(monkeypatch, tmp_path) -> None:
-    """A deliberately wrong R2 formula must produce FAIL rows and exit code 1."""
+def test_a_wrong_prediction_fails_the_gate_naming_its_rows(monkeypatch, tmp_path, capsys) -> None:
+    """A deliberately wrong R2 formula: its rows FAIL where the expected verdicts (stored for the
+    quick run at the default seed) say PASS, so the run exits 1 and its last lines name them;
+    the known E2 findings stay FINDING."""
     from synthetic.checks import floor
 
     monkeypatch.setattr(
         floor, "r2_cycle_gradient_norm", lambda eta, l1, a: 1.1 * eta * l1**2 * a / (2 - eta * l1)
     )
     code = main(["convergence", "--quick", "--out", str(tmp_path), "--no-progress"])
-    predictions = pd.read_parquet(tmp_path / "predictions.parquet")
+    predictions = pd.read_parquet(tmp_path / "predictions.parquet").set_index("id")
     assert code == 1
-    assert (predictions[predictions["id"].str.startswith("floor/")]["verdict"] == FAIL).all()
+    wrong = predictions[predictions.index.str.startswith("floor/")]
+    assert len(wrong) and (wrong["verdict"] == FAIL).all() and (wrong["outcome"] == FAIL).all()
+    assert (predictions.loc[~predictions.index.str.startswith("floor/"), "outcome"] != FAIL).all()
+    assert (predictions.loc[predictions["verdict"] == FAIL, "outcome"].drop(wrong.index) == "FINDING").all()
+    last = capsys.readouterr().out.strip().splitlines()
+    differ = [line.strip() for line in last if line.startswith("  ")]
+    assert sorted(differ) == sorted(f"{i}: FAIL, expected PASS" for i in wrong.index)
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,7 @@ from harness.config import ConfigError, MetaConfig, NumberRule
 from harness.meta import LossFn, plain_meta_gradient, task_meta_loss
 from harness.tasks import TaskBatch
 from harness.tree import Params
+from infra.errors import stage
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,8 @@ def build_problem(name: str, seed: int, **settings: Any) -> ProblemInstance:
 
     if name not in FAMILIES:
         raise ValueError(f"problem family: unknown {name!r}; expected one of {sorted(FAMILIES)}")
-    return FAMILIES[name](seed=seed, **settings)
+    with stage(f"family {name} (build, seed {seed})"):
+        return FAMILIES[name](seed=seed, **settings)
 
 
 @dataclass(frozen=True)
