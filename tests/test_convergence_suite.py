@@ -107,8 +107,9 @@ def test_a_wrong_prediction_fails_the_gate_naming_its_rows(monkeypatch, tmp_path
     assert len(wrong) and (wrong["verdict"] == FAIL).all() and (wrong["outcome"] == FAIL).all()
     assert (predictions.loc[~predictions.index.str.startswith("floor/"), "outcome"] != FAIL).all()
     assert (predictions.loc[predictions["verdict"] == FAIL, "outcome"].drop(wrong.index) == "FINDING").all()
-    last = capsys.readouterr().out.strip().splitlines()
-    differ = [line.strip() for line in last if line.startswith("  ")]
+    out = capsys.readouterr().out.strip().splitlines()
+    start = next(i for i, line in enumerate(out) if " verdicts differ from " in line)
+    differ = [line.strip() for line in out[start + 1 : -1]]
     assert sorted(differ) == sorted(f"{i}: FAIL, expected PASS" for i in wrong.index)
 
 
