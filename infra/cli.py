@@ -105,14 +105,29 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = Parser(
         prog=PROG,
         description="Does Sharp-MAML keep its promises? Theory checks and few-shot benchmarks.",
-        epilog="exit codes: 0 as expected, 1 a result differs from what is stored, "
-        "2 interrupted, 3 internal error (traceback in a log file), 4 usage error",
+        epilog=EXIT_CODES_HELP,
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, value in registered_commands():
         if only is None or name == only:
             _load(value)(subparsers)
+    _add_exit_codes(parser)
     return parser
+
+
+EXIT_CODES_HELP = (
+    "exit codes: 0 as expected (or done), 1 a result differs from what is stored, "
+    "2 interrupted, 3 internal error (traceback in a log file), 4 usage error"
+)
+
+
+def _add_exit_codes(parser: argparse.ArgumentParser) -> None:
+    """Every (sub)command's --help states the contract, unless it states its own."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                sub.epilog = sub.epilog or EXIT_CODES_HELP
+                _add_exit_codes(sub)
 
 
 @contextmanager

@@ -71,6 +71,24 @@ def assert_usage(err: str, command: str, text: str) -> None:
     assert err.startswith(f"sharpmaml {command}: error: ") and text in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["info"],
+        ["convergence"],
+        ["generalization"],
+        ["train"],
+        ["evaluate"],
+        ["report"],
+        ["baselines", "check"],
+    ],
+)
+def test_every_help_states_the_contract(argv, capsys):
+    assert main([*argv, "--help"]) == EXIT_OK
+    text = " ".join(capsys.readouterr().out.split())
+    assert "exit codes:" in text and "0 " in text and "4 usage error" in text
+
+
 # ----- info -----------------------------------------------------------------------------------
 
 
