@@ -21,6 +21,9 @@ VACUOUS = "VACUOUS"
 # A row that could not be measured here (data absent, say); the reason is in its details.
 SKIPPED = "SKIPPED"
 VERDICTS = (PASS, FAIL, NOT_APPLICABLE, INFO, VACUOUS, SKIPPED)
+# A paired comparison with a baseline (the study): its 95% CI is above 0, below 0, or holds 0.
+BETTER, WORSE, NOT_DETECTED = "BETTER", "WORSE", "NOT DETECTED"
+COMPARISONS = (BETTER, WORSE, NOT_DETECTED)
 
 
 @dataclass(frozen=True, kw_only=True)

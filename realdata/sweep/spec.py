@@ -1,0 +1,318 @@
+"""The sweep spec: a TOML file naming a preset, methods, radii, seeds and the evaluation.
+
+Validated before any compute; every error names the file and the key (``SpecError``, exit 4).
+A spec expands to one ``RunTask`` per (method, radii, seed): the existing ``train`` +
+``evaluate`` of the real-data track with its own run folder. See docs/realdata.md ("Sweeps").
+
+    [sweep]
+    preset = "ci"                      # a name of realdata.presets.PRESETS
+    methods = ["maml", "sharp_both"]   # default: all five
+    radii = [0.05, 0.01]               # alpha of every perturbation a method uses
+    seeds = [0, 1, 2, 3]
+    iterations = 200                   # default: the preset's
+    equal_compute = true               # MAML also trained to Sharp-MAML_both's gradient budget
+    [preset]                           # optional overrides of preset fields (validated)
+    val_every = 50
+    [evaluation]
+    episodes = 600                     # fixed test episodes per evaluation (>= 600)
+    test_seed = 20220606
+    inner_loops = ["same", "plain"]    # test-time inner loops; the first is the primary one
+    curve_every = 100                  # also evaluate last.pt every N iterations (0: only at the end)
+    [data]
+    root = "/path/to/data"             # default: $SHARPMAML_DATA or ../shared/data
+    [slurm]                            # read by --executor slurm (flags override)
+    partition = "gpu"
+    gpus_per_job = 1
+    cpus_per_job = 4
+    time_min = 240
+    array_parallelism = 32
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.config import METHODS, ConfigError, MetaConfig
+from infra.errors import UsageError
+from infra.seeding import DEFAULT_SEED
+from realdata.datasets.episodes import MIN_TEST_EPISODES
+from realdata.presets import EVAL_INNER_LOOPS, PRESETS, Preset, TrainConfig, train_config
+
+SECTIONS = ("sweep", "preset", "evaluation", "data", "slurm")
+SLURM_KEYS = {
+    "partition": str,
+    "gpus_per_job": int,
+    "cpus_per_job": int,
+    "time_min": int,
+    "array_parallelism": int,
+    "cluster": str,
+}
+SLURM_CLUSTERS = ("slurm", "local", "debug")
+
+
+class SpecError(UsageError):
+    """The sweep spec is missing or invalid; the message names the file and the key."""
+
+
+def gradient_evaluations(cfg: MetaConfig) -> int:
+    """Gradient evaluations of the task loss per task and meta-iteration (docs/realdata.md).
+
+    One unit is one forward + backward pass of a task's loss: each inner step costs 1 (2 with
+    the lower perturbation: the ascent gradient, then the gradient at the perturbed point), the
+    outer backward through the adapted parameters costs 1, and the upper perturbation doubles
+    the whole meta-gradient (SAM's two passes). MAML with K inner steps: K + 1;
+    Sharp-MAML_both: 2 (2K + 1).
+    """
+    inner = cfg.inner_steps * (2 if cfg.uses_lower_perturbation else 1)
+    return (inner + 1) * (2 if cfg.uses_upper_perturbation else 1)
+
+
+@dataclass(frozen=True)
+class SlurmOptions:
+    """Resources of one SLURM job (None: submitit's / the cluster's default)."""
+
+    partition: str | None = None
+    gpus_per_job: int | None = None
+    cpus_per_job: int | None = None
+    time_min: int | None = None
+    array_parallelism: int | None = None
+    cluster: str = "slurm"
+
+    def merged(self, **flags: Any) -> SlurmOptions:
+        """These options with every flag that is not None in place of the spec's value."""
+        return dataclasses.replace(self, **{k: v for k, v in flags.items() if v is not None})
+
+
+@dataclass(frozen=True)
+class RunTask:
+    """One run of a sweep: what a worker needs (plain, picklable data)."""
+
+    run_id: str
+    config: dict[str, Any]  # TrainConfig.to_dict(), the full training budget included
+    run_dir: str
+    points: tuple[int, ...]  # iterations at which last.pt is evaluated on the test episodes
+    final_points: tuple[int, ...]  # the points evaluated with every test-time inner loop
+    inner_loops: tuple[str, ...]
+    episodes: int
+    test_seed: int
+    data_root: str | None
+    threads: int | None = 1  # intra-op CPU threads (None: leave torch's default)
+    device: str | None = "cpu"  # None: CUDA when present (realdata.device)
+
+    @property
+    def train_config(self) -> TrainConfig:
+        return TrainConfig.from_dict(self.config)
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A validated sweep spec (see the module docstring for the file format)."""
+
+    path: Path
+    preset: Preset
+    methods: tuple[str, ...]
+    radii: tuple[float, ...]
+    seeds: tuple[int, ...]
+    iterations: int
+    equal_compute: bool
+    episodes: int
+    test_seed: int
+    inner_loops: tuple[str, ...]
+    curve_every: int
+    data_root: Path | None
+    slurm: SlurmOptions = field(default_factory=SlurmOptions)
+
+    def configs(self) -> list[TrainConfig]:
+        """One config per (method, radius, seed), seed-major: a sweep stopped early leaves whole
+        seeds (every method) for the paired comparison. Methods without a perturbation get one
+        radius."""
+        out = []
+        for seed in self.seeds:
+            for method in self.methods:
+                probe = MetaConfig(method=method)
+                perturbed = probe.uses_lower_perturbation or probe.uses_upper_perturbation
+                for alpha in self.radii if perturbed else (None,):
+                    radii = {} if alpha is None else _radii(probe, alpha)
+                    out.append(
+                        train_config(
+                            self.preset,
+                            method,
+                            iterations=self.iterations,
+                            seed=seed,
+                            eval_inner_loop=self.inner_loops[0],
+                            **radii,
+                        )
+                    )
+        return out
+
+    def equal_compute_iterations(self) -> int | None:
+        """MAML's iterations at Sharp-MAML_both's gradient budget (None when not asked)."""
+        if not self.equal_compute:
+            return None
+        base = train_config(self.preset, "maml").meta_config()
+        both = train_config(self.preset, "sharp_both").meta_config()
+        return math.ceil(self.iterations * gradient_evaluations(both) / gradient_evaluations(base))
+
+    def tasks(self, sweep_dir: Path) -> list[RunTask]:
+        """The runs of the sweep, each with its run folder under ``sweep_dir/runs``."""
+        extended = self.equal_compute_iterations()
+        tasks = []
+        for config in self.configs():
+            budget = extended if (extended and config.method == "maml") else self.iterations
+            finals = (self.iterations,) + ((budget,) if budget != self.iterations else ())
+            curve = range(self.curve_every, budget, self.curve_every) if self.curve_every else ()
+            config = dataclasses.replace(config, preset=config.preset.replace(iterations=budget))
+            tasks.append(
+                RunTask(
+                    run_id=config.run_name,
+                    config=config.to_dict(),
+                    run_dir=str(sweep_dir / "runs" / config.run_name),
+                    points=tuple(sorted({*curve, *finals})),
+                    final_points=finals,
+                    inner_loops=self.inner_loops,
+                    episodes=self.episodes,
+                    test_seed=self.test_seed,
+                    data_root=None if self.data_root is None else str(self.data_root),
+                )
+            )
+        return tasks
+
+
+def _radii(probe: MetaConfig, alpha: float) -> dict[str, float]:
+    radii = {}
+    if probe.uses_lower_perturbation:
+        radii["alpha_low"] = alpha
+    if probe.uses_upper_perturbation:
+        radii["alpha_up"] = alpha
+    return radii
+
+
+class _Reader:
+    """Typed access to the spec's tables; every error names the file and the key."""
+
+    def __init__(self, path: Path, data: dict[str, Any]) -> None:
+        self.path, self.data = path, data
+
+    def error(self, key: str, message: str) -> SpecError:
+        return SpecError(f"{self.path}: {key}: {message}")
+
+    def table(self, name: str) -> dict[str, Any]:
+        value = self.data.get(name, {})
+        if not isinstance(value, dict):
+            raise self.error(f"[{name}]", f"expected a table, got {value!r}")
+        return value
+
+    def check_keys(self, section: str, allowed: tuple[str, ...] | dict[str, Any]) -> None:
+        unknown = sorted(set(self.table(section)) - set(allowed))
+        if unknown:
+            raise self.error(f"{section}.{unknown[0]}", f"unknown key; expected one of {sorted(allowed)}")
+
+    def get(self, section: str, key: str, kind: type, default: Any = None, required: bool = False) -> Any:
+        table = self.table(section)
+        if key not in table:
+            if required:
+                raise self.error(f"{section}.{key}", "missing; it is required")
+            return default
+        value = table[key]
+        ok = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
+        if kind is float:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not ok:
+            raise self.error(f"{section}.{key}", f"expected {kind.__name__}, got {value!r}")
+        return value
+
+    def int_list(self, section: str, key: str, default: list[Any] | None = None) -> list[int]:
+        values = self.get(section, key, list, default, required=default is None)
+        if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values):
+            raise self.error(
+                f"{section}.{key}", f"expected a non-empty list of integers >= 0, got {values!r}"
+            )
+        if len(set(values)) != len(values):
+            raise self.error(f"{section}.{key}", f"expected distinct values, got {values!r}")
+        return values
+
+    def choices(
+        self, section: str, key: str, options: tuple[str, ...], default: list[str]
+    ) -> tuple[str, ...]:
+        values = self.get(section, key, list, default)
+        bad = [v for v in values if v not in options]
+        if not values or bad or len(set(values)) != len(values):
+            raise self.error(
+                f"{section}.{key}", f"expected distinct names out of {list(options)}, got {values!r}"
+            )
+        return tuple(values)
+
+
+def load_spec(path: Path | str) -> SweepSpec:
+    """Read and validate a sweep spec; SpecError naming the file and key on any problem."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        raise SpecError(f"{path}: sweep spec not found; expected a TOML file (docs/realdata.md)") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise SpecError(f"{path}: not a readable TOML file ({exc})") from None
+    r = _Reader(path, data)
+    unknown = sorted(set(data) - set(SECTIONS))
+    if unknown:
+        raise r.error(f"[{unknown[0]}]", f"unknown section; expected some of {list(SECTIONS)}")
+    r.check_keys("sweep", ("preset", "methods", "radii", "seeds", "iterations", "equal_compute"))
+    r.check_keys("evaluation", ("episodes", "test_seed", "inner_loops", "curve_every"))
+    r.check_keys("data", ("root",))
+    r.check_keys("slurm", SLURM_KEYS)
+    name = r.get("sweep", "preset", str, required=True)
+    if name not in PRESETS:
+        raise r.error("sweep.preset", f"unknown preset {name!r}; expected one of {list(PRESETS)}")
+    overrides = r.table("preset")
+    fields = {f.name for f in dataclasses.fields(Preset)} - {"name", "description", "sources"}
+    r.check_keys("preset", tuple(sorted(fields)))
+    try:
+        preset = PRESETS[name].replace(**overrides)
+    except (ConfigError, TypeError) as exc:
+        raise r.error("preset", f"invalid override ({exc})") from None
+    radii = r.get("sweep", "radii", list, [preset.alpha])
+    if not radii or not all(
+        isinstance(a, (int, float)) and not isinstance(a, bool) and math.isfinite(a) and a > 0 for a in radii
+    ):
+        raise r.error("sweep.radii", f"expected a non-empty list of radii > 0, got {radii!r}")
+    iterations = r.get("sweep", "iterations", int, preset.iterations)
+    episodes = r.get("evaluation", "episodes", int, MIN_TEST_EPISODES)
+    curve_every = r.get("evaluation", "curve_every", int, 0)
+    for key, value, minimum in (
+        ("sweep.iterations", iterations, 1),
+        ("evaluation.episodes", episodes, MIN_TEST_EPISODES),
+        ("evaluation.curve_every", curve_every, 0),
+    ):
+        if value < minimum:
+            raise r.error(key, f"expected an integer >= {minimum}, got {value}")
+    slurm = {k: r.get("slurm", k, kind) for k, kind in SLURM_KEYS.items()}
+    if slurm["cluster"] is not None and slurm["cluster"] not in SLURM_CLUSTERS:
+        raise r.error("slurm.cluster", f"expected one of {list(SLURM_CLUSTERS)}, got {slurm['cluster']!r}")
+    root = r.get("data", "root", str)
+    spec = SweepSpec(
+        path=path,
+        preset=preset.replace(iterations=iterations),
+        methods=r.choices("sweep", "methods", tuple(METHODS), list(METHODS)),
+        radii=tuple(sorted({float(a) for a in radii}, reverse=True)),
+        seeds=tuple(r.int_list("sweep", "seeds", [0])),
+        iterations=iterations,
+        equal_compute=r.get("sweep", "equal_compute", bool, False),
+        episodes=episodes,
+        test_seed=r.get("evaluation", "test_seed", int, DEFAULT_SEED),
+        inner_loops=r.choices("evaluation", "inner_loops", EVAL_INNER_LOOPS, ["same", "plain"]),
+        curve_every=curve_every,
+        data_root=None if root is None else (path.parent / root).resolve(),
+        slurm=SlurmOptions(**{k: v for k, v in slurm.items() if v is not None}),
+    )
+    if spec.equal_compute and "maml" not in spec.methods:
+        raise r.error("sweep.equal_compute", "needs 'maml' in sweep.methods (MAML is the one trained longer)")
+    try:
+        spec.configs()
+    except ConfigError as exc:
+        raise r.error("sweep", str(exc)) from None
+    return spec
