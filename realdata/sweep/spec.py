@@ -8,6 +8,7 @@ A spec expands to one ``RunTask`` per (method, radii, seed): the existing ``trai
     preset = "ci"                      # a name of realdata.presets.PRESETS
     methods = ["maml", "sharp_both"]   # default: all five
     radii = [0.05, 0.01]               # alpha of every perturbation a method uses
+    method_radii = { sharp_low = [0.05] }  # optional: another radius grid for some methods
     seeds = [0, 1, 2, 3]
     iterations = 200                   # default: the preset's
     equal_compute = true               # MAML also trained to Sharp-MAML_both's gradient budget
@@ -117,6 +118,7 @@ class SweepSpec:
     preset: Preset
     methods: tuple[str, ...]
     radii: tuple[float, ...]
+    method_radii: dict[str, tuple[float, ...]]
     seeds: tuple[int, ...]
     iterations: int
     equal_compute: bool
@@ -136,7 +138,7 @@ class SweepSpec:
             for method in self.methods:
                 probe = MetaConfig(method=method)
                 perturbed = probe.uses_lower_perturbation or probe.uses_upper_perturbation
-                for alpha in self.radii if perturbed else (None,):
+                for alpha in self.method_radii.get(method, self.radii) if perturbed else (None,):
                     radii = {} if alpha is None else _radii(probe, alpha)
                     out.append(
                         train_config(
@@ -226,6 +228,19 @@ class _Reader:
             raise self.error(f"{section}.{key}", f"expected {kind.__name__}, got {value!r}")
         return value
 
+    def radii(self, key: str, values: Any) -> tuple[float, ...]:
+        """A grid of radii: a non-empty list of finite numbers > 0, largest first."""
+        if (
+            not isinstance(values, list)
+            or not values
+            or not all(
+                isinstance(a, (int, float)) and not isinstance(a, bool) and math.isfinite(a) and a > 0
+                for a in values
+            )
+        ):
+            raise self.error(key, f"expected a non-empty list of radii > 0, got {values!r}")
+        return tuple(sorted({float(a) for a in values}, reverse=True))
+
     def int_list(self, section: str, key: str, default: list[Any] | None = None) -> list[int]:
         values = self.get(section, key, list, default, required=default is None)
         if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values):
@@ -261,7 +276,9 @@ def load_spec(path: Path | str) -> SweepSpec:
     unknown = sorted(set(data) - set(SECTIONS))
     if unknown:
         raise r.error(f"[{unknown[0]}]", f"unknown section; expected some of {list(SECTIONS)}")
-    r.check_keys("sweep", ("preset", "methods", "radii", "seeds", "iterations", "equal_compute"))
+    r.check_keys(
+        "sweep", ("preset", "methods", "radii", "method_radii", "seeds", "iterations", "equal_compute")
+    )
     r.check_keys("evaluation", ("episodes", "test_seed", "inner_loops", "curve_every"))
     r.check_keys("data", ("root",))
     r.check_keys("slurm", SLURM_KEYS)
@@ -275,11 +292,12 @@ def load_spec(path: Path | str) -> SweepSpec:
         preset = PRESETS[name].replace(**overrides)
     except (ConfigError, TypeError) as exc:
         raise r.error("preset", f"invalid override ({exc})") from None
-    radii = r.get("sweep", "radii", list, [preset.alpha])
-    if not radii or not all(
-        isinstance(a, (int, float)) and not isinstance(a, bool) and math.isfinite(a) and a > 0 for a in radii
-    ):
-        raise r.error("sweep.radii", f"expected a non-empty list of radii > 0, got {radii!r}")
+    radii = r.radii("sweep.radii", r.get("sweep", "radii", list, [preset.alpha]))
+    per_method = r.get("sweep", "method_radii", dict, {})
+    for method, grid in per_method.items():
+        if method not in METHODS:
+            raise r.error(f"sweep.method_radii.{method}", f"unknown method; expected one of {list(METHODS)}")
+        per_method[method] = r.radii(f"sweep.method_radii.{method}", grid)
     iterations = r.get("sweep", "iterations", int, preset.iterations)
     episodes = r.get("evaluation", "episodes", int, MIN_TEST_EPISODES)
     curve_every = r.get("evaluation", "curve_every", int, 0)
@@ -298,7 +316,8 @@ def load_spec(path: Path | str) -> SweepSpec:
         path=path,
         preset=preset.replace(iterations=iterations),
         methods=r.choices("sweep", "methods", tuple(METHODS), list(METHODS)),
-        radii=tuple(sorted({float(a) for a in radii}, reverse=True)),
+        radii=radii,
+        method_radii=per_method,
         seeds=tuple(r.int_list("sweep", "seeds", [0])),
         iterations=iterations,
         equal_compute=r.get("sweep", "equal_compute", bool, False),

@@ -1,0 +1,257 @@
+"""The study: a finished sweep turned into the paired Sharp-MAML vs MAML comparison.
+
+Reads the sweep folder (``manifest.parquet``, ``spec.toml``, each run's ``evaluations.parquet``
+and ``metrics.parquet``) and writes tidy tables (parquet + csv) into ``SWEEP_DIR/study``:
+
+- ``accuracy``: per (preset, method, radii, test-time inner loop, iteration) the mean test
+  accuracy over seeds with its 95% CI (Student t over seeds);
+- ``paired``: per (method, radii, inner loop) the paired difference to MAML on the same seeds
+  at the sweep's iteration budget, its 95% CI, the smallest detectable difference and the
+  verdict (BETTER / WORSE / NOT DETECTED); the cost (gradient evaluations and measured seconds
+  per iteration relative to MAML); and the same comparison at equal compute, against MAML
+  trained to the same number of gradient evaluations (``equal_compute`` in the spec);
+- ``inner_loops``: per (method, radii) the paired difference of the test-time inner loops
+  (plain - same) on the same runs and test episodes (issue #14: which default);
+- ``curves``: mean test and validation accuracy per iteration with the seed band, and the
+  gradient evaluations spent, for the report's two figures.
+
+Accuracies and differences are in percentage points. docs/realdata.md ("Study") defines
+every column.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from infra.errors import UsageError
+from infra.store import read_table, write_table
+from realdata.stats import comparison_verdict, paired_difference, seed_mean_ci
+from realdata.sweep.driver import SPEC_COPY
+from realdata.sweep.manifest import DONE, read_manifest
+from realdata.sweep.runner import EVALUATIONS
+from realdata.sweep.spec import gradient_evaluations, load_spec
+from realdata.train import METRICS
+
+BASELINE = "maml"
+KEYS = ["preset", "method", "alpha_low", "alpha_up"]
+TABLES = ("accuracy", "paired", "inner_loops", "curves")
+STUDY_DIR = "study"
+
+
+def _gathered(sweep_dir: Path, name: str, manifest: pd.DataFrame) -> pd.DataFrame:
+    frames = []
+    for row in manifest.itertuples():
+        path = Path(row.run_dir) / name
+        if path.exists():
+            frame = read_table(path)
+            frame["run_id"] = row.run_id
+            frames.append(frame)
+    if not frames:
+        raise UsageError(f"{sweep_dir}: no run has written {name} yet; run the sweep first")
+    return pd.concat(frames, ignore_index=True)
+
+
+def _seed_band(values: pd.Series) -> dict[str, float]:
+    ci = seed_mean_ci(values.to_numpy())
+    return {"mean": ci.mean, "ci95": ci.ci95, "n_seeds": ci.n, "seed_std": values.std(ddof=1)}
+
+
+def accuracy_table(evaluations: pd.DataFrame) -> pd.DataFrame:
+    """Mean test accuracy over seeds with its 95% CI, per setting, inner loop and iteration."""
+    rows = []
+    group = [*KEYS, "eval_inner_loop", "iterations"]
+    for key, part in evaluations.groupby(group, sort=False):
+        rows.append(
+            {
+                **dict(zip(group, key)),
+                **_seed_band(part["accuracy"]),
+                "episode_ci95": part["ci95"].mean(),
+                "n_episodes": int(part["n_episodes"].iloc[0]),
+                "seeds": " ".join(map(str, sorted(part["seed"]))),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _by_seed(evaluations: pd.DataFrame, method: str, alpha_low: float, alpha_up: float, loop: str, it: int):
+    e = evaluations
+    part = e[
+        (e["method"] == method)
+        & (e["alpha_low"] == alpha_low)
+        & (e["alpha_up"] == alpha_up)
+        & (e["eval_inner_loop"] == loop)
+        & (e["iterations"] == it)
+    ]
+    return part.drop_duplicates("seed", keep="last").set_index("seed")["accuracy"]
+
+
+def _paired(a: pd.Series, b: pd.Series) -> dict[str, Any]:
+    seeds = sorted(set(a.index) & set(b.index))
+    if len(seeds) < 2:
+        nan = math.nan
+        return {"diff": nan, "diff_ci95": nan, "diff_low": nan, "diff_high": nan, "mdd": nan, "verdict": ""}
+    d = paired_difference(a[seeds].to_numpy(), b[seeds].to_numpy())
+    return {
+        "diff": d.mean,
+        "diff_ci95": d.ci95,
+        "diff_low": d.low,
+        "diff_high": d.high,
+        "diff_sd": d.sd,
+        "mdd": d.mdd,
+        "n_pairs": d.n,
+        "verdict": comparison_verdict(d),
+    }
+
+
+def paired_table(
+    evaluations: pd.DataFrame, manifest: pd.DataFrame, iterations: int, equal_compute: int | None, grad_evals
+) -> pd.DataFrame:
+    """Each setting against MAML on the same seeds: at equal iterations and at equal compute."""
+    done = manifest[manifest["status"] == DONE]
+    seconds = done.groupby(["method", "alpha_low", "alpha_up"])["train_s_per_iteration"].mean()
+    base_seconds = seconds.get((BASELINE, 0.0, 0.0), math.nan)
+    rows = []
+    settings = evaluations[KEYS].drop_duplicates()
+    for setting in settings.itertuples(index=False):
+        if setting.method == BASELINE:
+            continue
+        for loop in evaluations["eval_inner_loop"].unique():
+            own = _by_seed(evaluations, setting.method, setting.alpha_low, setting.alpha_up, loop, iterations)
+            maml = _by_seed(evaluations, BASELINE, 0.0, 0.0, loop, iterations)
+            row = {
+                **setting._asdict(),
+                "eval_inner_loop": loop,
+                "iterations": iterations,
+                "accuracy": own.mean(),
+                "maml_accuracy": maml.reindex(own.index).mean(),
+                **_paired(own, maml),
+                "grad_evals_per_iteration": grad_evals(setting.method),
+                "grad_ratio": grad_evals(setting.method) / grad_evals(BASELINE),
+                "time_ratio": seconds.get((setting.method, setting.alpha_low, setting.alpha_up), math.nan)
+                / base_seconds,
+            }
+            if equal_compute is not None:
+                maml_eq = _by_seed(evaluations, BASELINE, 0.0, 0.0, loop, equal_compute)
+                eq = _paired(own, maml_eq)
+                row.update(
+                    {
+                        "maml_equal_compute_iterations": equal_compute,
+                        "maml_equal_compute_accuracy": maml_eq.reindex(own.index).mean(),
+                        **{f"eqc_{k}": v for k, v in eq.items()},
+                    }
+                )
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def inner_loop_table(evaluations: pd.DataFrame, iterations: int) -> pd.DataFrame:
+    """Per setting whose test-time loops differ (a lower perturbation): plain - same, paired."""
+    rows = []
+    loops = set(evaluations["eval_inner_loop"])
+    if not {"same", "plain"} <= loops:
+        return pd.DataFrame()
+    for setting in evaluations[KEYS].drop_duplicates().itertuples(index=False):
+        if setting.alpha_low == 0:
+            continue  # no lower perturbation: both loops are plain MAML adaptation
+        same = _by_seed(evaluations, setting.method, setting.alpha_low, setting.alpha_up, "same", iterations)
+        plain = _by_seed(
+            evaluations, setting.method, setting.alpha_low, setting.alpha_up, "plain", iterations
+        )
+        rows.append(
+            {
+                **setting._asdict(),
+                "iterations": iterations,
+                "same": same.mean(),
+                "plain": plain.mean(),
+                **_paired(plain, same),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def curves_table(
+    evaluations: pd.DataFrame, metrics: pd.DataFrame, grad_evals, meta_batch: int
+) -> pd.DataFrame:
+    """Test (each evaluated point) and validation accuracy per iteration, mean and seed band."""
+    test = evaluations.rename(columns={"iterations": "iteration"}).assign(split="test")
+    val = metrics[metrics["split"] == "val"].assign(
+        accuracy=lambda f: 100 * f["accuracy"], eval_inner_loop=""
+    )
+    rows = []
+    for frame in (test, val):
+        group = [*KEYS, "split", "eval_inner_loop", "iteration"]
+        for key, part in frame.groupby(group, sort=False):
+            row = dict(zip(group, key))
+            band = part.drop_duplicates("seed", keep="last")["accuracy"]
+            rows.append(
+                {
+                    **row,
+                    **_seed_band(band),
+                    "grad_evals": int(row["iteration"]) * grad_evals(row["method"]) * meta_batch,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def study_tables(sweep_dir: Path) -> dict[str, pd.DataFrame]:
+    """The four tables of a sweep folder (runs not done are left out)."""
+    sweep_dir = Path(sweep_dir)
+    spec = load_spec(sweep_dir / SPEC_COPY)
+    manifest = read_manifest(sweep_dir)
+    done = manifest[manifest["status"] == DONE]
+    if done.empty:
+        raise UsageError(f"{sweep_dir}: no finished run; run (or resume) the sweep first")
+    evaluations = _gathered(sweep_dir, EVALUATIONS, done)
+    metrics = _gathered(sweep_dir, METRICS, done)
+
+    def grad_evals(method: str) -> int:
+        probe = next(c for c in spec.configs() if c.method == method)
+        return gradient_evaluations(probe.meta_config())
+
+    return {
+        "accuracy": accuracy_table(evaluations),
+        "paired": paired_table(
+            evaluations, done, spec.iterations, spec.equal_compute_iterations(), grad_evals
+        ),
+        "inner_loops": inner_loop_table(evaluations, spec.iterations),
+        "curves": curves_table(evaluations, metrics, grad_evals, spec.preset.meta_batch),
+    }
+
+
+def write_study(sweep_dir: Path, out: Path | None = None) -> dict[str, pd.DataFrame]:
+    """Compute the tables and write each as parquet and csv into ``out`` (default SWEEP_DIR/study)."""
+    tables = study_tables(sweep_dir)
+    out = Path(out) if out is not None else Path(sweep_dir) / STUDY_DIR
+    for name, frame in tables.items():
+        write_table(frame, out / f"{name}.parquet")
+        write_table(frame, out / f"{name}.csv")
+    print(f"study tables in {out}: {', '.join(TABLES)} (.parquet, .csv)")
+    return tables
+
+
+def _pm(mean: float, half: float) -> str:
+    return "-" if math.isnan(mean) else f"{mean:+.2f} ± {half:.2f}"
+
+
+def print_study(tables: dict[str, pd.DataFrame]) -> None:
+    """The paired table on the terminal: one line per setting and test-time inner loop."""
+    paired = tables["paired"]
+    for r in paired.itertuples():
+        line = (
+            f"{r.method:<11} lo={r.alpha_low:g} up={r.alpha_up:g} [{r.eval_inner_loop}] "
+            f"{r.accuracy:6.2f} vs MAML {r.maml_accuracy:6.2f}: {_pm(r.diff, r.diff_ci95)} "
+            f"{r.verdict} (detectable >= {r.mdd:.2f}); cost x{r.grad_ratio:.0f} gradients, "
+            f"x{r.time_ratio:.2f} time"
+        )
+        if "eqc_verdict" in paired.columns:
+            line += f"; equal compute: {_pm(r.eqc_diff, r.eqc_diff_ci95)} {r.eqc_verdict}"
+        print(line)
+    for r in tables["inner_loops"].itertuples():
+        print(
+            f"test-time inner loop, {r.method} lo={r.alpha_low:g}: plain - same = "
+            f"{_pm(r.diff, r.diff_ci95)} ({r.verdict})"
+        )
