@@ -35,6 +35,7 @@ from reports.items import Details, Heading, Notice, Problem, Section, Text, Trac
 from reports.markdown import Document, slug
 from reports.methods import is_method, method_label, method_rank
 from reports.store import ResultsReader
+from reports.study import study_section
 from reports.tables import (
     MISSING,
     Cell,
@@ -65,6 +66,7 @@ def build_report(
         synthetic_section(reader, tracks),
         generalization_section(reader, tracks),
         realdata_section(reader, tracks),
+        study_section(reader),
     ]
     sections.insert(0, summary_section(tracks, document))
     sections.append(theory_section(document, theory))

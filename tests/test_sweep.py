@@ -347,3 +347,22 @@ def test_submitit_requeues_a_timed_out_job_which_resumes_from_its_checkpoint(env
     assert "requeue" in log.lower() or "checkpoint" in log.lower()
     assert pd.read_parquet(run_dir / "metrics.parquet").query("split == 'train'")["iteration"].is_unique
     assert outcome.final_accuracy == local_sweep["manifest"].loc["ci-maml-lo0-up0-s0", "final_accuracy"]
+
+
+@pytest.mark.slow
+def test_the_report_shows_the_study_section(local_sweep, tmp_path):
+    from reports.build import build_report
+
+    results = tmp_path / "results"
+    assert main(["study", str(local_sweep["out"]), "--out", str(results / "realdata" / "study")]) == 0
+    html = build_report(results)
+    assert "Paired study: Sharp-MAML vs MAML" in html
+    assert "fig-study-curves" in html and "fig-study-compute" in html
+    assert "Paired difference to MAML (inner loop &#39;plain&#39;)" in html
+
+
+def test_the_report_says_how_to_make_the_study_when_absent(tmp_path):
+    from reports.build import build_report
+
+    html = build_report(tmp_path / "results")
+    assert "sharpmaml study DIR --out results/realdata/study" in html
