@@ -14,7 +14,13 @@ from typing import TYPE_CHECKING
 
 from harness.config import METHODS
 from infra.errors import UsageError, stage
-from realdata.defaults import DEFAULT_TEST_EPISODES, EVAL_BATCH, RESULTS_TABLE, RUNS_ROOT
+from realdata.defaults import (
+    DEFAULT_EVAL_INNER_LOOP,
+    DEFAULT_TEST_EPISODES,
+    EVAL_BATCH,
+    RESULTS_TABLE,
+    RUNS_ROOT,
+)
 from realdata.presets import EVAL_INNER_LOOPS, PRESETS, train_config
 
 if TYPE_CHECKING:
@@ -122,14 +128,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.set_defaults(handler=run_evaluate, resume_hint=lambda a: f"no row appended to {a.results}")
 
 
-def _add_common(parser: argparse.ArgumentParser, eval_default: str | None = "same") -> None:
+def _add_common(parser: argparse.ArgumentParser, eval_default: str | None = DEFAULT_EVAL_INNER_LOOP) -> None:
     parser.add_argument(
         "--eval-inner-loop",
         choices=EVAL_INNER_LOOPS,
         default=eval_default,
         help="test-time adaptation: 'same' as training (with the lower "
         "perturbation for sharp_low/sharp_both) or 'plain' gradient steps"
-        + ("" if eval_default else "; default: the run's choice"),
+        + (f" (default {eval_default}, docs/realdata.md)" if eval_default else "; default: the run's choice"),
     )
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available)")
     parser.add_argument(

@@ -20,6 +20,7 @@ from typing import Any
 
 from harness.config import METHODS, ConfigError, MetaConfig, require_int, require_number
 from infra.provenance import config_hash
+from realdata.defaults import DEFAULT_EVAL_INNER_LOOP
 
 README = "authors' README commands (docs/theory.md#the-papers-protocol)"
 CODE = "authors' code default (pytorch-maml argparse)"
@@ -232,7 +233,7 @@ class TrainConfig:
     alpha_low: float
     alpha_up: float
     seed: int = 0
-    eval_inner_loop: str = "same"
+    eval_inner_loop: str = DEFAULT_EVAL_INNER_LOOP
     executor: str = "auto"
 
     def __post_init__(self) -> None:
@@ -256,8 +257,8 @@ class TrainConfig:
     def eval_meta_config(self, eval_inner_loop: str | None = None) -> MetaConfig:
         """The engine's config for test-time adaptation (validation and evaluation).
 
-        ``test_inner_steps`` steps of size ``inner_lr``; with ``eval_inner_loop="same"`` (the
-        default) the lower perturbation of sharp_low/sharp_both is kept, with "plain" it is not.
+        ``test_inner_steps`` steps of size ``inner_lr``; with ``eval_inner_loop="same"`` the
+        lower perturbation of sharp_low/sharp_both is kept, with "plain" it is not.
         """
         mode = self.eval_inner_loop if eval_inner_loop is None else eval_inner_loop
         _require_choice(mode, "eval_inner_loop", EVAL_INNER_LOOPS)
@@ -305,7 +306,7 @@ def train_config(
     alpha_up: float | None = None,
     iterations: int | None = None,
     seed: int = 0,
-    eval_inner_loop: str = "same",
+    eval_inner_loop: str = DEFAULT_EVAL_INNER_LOOP,
 ) -> TrainConfig:
     """A validated run config; errors name the field (``alpha_low``...) and the value expected.
 

@@ -514,7 +514,7 @@ def test_absent_parts_say_not_run_yet_with_their_command(tmp_path, capsys) -> No
     assert build(root, tmp_path / "r.html", tmp_path / "no-baselines.csv") == 0
     report = parse((tmp_path / "r.html").read_text(encoding="utf-8"))
     text = " ".join(report.notices)
-    assert len(report.notices) == 7 and not report.problems and not report.figures
+    assert len(report.notices) == 8 and not report.problems and not report.figures
     for command in (
         f"sharpmaml convergence --out {root.as_posix()}/synthetic",
         "tox -e generalization",
@@ -523,6 +523,7 @@ def test_absent_parts_say_not_run_yet_with_their_command(tmp_path, capsys) -> No
         "sharpmaml train",
         "benchmarks/realdata_speed.py",
         "sharpmaml baselines update",
+        "sharpmaml study DIR --out results/realdata/study",
     ):
         assert command in text
     assert {r["rows"] for r in report.table("Verdicts per track").records()} == {"not run yet"}

@@ -210,7 +210,7 @@ def run_check(args: argparse.Namespace) -> int:
     if args.out.suffix != ".csv":
         raise UsageError(f"--out: expected a .csv path, got {args.out}")
     stored = _load(args.baselines)
-    measured_rows = [r for r in stored if not r.is_paper]
+    measured_rows = [r for r in stored if not r.is_reference]
     chosen = _chosen([(r.row_id, r.scale, r) for r in measured_rows], args.scale, args.rows, "row")
     if not chosen:
         raise UsageError(
@@ -226,8 +226,8 @@ def run_check(args: argparse.Namespace) -> int:
     skips = [skip or missing.get(spec.config.preset.dataset, "") for spec, skip in zip(specs, skips)]
     print(
         f"regression gate: {sum(not s for s in skips)} rows to re-run, "
-        f"{sum(bool(s) for s in skips)} skipped, {len(stored) - len(measured_rows)} paper rows "
-        f"(reference only, not checked); baselines {args.baselines}",
+        f"{sum(bool(s) for s in skips)} skipped, {len(stored) - len(measured_rows)} reference rows "
+        f"(paper and study rows, not checked); baselines {args.baselines}",
         flush=True,
     )
     started = time.perf_counter()
@@ -306,7 +306,7 @@ def run_update(args: argparse.Namespace) -> int:
     else:
         print(f"no change to {path}")
     defined = {s.row_id for s in specs}
-    stale = [r.row_id for r in rows if not r.is_paper and r.row_id not in defined]
+    stale = [r.row_id for r in rows if not r.is_reference and r.row_id not in defined]
     if stale:
         print(f"kept rows that no scale defines any more (delete them by hand if obsolete): {stale}")
     if args.dry_run:
@@ -330,7 +330,7 @@ def run_show(args: argparse.Namespace) -> int:
                 "ci95": _fmt(r.ci95),
                 "seed_std": _fmt(r.seed_std),
                 "seeds": " ".join(map(str, r.seeds)) or "-",
-                "tolerance": "-" if r.is_paper else f"{r.tolerance():.2f}",
+                "tolerance": "-" if r.is_reference else f"{r.tolerance():.2f}",
                 "source": r.source,
             }
             for r in rows

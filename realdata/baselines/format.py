@@ -37,6 +37,10 @@ from infra.verdicts import FAIL, PASS, SKIPPED
 
 PAPER = "paper"  # the scale of rows typed in from a paper
 REFERENCE_RULE = "reference only (paper row, not checked)"
+# Rows of a study (``sharpmaml study --store-baselines SCALE``): measured here, too long to
+# re-run in CI, kept as references next to the paper rows and the gate's rows.
+STUDY_RULE = "reference only (study row, not re-run)"
+REFERENCE_RULES = (REFERENCE_RULE, STUDY_RULE)
 SEED_RULE = "max(ci95, 3*sqrt(2/n_seeds)*seed_std)"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:+-]*\Z")
 
@@ -143,6 +147,11 @@ class Baseline:
     def is_paper(self) -> bool:
         return self.scale == PAPER
 
+    @property
+    def is_reference(self) -> bool:
+        """A row shown but never re-run by the gate: a paper row or a study row."""
+        return self.tolerance_rule in REFERENCE_RULES
+
     def tolerance(self) -> float:
         """The row's tolerance in accuracy points (measured rows only)."""
         return TOLERANCE_RULES[self.tolerance_rule](self)
@@ -208,7 +217,11 @@ def _check_row(path: Path, row: Baseline) -> None:
     need(row.test_seed is not None and row.test_seed >= 0, "test_seed", "an integer >= 0")
     for column in ("device", "git_sha", "date", "config_hash"):
         need(bool(getattr(row, column)), column, "the provenance of the measurement")
-    need(row.tolerance_rule in TOLERANCE_RULES, "tolerance_rule", f"one of {list(TOLERANCE_RULES)}")
+    need(
+        row.tolerance_rule in TOLERANCE_RULES or row.tolerance_rule == STUDY_RULE,
+        "tolerance_rule",
+        f"one of {[*TOLERANCE_RULES, STUDY_RULE]}",
+    )
     need(
         len(row.spread_seeds) >= 2 or row.tolerance_rule != SEED_RULE,
         "spread_seeds",

@@ -60,6 +60,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     st.add_argument("sweep_dir", type=Path, metavar="SWEEP_DIR", help="the --out folder of a sweep")
     st.add_argument("--out", type=Path, metavar="DIR", help="where the tables go (default SWEEP_DIR/study)")
+    st.add_argument(
+        "--store-baselines",
+        metavar="SCALE",
+        help="also write each setting as a reference row of scale SCALE into the baselines file",
+    )
+    st.add_argument(
+        "--loop",
+        default="same",
+        choices=("same", "plain"),
+        help="test-time inner loop of the stored rows (default same)",
+    )
+    st.add_argument("--baselines", type=Path, metavar="CSV", help="baselines file (default: the project's)")
     st.set_defaults(handler=run_study_command)
 
 
@@ -115,14 +127,22 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _write_study(sweep_dir: Path, out: Path | None) -> None:
+def _write_study(sweep_dir: Path, out: Path | None):  # noqa: ANN202 - tables, pandas imported lazily
     from realdata.sweep.study import print_study, write_study
 
     tables = write_study(sweep_dir, out)
     print_study(tables)
+    return tables
 
 
 def run_study_command(args: argparse.Namespace) -> int:
     """Handler of ``sharpmaml study``."""
-    _write_study(args.sweep_dir, args.out)
+    from infra.paths import DEFAULT_BASELINES
+    from realdata.sweep.study import store_baselines
+
+    tables = _write_study(args.sweep_dir, args.out)
+    if args.store_baselines:
+        path = args.baselines or DEFAULT_BASELINES
+        diff = store_baselines(args.sweep_dir, tables, args.store_baselines, args.loop, path)
+        print(diff or f"{path}: unchanged")
     return 0

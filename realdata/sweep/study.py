@@ -27,8 +27,19 @@ from typing import Any
 
 import pandas as pd
 
+from infra.csvtable import text_diff
 from infra.errors import UsageError
+from infra.provenance import config_hash
 from infra.store import read_table, write_table
+from realdata.baselines.format import (
+    STUDY_RULE,
+    Baseline,
+    load_baselines,
+    render_baselines,
+    replace_rows,
+    write_baselines,
+)
+from realdata.presets import PRESETS
 from realdata.stats import comparison_verdict, paired_difference, seed_mean_ci
 from realdata.sweep.driver import SPEC_COPY
 from realdata.sweep.manifest import DONE, read_manifest
@@ -244,7 +255,7 @@ def print_study(tables: dict[str, pd.DataFrame]) -> None:
         line = (
             f"{r.method:<11} lo={r.alpha_low:g} up={r.alpha_up:g} [{r.eval_inner_loop}] "
             f"{r.accuracy:6.2f} vs MAML {r.maml_accuracy:6.2f}: {_pm(r.diff, r.diff_ci95)} "
-            f"{r.verdict} (detectable >= {r.mdd:.2f}); cost x{r.grad_ratio:.0f} gradients, "
+            f"{r.verdict} (detectable >= {r.mdd:.2f}); cost x{r.grad_ratio:.1f} gradients, "
             f"x{r.time_ratio:.2f} time"
         )
         if "eqc_verdict" in paired.columns:
@@ -255,3 +266,98 @@ def print_study(tables: dict[str, pd.DataFrame]) -> None:
             f"test-time inner loop, {r.method} lo={r.alpha_low:g}: plain - same = "
             f"{_pm(r.diff, r.diff_ci95)} ({r.verdict})"
         )
+
+
+def baseline_rows(sweep_dir: Path, tables: dict[str, pd.DataFrame], scale: str, loop: str) -> list[Baseline]:
+    """The study's settings as reference rows of the baselines file (scale ``scale``), at the
+    sweep's iterations with the test-time inner loop ``loop``. accuracy: the mean over seeds;
+    ci95: its 95% CI over seeds (Student t); the paired verdicts go into the note."""
+    sweep_dir = Path(sweep_dir)
+    spec = load_spec(sweep_dir / SPEC_COPY)
+    manifest = read_manifest(sweep_dir)
+    evaluations = _gathered(sweep_dir, EVALUATIONS, manifest[manifest["status"] == DONE])
+    acc = tables["accuracy"]
+    acc = acc[(acc["eval_inner_loop"] == loop) & (acc["iterations"] == spec.iterations)]
+    if acc.empty:
+        raise UsageError(f"--loop: no accuracy rows for inner loop {loop!r} at {spec.iterations} iterations")
+    paired = tables["paired"]
+    preset, defaults = spec.preset, PRESETS[spec.preset.name]
+    overrides = ", ".join(
+        f"{k}={getattr(preset, k)}"
+        for k in ("filters", "meta_batch", "queries", "val_every", "val_episodes", "train_classes")
+        if getattr(preset, k) != getattr(defaults, k)
+    )
+    rows = []
+    for r in acc.to_dict("records"):
+        runs = evaluations[
+            (evaluations["method"] == r["method"])
+            & (evaluations["alpha_low"] == r["alpha_low"])
+            & (evaluations["alpha_up"] == r["alpha_up"])
+            & (evaluations["eval_inner_loop"] == loop)
+            & (evaluations["iterations"] == spec.iterations)
+        ]
+        note = f"study: preset {preset.name}" + (f" with {overrides}" if overrides else "")
+        note += f"; executor {spec.executor}; ci95 over seeds (t)"
+        match = paired[
+            (paired["method"] == r["method"])
+            & (paired["alpha_low"] == r["alpha_low"])
+            & (paired["alpha_up"] == r["alpha_up"])
+            & (paired["eval_inner_loop"] == loop)
+        ]
+        if not match.empty:
+            p = match.iloc[0]
+            note += f"; vs MAML {p['diff']:+.2f} ± {p['diff_ci95']:.2f} {p['verdict']}"
+            if "eqc_verdict" in match.columns:
+                note += (
+                    f"; at equal compute {p['eqc_diff']:+.2f} ± {p['eqc_diff_ci95']:.2f} {p['eqc_verdict']}"
+                )
+        seeds = tuple(sorted(int(s) for s in runs["seed"]))
+        rows.append(
+            Baseline(
+                row_id=f"{scale}:{preset.dataset}-{preset.ways}w{preset.shots}s-{r['method']}"
+                f"-lo{r['alpha_low']:g}-up{r['alpha_up']:g}",
+                scale=scale,
+                dataset=preset.dataset,
+                ways=preset.ways,
+                shots=preset.shots,
+                method=r["method"],
+                alpha_low=float(r["alpha_low"]),
+                alpha_up=float(r["alpha_up"]),
+                accuracy=float(r["mean"]),
+                ci95=float(r["ci95"]),
+                seed_std=float(r["seed_std"]),
+                n_episodes=int(r["n_episodes"]),
+                n_seeds=len(seeds),
+                seeds=seeds,
+                spread_seeds=seeds,
+                iterations=spec.iterations,
+                preset=preset.name,
+                eval_inner_loop=loop,
+                test_seed=spec.test_seed,
+                source=f"reproduced here: sharpmaml sweep {spec.path.name}; sharpmaml study --store-baselines {scale}",
+                device=distinct(runs["device"]),
+                git_sha=distinct(runs["train_git_sha"]),
+                date=str(runs["date"].max()),
+                config_hash=config_hash(sorted(runs["config_hash"])),
+                tolerance_rule=STUDY_RULE,
+                note=note,
+            )
+        )
+    return rows
+
+
+def distinct(values: pd.Series) -> str:
+    """The one value of a column, or its values joined with ' | '."""
+    return " | ".join(sorted(set(map(str, values))))
+
+
+def store_baselines(
+    sweep_dir: Path, tables: dict[str, pd.DataFrame], scale: str, loop: str, path: Path
+) -> str:
+    """Write the study's rows into the baselines file (replacing rows with the same id); the diff."""
+    rows = baseline_rows(sweep_dir, tables, scale, loop)
+    path = Path(path)
+    stored = load_baselines(path)
+    old = render_baselines(stored)
+    new = write_baselines(path, replace_rows(stored, rows))
+    return text_diff(old, new, path)
