@@ -305,7 +305,7 @@ def test_a_killed_sweep_resumes_from_last_pt_to_the_same_numbers(env, local_swee
     environ = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(cmd, env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     run_dir = out / "runs" / "ci-maml-lo0-up0-s0"
-    _wait_for(run_dir / "last.pt", process)
+    _wait_for(run_dir / "metrics.parquet", process)  # written right after last.pt
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=120)
     assert process.returncode == EXIT_INTERRUPTED, err
@@ -335,7 +335,7 @@ def test_submitit_requeues_a_timed_out_job_which_resumes_from_its_checkpoint(env
     job = executor.submit([dataclasses.replace(task, threads=1)])[0]
     run_dir = Path(task.run_dir)
     deadline = time.monotonic() + 600
-    while not (run_dir / "last.pt").exists():
+    while not (run_dir / "metrics.parquet").exists():
         assert not job.done() and time.monotonic() < deadline
         time.sleep(0.05)
     children = Path(f"/proc/{job._process.pid}/task/{job._process.pid}/children").read_text().split()

@@ -144,13 +144,13 @@ class SubmititExecutor:
         jobs = self.submit(tasks)
         for task, job in zip(tasks, jobs):
             on_submit(task, str(job.job_id))
-        pending = dict(zip(tasks, jobs))
+        pending = {task.run_id: (task, job) for task, job in zip(tasks, jobs)}
         try:
             while pending:
-                for task, job in list(pending.items()):
+                for run_id, (task, job) in list(pending.items()):
                     if not job.done():
                         continue
-                    del pending[task]
+                    del pending[run_id]
                     try:
                         outcome = job.result()
                     except Exception as exc:  # noqa: BLE001 - the job died (cancelled, node failure)
@@ -159,6 +159,6 @@ class SubmititExecutor:
                 if pending:
                     time.sleep(POLL_S)
         except BaseException:
-            for job in pending.values():  # their runs resume from last.pt on the next sweep
+            for _, job in pending.values():  # their runs resume from last.pt on the next sweep
                 job.cancel(check=False)
             raise
