@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from infra.paths import repo_root
+from infra.paths import repo_root, source_tree
 
 if TYPE_CHECKING:
     import torch
@@ -22,23 +22,39 @@ TRACKED_PACKAGES = ("torch", "numpy", "pandas", "cvxpy", "sharp-maml-bench")
 SOURCE_PATTERNS = ("*.py", "*.toml", "*.j2", "*.css")
 
 
+# Written into the package by setup.py when a wheel is built: {"git_sha": ...} of the checkout.
+BUILD_STAMP = Path(__file__).with_name("build_stamp.json")
+
+
 @functools.lru_cache(maxsize=1)
 def git_sha() -> str:
-    """HEAD's sha, with '+dirty' when the working tree has changes; 'unknown' outside git."""
+    """The code's git sha, '+dirty' when tracked files had changes: from the checkout the code
+    is imported from, else the one stamped into the package when its wheel was built (tox's
+    install, wherever its work folder is), else the checkout holding the installed package
+    or the working directory; 'unknown' only when none of them says."""
+    tree = source_tree()
+    sha = checkout_sha(tree) if tree is not None else None
+    return sha or stamped_sha() or checkout_sha(repo_root()) or "unknown"
+
+
+def checkout_sha(root: Path) -> str | None:
+    """HEAD's sha of the git checkout at ``root`` (+dirty as in ``git_sha``); None when ``root``
+    is no checkout or git cannot run."""
     try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=repo_root(), capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=repo_root(),
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
+        sha = _git(root, "rev-parse", "HEAD").decode().strip()
+        dirty = _git(root, "status", "--porcelain", "--untracked-files=no").strip()
     except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return sha + ("+dirty" if dirty else "")
+        return None
+    return sha + ("+dirty" if dirty else "") if sha else None
+
+
+def stamped_sha() -> str | None:
+    """The sha setup.py stamped into an installed package; None without a readable stamp."""
+    try:
+        sha = json.loads(BUILD_STAMP.read_text("utf-8"))["git_sha"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return sha if isinstance(sha, str) and sha else None
 
 
 def code_fingerprint(root: Path | None = None) -> str:
