@@ -3,7 +3,9 @@ resume.
 
 Cells are stored with ``infra.codec`` (an npz archive read without pickle), so a results folder
 someone else wrote cannot run code when a suite resumes into it; a cell that cannot be read
-(corrupt, truncated, foreign) is recomputed after a one-line warning.
+(corrupt, truncated, foreign) is recomputed after a one-line warning. Inside
+``infra.interrupts.stop_requests`` a SIGINT or SIGTERM stops the suite after the current cell,
+which is stored first.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from tqdm import tqdm
 
 from infra.codec import UnreadableValue, decode, encode
 from infra.errors import stage
+from infra.interrupts import stop_point
 from infra.provenance import code_fingerprint, config_hash
 from infra.store import atomic_write_bytes
 
@@ -50,6 +53,7 @@ class CellCache:
             atomic_write_bytes(path, encode(result))
         if self.progress is not None:
             self.progress.update(1)
+        stop_point()  # a cell is the unit of work an interrupted suite keeps
         return result
 
     def _read(self, name: str, path: Path) -> tuple[Any] | None:

@@ -25,6 +25,33 @@ class StoreError(UsageError):
     """A results file is missing or unreadable; the message names it."""
 
 
+def require_writable(path: Path, name: str, *, folder: bool) -> None:
+    """UsageError naming ``name`` (a field or flag) unless files can be written at ``path``: a
+    folder to write into (``folder``), or a file to create or replace. Checked before any
+    compute, without creating anything: a probe file is written and removed in the nearest
+    folder that exists (missing ones are created there later), the only test that also holds
+    for root, read-only mounts, immutable folders and full disks."""
+    path = Path(path)
+    kind = "folder" if folder else "file"
+    if path.exists() and path.is_dir() != folder:
+        raise UsageError(
+            f"{name}: expected a {kind}, but {path} is {'a folder' if path.is_dir() else 'a file'}"
+        )
+    existing = path if folder else path.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError(f"{name}: cannot create {path}: {existing} is a file; expected a folder there")
+    try:
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".write-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise UsageError(
+            f"{name}: cannot write to {existing} ({exc.strerror or exc}); expected a writable {kind} location"
+        ) from None
+
+
 def current_umask() -> int:
     """The process umask (reading it requires setting it; restored at once)."""
     mask = os.umask(0o022)

@@ -15,7 +15,9 @@ no dataclass, numpy array or other pickled object is ever stored. Keys (format v
 from __future__ import annotations
 
 import io
+import pickle
 import random
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -51,9 +53,14 @@ def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") 
             "`sharpmaml train` (last.pt or best.pt in the run folder)"
         )
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # unpickling errors come in many types
-        raise CheckpointError(f"{path}: cannot read checkpoint ({exc})") from exc
+        with warnings.catch_warnings():  # torch warns about foreign pickle protocols
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # a broken file fails in many ways (EOFError, zip, KeyError...)
+        raise CheckpointError(
+            f"{path}: cannot read checkpoint: {_unreadable_reason(path, exc)}; expected last.pt or "
+            "best.pt as written by `sharpmaml train`"
+        ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a sharpmaml real-data checkpoint")
     if state.get("version") != VERSION:
@@ -62,6 +69,18 @@ def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") 
     if missing:
         raise CheckpointError(f"{path}: checkpoint lacks {missing}")
     return state
+
+
+def _unreadable_reason(path: Path, exc: Exception) -> str:
+    """Why torch could not read ``path``, in our words (torch's own advice to retry with
+    ``weights_only=False`` is the unsafe path, so it is never repeated)."""
+    if path.stat().st_size == 0:
+        return "the file is empty"
+    if isinstance(exc, pickle.UnpicklingError):
+        return (
+            "it is a pickle that is not a plain-data checkpoint (refused unread: loading it could run code)"
+        )
+    return f"the file is truncated or corrupt ({type(exc).__name__})"
 
 
 def rng_state() -> dict[str, Any]:

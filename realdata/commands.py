@@ -15,9 +15,12 @@ from typing import TYPE_CHECKING
 from harness.config import METHODS
 from infra.errors import UsageError, stage
 from realdata.defaults import (
+    CHECKPOINT_MINUTES,
     DEFAULT_EVAL_INNER_LOOP,
     DEFAULT_TEST_EPISODES,
     EVAL_BATCH,
+    MAX_EVAL_BATCH,
+    MAX_TEST_EPISODES,
     RESULTS_TABLE,
     RUNS_ROOT,
 )
@@ -25,6 +28,7 @@ from realdata.presets import EVAL_INNER_LOOPS, PRESETS, train_config
 
 if TYPE_CHECKING:
     from realdata.data import DataOptions
+    from realdata.presets import TrainConfig
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -69,6 +73,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"run folder (default {RUNS_ROOT}/<preset>-<method>-lo<a>-up<a>-s<seed>)",
     )
     tr.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
+    tr.add_argument(
+        "--checkpoint-minutes",
+        type=float,
+        default=CHECKPOINT_MINUTES,
+        metavar="M",
+        help=f"also write last.pt after M minutes of wall time since the last one (default "
+        f"{CHECKPOINT_MINUTES:g}); SIGINT/SIGTERM write it after the current iteration",
+    )
     _add_common(tr)
     tr.add_argument(
         "--download", action="store_true", help="download Lake's Omniglot zips if absent (needs --sha256)"
@@ -81,12 +93,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="expected digest of a downloaded zip (repeat per file)",
     )
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
-    tr.set_defaults(
-        handler=run_train,
-        resume_hint=lambda a: (
-            "the run folder keeps its last checkpoint (last.pt); continue with the same command plus --resume"
-        ),
-    )
+    tr.set_defaults(handler=run_train, resume_hint=train_resume_hint)
 
     ev = subparsers.add_parser(
         "evaluate",
@@ -101,7 +108,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         default=DEFAULT_TEST_EPISODES,
         metavar="N",
-        help=f"test episodes, at least 600 (default {DEFAULT_TEST_EPISODES})",
+        help=f"test episodes, 600 to {MAX_TEST_EPISODES} (default {DEFAULT_TEST_EPISODES})",
     )
     ev.add_argument(
         "--test-seed",
@@ -114,7 +121,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         default=EVAL_BATCH,
         metavar="B",
-        help=f"episodes adapted at a time (default {EVAL_BATCH})",
+        help=f"episodes adapted at a time, at most {MAX_EVAL_BATCH} (default {EVAL_BATCH})",
     )
     ev.add_argument(
         "--out",
@@ -169,11 +176,8 @@ def _data_options(args: argparse.Namespace, dataset: str) -> DataOptions:
     )
 
 
-def run_train(args: argparse.Namespace) -> int:
-    """Handler of ``sharpmaml train``."""
-    from realdata.train import train
-
-    config = train_config(
+def _train_config(args: argparse.Namespace) -> TrainConfig:
+    return train_config(
         args.preset,
         args.method,
         alpha_low=args.alpha_low,
@@ -182,6 +186,38 @@ def run_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         eval_inner_loop=args.eval_inner_loop,
     )
+
+
+def _continue_command(config: TrainConfig, run_dir: Path) -> str:
+    """The command that resumes the run in ``run_dir`` to its full iteration budget."""
+    return (
+        f"sharpmaml train --preset {config.preset.name} --method {config.method} "
+        f"--alpha-low {config.alpha_low:g} --alpha-up {config.alpha_up:g} "
+        f"--seed {config.seed} --iterations {config.preset.iterations} "
+        f"--eval-inner-loop {config.eval_inner_loop} --out {run_dir} --resume"
+    )
+
+
+def train_resume_hint(args: argparse.Namespace) -> str:
+    """The line an interrupted ``train`` ends with: the resume command if ``last.pt`` exists."""
+    from harness.config import ConfigError
+    from realdata.train import LAST, default_run_dir
+
+    try:
+        config = _train_config(args)
+    except ConfigError:
+        return "nothing was trained"
+    run_dir = args.run_dir if args.run_dir is not None else default_run_dir(config)
+    if not (run_dir / LAST).is_file():
+        return f"no checkpoint was written yet ({run_dir / LAST} absent); run the same command again"
+    return f"{run_dir / LAST} holds the last iteration; continue with: {_continue_command(config, run_dir)}"
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Handler of ``sharpmaml train``."""
+    from realdata.train import train
+
+    config = _train_config(args)
     with stage(f"train run {config.run_name}"):
         result = train(
             config,
@@ -191,6 +227,7 @@ def run_train(args: argparse.Namespace) -> int:
             stop_at=args.stop_at,
             data_options=_data_options(args, config.preset.dataset),
             progress=not args.no_progress,
+            checkpoint_minutes=args.checkpoint_minutes,
         )
     best = (
         f"best validation accuracy {100 * result.best_val_accuracy:.2f} % at iteration "
@@ -204,15 +241,16 @@ def run_train(args: argparse.Namespace) -> int:
     )
     print(f"run folder: {result.run_dir}")
     if result.status == "diverged":
-        print("the meta-loss became non-finite; last.pt holds the last finite state")
+        saved = (
+            f"{result.last_checkpoint} holds iteration {result.checkpoint_iteration}, the last "
+            "checkpoint before it"
+            if result.checkpoint_iteration is not None
+            else "no checkpoint was written before it"
+        )
+        print(f"the meta-loss became non-finite at iteration {result.iteration}; {saved}")
         return 1
     if result.status == "stopped":
-        print(
-            f"continue with: sharpmaml train --preset {args.preset} --method {args.method} "
-            f"--alpha-low {config.alpha_low:g} --alpha-up {config.alpha_up:g} "
-            f"--seed {config.seed} --iterations {config.preset.iterations} "
-            f"--eval-inner-loop {config.eval_inner_loop} --out {result.run_dir} --resume"
-        )
+        print(f"continue with: {_continue_command(config, result.run_dir)}")
     else:
         print(f"evaluate with: sharpmaml evaluate {result.best_checkpoint}")
     return 0
@@ -225,7 +263,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     extra = {} if args.test_seed is None else {"test_seed": args.test_seed}
     with stage(f"evaluate {args.checkpoint}"):
-        evaluation = evaluate_checkpoint(
+        evaluate_checkpoint(
             args.checkpoint,
             n_episodes=args.n_episodes,
             eval_inner_loop=args.eval_inner_loop,
@@ -234,8 +272,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
             results=args.results,
             progress=True,
             data_options=DataOptions(data_root=args.data_root, allow_pickle=args.allow_pickle),
+            show=lambda row: print(format_row(row), flush=True),
             **extra,
         )
-    print(format_row(evaluation.row))
     print(f"row appended to {args.results}")
     return 0

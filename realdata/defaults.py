@@ -8,6 +8,7 @@ from pathlib import Path
 RUNS_ROOT = Path("results/realdata/runs")
 RESULTS_TABLE = Path("results/realdata/evaluations.parquet")
 EVAL_BATCH = 25  # test episodes adapted at a time
+MAX_EVAL_BATCH = 1000  # a batch of 1000 Mini-ImageNet episodes already needs ~7 GB
 MIN_TEST_EPISODES = 600
 DEFAULT_TEST_EPISODES = 1000
 # Test-time inner loop of a run unless it says otherwise: plain gradient steps. Measured in the
@@ -15,3 +16,6 @@ DEFAULT_TEST_EPISODES = 1000
 # steps scored higher than adapting with the lower perturbation ("same") for every setting that
 # has one (Sharp-MAML_low and _both, 4 seeds, paired 95% CIs above 0).
 DEFAULT_EVAL_INNER_LOOP = "plain"
+MAX_TEST_EPISODES = 100_000  # 100x the paper's protocol; the episode index alone is 64 MB
+MAX_ITERATIONS = 10_000_000  # 166x the paper's 60000; over a week even on a GPU
+CHECKPOINT_MINUTES = 10.0  # wall time between checkpoints, besides every val_every iterations

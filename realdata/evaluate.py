@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,11 +24,18 @@ from tqdm.auto import tqdm
 from harness.config import ConfigError, NumberRule, require_int
 from infra.provenance import provenance
 from infra.seeding import DEFAULT_SEED
-from infra.store import read_table, write_table
+from infra.store import read_table, require_writable, write_table
 from realdata.checkpoint import CheckpointError, load_checkpoint
 from realdata.data import DataOptions, load_dataset
 from realdata.datasets import DatasetSplits, fixed_test_episodes
-from realdata.defaults import DEFAULT_TEST_EPISODES, EVAL_BATCH, MIN_TEST_EPISODES, RESULTS_TABLE
+from realdata.defaults import (
+    DEFAULT_TEST_EPISODES,
+    EVAL_BATCH,
+    MAX_EVAL_BATCH,
+    MAX_TEST_EPISODES,
+    MIN_TEST_EPISODES,
+    RESULTS_TABLE,
+)
 from realdata.device import resolve_device
 from realdata.models import Conv4Loss, Conv4Spec
 from realdata.presets import TrainConfig
@@ -45,13 +52,15 @@ class Evaluation:
 
 
 def _check_arguments(n_episodes: Any, test_seed: Any, batch_size: Any, results: Path | None) -> None:
-    NumberRule(integer=True, minimum=MIN_TEST_EPISODES).require(
+    NumberRule(integer=True, minimum=MIN_TEST_EPISODES, maximum=MAX_TEST_EPISODES).require(
         n_episodes, "n_episodes", reason=f" (default {DEFAULT_TEST_EPISODES}) for a meaningful 95% CI"
     )
     require_int(test_seed, "test_seed", minimum=0)
-    require_int(batch_size, "batch_size", minimum=1)
-    if results is not None and Path(results).suffix not in (".parquet", ".csv"):
-        raise ConfigError(f"results: expected a .parquet or .csv path, got {results}")
+    require_int(batch_size, "batch_size", minimum=1, maximum=MAX_EVAL_BATCH)
+    if results is not None:
+        if Path(results).suffix not in (".parquet", ".csv"):
+            raise ConfigError(f"results: expected a .parquet or .csv path, got {results}")
+        require_writable(Path(results), "results", folder=False)
 
 
 def evaluate_checkpoint(
@@ -66,12 +75,14 @@ def evaluate_checkpoint(
     results: Path | None = RESULTS_TABLE,
     batch_size: int = EVAL_BATCH,
     progress: bool = False,
+    show: Callable[[dict[str, Any]], None] | None = None,
 ) -> Evaluation:
     """Score a checkpoint on the fixed test episodes; append its row to ``results`` (if given).
 
     ``eval_inner_loop`` ("same" or "plain") overrides the run's test-time inner loop; ``data``
-    skips loading the dataset; ``progress`` shows a bar over the episode batches. Arguments
-    are checked before the data is touched.
+    skips loading the dataset; ``progress`` shows a bar over the episode batches; ``show``
+    gets the row before it is written, so a failed write never hides the result. Arguments
+    (and that ``results`` can be written) are checked before the data is touched.
     """
     _check_arguments(n_episodes, test_seed, batch_size, results)
     device = device if isinstance(device, torch.device) else resolve_device(device)
@@ -129,6 +140,8 @@ def evaluate_checkpoint(
         "train_git_sha": state.get("provenance", {}).get("git_sha", "unknown"),
         **provenance(device),
     }
+    if show is not None:
+        show(row)
     if results is not None:
         append_row(Path(results), row)
     return Evaluation(row, acc)

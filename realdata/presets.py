@@ -20,7 +20,7 @@ from typing import Any
 
 from harness.config import METHODS, ConfigError, MetaConfig, require_int, require_number
 from infra.provenance import config_hash
-from realdata.defaults import DEFAULT_EVAL_INNER_LOOP
+from realdata.defaults import DEFAULT_EVAL_INNER_LOOP, MAX_ITERATIONS
 
 README = "authors' README commands (docs/theory.md#the-papers-protocol)"
 CODE = "authors' code default (pytorch-maml argparse)"
@@ -336,6 +336,6 @@ def train_config(
             )
         radii[name] = float(value)
     if iterations is not None:
-        require_int(iterations, "iterations", minimum=1)
+        require_int(iterations, "iterations", minimum=1, maximum=MAX_ITERATIONS)
         preset = preset.replace(iterations=iterations)
     return TrainConfig(preset, method, seed=seed, eval_inner_loop=eval_inner_loop, **radii)

@@ -24,19 +24,20 @@ import torch
 from torch.func import vmap
 from tqdm.auto import tqdm
 
-from harness.config import ConfigError, MetaConfig, require_int
+from harness.config import ConfigError, MetaConfig, NumberRule, require_int
 from harness.learner import MetaLearner, adam
 from harness.meta import adapt, resolve_executor
 from harness.precision import float32_precision
 from harness.tasks import TaskBatch
 from harness.tree import Params, tree_detach
+from infra.interrupts import stop_requests
 from infra.provenance import provenance
 from infra.seeding import DEFAULT_SEED, derive_seed, generator
-from infra.store import read_table, write_table
+from infra.store import read_table, require_writable, write_table
 from realdata.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
 from realdata.data import DataOptions, load_dataset
 from realdata.datasets import ClassImages, DatasetError, DatasetSplits, EpisodeSampler, fixed_test_episodes
-from realdata.defaults import RUNS_ROOT
+from realdata.defaults import CHECKPOINT_MINUTES, MAX_ITERATIONS, RUNS_ROOT
 from realdata.device import resolve_device
 from realdata.models import Conv4Loss, Conv4Spec, conv4_init
 from realdata.presets import TrainConfig
@@ -89,7 +90,8 @@ def episode_accuracies(
 
 @dataclass(frozen=True)
 class TrainResult:
-    """How a call to ``train`` ended: status completed, stopped (``stop_at``) or diverged."""
+    """How a call to ``train`` ended: status completed, stopped (``stop_at``) or diverged;
+    ``checkpoint_iteration``: the iteration ``last.pt`` holds (None when none was written)."""
 
     run_dir: Path
     status: str
@@ -97,6 +99,7 @@ class TrainResult:
     best_val_accuracy: float
     best_iteration: int
     elapsed_s: float
+    checkpoint_iteration: int | None
 
     @property
     def best_checkpoint(self) -> Path:
@@ -189,6 +192,8 @@ class _Run:
         )
         self.iteration, self.best_val, self.best_iteration, self.elapsed = 0, -math.inf, 0, 0.0
         self.rows: list[dict[str, Any]] = []
+        self.saved_iteration: int | None = None  # the iteration last.pt holds
+        self.last_saved = time.perf_counter()
 
     def restore(self, state: dict[str, Any]) -> None:
         with torch.no_grad():
@@ -197,7 +202,7 @@ class _Run:
         self.learner.optimizer.load_state_dict(state["optimizer"])
         self.sampler.next_index = int(state["sampler"]["next_index"])
         restore_rng_state(state["rng"])
-        self.iteration = int(state["iteration"])
+        self.iteration = self.saved_iteration = int(state["iteration"])
         self.best_val = float(state["best_val_accuracy"])
         self.best_iteration = int(state["best_iteration"])
         self.elapsed = float(state["elapsed_s"])
@@ -272,6 +277,7 @@ class _Run:
         """Write ``last.pt`` (unless ``checkpoint`` is False) and the metrics table."""
         if checkpoint:
             save_checkpoint(self.run_dir / LAST, self.state("last"))
+            self.saved_iteration, self.last_saved = self.iteration, time.perf_counter()
         write_table(pd.DataFrame(self.rows), self.run_dir / METRICS)
 
 
@@ -285,18 +291,26 @@ def train(
     data: DatasetSplits | None = None,
     data_options: DataOptions = DataOptions(),
     progress: bool = True,
+    checkpoint_minutes: float = CHECKPOINT_MINUTES,
 ) -> TrainResult:
     """Meta-train ``config``; returns how the run ended.
 
     ``run_dir`` defaults to ``default_run_dir(config)``. ``resume`` continues from its
     ``last.pt`` (same config; the iteration budget may grow). ``stop_at`` ends this call after
     that iteration with a checkpoint, as an interruption would. ``data`` skips loading the
-    dataset (``data_options`` say how to load it otherwise).
+    dataset (``data_options`` say how to load it otherwise). ``last.pt`` is written every
+    ``val_every`` iterations and whenever ``checkpoint_minutes`` of wall time have passed since
+    the last one. SIGINT or SIGTERM during the iterations saves ``last.pt`` after the current
+    iteration and raises ``infra.errors.Interrupted`` (resume continues bitwise from there).
     """
     device = device if isinstance(device, torch.device) else resolve_device(device)
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
     if stop_at is not None:
-        require_int(stop_at, "stop_at", minimum=1)
+        require_int(stop_at, "stop_at", minimum=1, maximum=MAX_ITERATIONS)
+    NumberRule(positive=True, maximum=7 * 24 * 60, noun="number of minutes").require(
+        checkpoint_minutes, "checkpoint_minutes"
+    )
+    require_writable(run_dir, "run_dir", folder=True)
     state = _resume_state(run_dir, config, resume)
     splits = data if data is not None else load_dataset(config.preset.dataset, data_options)
     run = _Run(config, splits, run_dir, device)
@@ -304,7 +318,6 @@ def train(
         run.restore(state)
     preset = config.preset
     end = min(preset.iterations, stop_at) if stop_at is not None else preset.iterations
-    train_cfg = config.meta_config()
     bar = tqdm(
         total=preset.iterations,
         initial=run.iteration,
@@ -314,33 +327,52 @@ def train(
     )
     postfix: dict[str, str] = {}
     status = "completed" if end == preset.iterations else "stopped"
-    while run.iteration < end:
-        started = time.perf_counter()
-        batch = run.sampler.sample_batch(preset.meta_batch)
-        log_now = (run.iteration + 1) % preset.log_every == 0
-        if log_now:  # accuracy on this batch before its update: the theta of its meta-loss
-            train_acc = float(
-                episode_accuracies(run.loss, run.learner.params, [batch], train_cfg, device).mean()
-            )
-        loss = float(run.learner.step(batch).loss)
-        run.iteration += 1
-        run.elapsed += time.perf_counter() - started
-        postfix["loss"] = f"{loss:.3f}"
-        if not math.isfinite(loss):  # last.pt keeps the last finite state
-            run.record("train", loss, math.nan, status="diverged")
-            run.save(checkpoint=False)
-            status = "diverged"
-            break
-        if log_now:
-            run.record("train", loss, train_acc)
-            postfix["acc"] = f"{train_acc:.3f}"
-        if run.iteration % preset.val_every == 0 or run.iteration == preset.iterations:
-            started = time.perf_counter()
-            postfix["val"] = f"{run.validate():.3f}"
-            run.elapsed += time.perf_counter() - started
-        bar.set_postfix(postfix, refresh=False)
-        bar.update(1)
-        if run.iteration % preset.val_every == 0 or run.iteration in (end, preset.iterations):
-            run.save()
+    with stop_requests("saving a checkpoint after this iteration") as stop:
+        while run.iteration < end:
+            loss = _iteration(run, bar, postfix)
+            if not math.isfinite(loss):
+                status = "diverged"
+                break
+            if (
+                run.iteration % preset.val_every == 0
+                or run.iteration in (end, preset.iterations)
+                or stop.requested
+                or time.perf_counter() - run.last_saved >= 60 * checkpoint_minutes
+            ):
+                run.save()
+            stop.stop_point()
     bar.close()
-    return TrainResult(run_dir, status, run.iteration, run.best_val, run.best_iteration, run.elapsed)
+    return TrainResult(
+        run_dir, status, run.iteration, run.best_val, run.best_iteration, run.elapsed, run.saved_iteration
+    )
+
+
+def _iteration(run: _Run, bar: tqdm, postfix: dict[str, str]) -> float:
+    """One meta-iteration with its logging and validation; returns its meta-loss. A
+    non-finite loss is recorded as a divergence (metrics saved, no checkpoint: the state is
+    not finite any more)."""
+    preset, device = run.config.preset, run.device
+    train_cfg = run.config.meta_config()
+    started = time.perf_counter()
+    batch = run.sampler.sample_batch(preset.meta_batch)
+    log_now = (run.iteration + 1) % preset.log_every == 0
+    if log_now:  # accuracy on this batch before its update: the theta of its meta-loss
+        train_acc = float(episode_accuracies(run.loss, run.learner.params, [batch], train_cfg, device).mean())
+    loss = float(run.learner.step(batch).loss)
+    run.iteration += 1
+    run.elapsed += time.perf_counter() - started
+    postfix["loss"] = f"{loss:.3f}"
+    if not math.isfinite(loss):
+        run.record("train", loss, math.nan, status="diverged")
+        run.save(checkpoint=False)
+        return loss
+    if log_now:
+        run.record("train", loss, train_acc)
+        postfix["acc"] = f"{train_acc:.3f}"
+    if run.iteration % preset.val_every == 0 or run.iteration == preset.iterations:
+        started = time.perf_counter()
+        postfix["val"] = f"{run.validate():.3f}"
+        run.elapsed += time.perf_counter() - started
+    bar.set_postfix(postfix, refresh=False)
+    bar.update(1)
+    return loss

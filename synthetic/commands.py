@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.config import require_int
-from infra.errors import UsageError, stage
+from infra.errors import stage
 from infra.seeding import DEFAULT_SEED
+from infra.store import require_writable
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -87,8 +88,7 @@ def validate(args: argparse.Namespace) -> list:
     from synthetic.expected import load_expected
 
     require_int(args.seed, "seed", minimum=0)
-    if args.out.exists() and not args.out.is_dir():
-        raise UsageError(f"--out: expected a folder, but {args.out} is a file")
+    require_writable(args.out, "--out", folder=True)
     path = expected_path(args)
     if args.update_expected:
         refuse_update_in_ci(
@@ -118,12 +118,17 @@ def run_suite(
     """Run suite(scale, out, seed, fresh, progress) -> predictions single-threaded, compare its
     verdicts with the expected file, store the table with the outcomes, print it; the exit code
     of ``synthetic.expected.exit_code`` (or of the update)."""
+    from infra.interrupts import stop_requests
     from infra.store import write_table
     from infra.threads import single_threaded
     from synthetic.expected import compare, exit_code, summary
 
     stored = validate(args)
-    with single_threaded(), stage(f"{name} suite (scale {args.scale}, seed {args.seed})"):
+    with (
+        single_threaded(),
+        stage(f"{name} suite (scale {args.scale}, seed {args.seed})"),
+        stop_requests("finishing the current cell (it is kept)"),
+    ):
         predictions = suite(args.scale, args.out, args.seed, args.fresh, not args.no_progress)
     complete = not getattr(args, "family", None)
     comparison = compare(predictions, stored, name, args.scale, args.seed, complete)
