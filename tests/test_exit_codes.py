@@ -269,6 +269,8 @@ def fake_train(status: str) -> Callable[..., SimpleNamespace]:
             best_iteration=2,
             run_dir=Path("runs/x"),
             best_checkpoint=Path("runs/x/best.pt"),
+            checkpoint_iteration=2,
+            last_checkpoint=Path("runs/x/last.pt"),
         )
 
     return train
@@ -297,7 +299,12 @@ def test_train(monkeypatch, capsys, logs):
 def test_evaluate(tmp_path, monkeypatch, capsys, logs):
     checkpoint, table = tmp_path / "best.pt", tmp_path / "evaluations.csv"
     argv = ["evaluate", str(checkpoint), "--out", str(table)]
-    monkeypatch.setattr(realdata.evaluate, "evaluate_checkpoint", lambda *a, **k: SimpleNamespace(row={}))
+
+    def fake_evaluate(*args, show, **kwargs):
+        show({})
+        return SimpleNamespace(row={})
+
+    monkeypatch.setattr(realdata.evaluate, "evaluate_checkpoint", fake_evaluate)
     monkeypatch.setattr(realdata.evaluate, "format_row", lambda row: "accuracy 50.00 %")
     assert main(argv) == EXIT_OK
     assert capsys.readouterr().out.startswith("accuracy 50.00 %")

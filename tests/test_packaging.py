@@ -36,7 +36,10 @@ def _imported_top_level(folder: Path) -> set[str]:
 def test_every_third_party_import_of_the_packages_is_a_declared_dependency() -> None:
     declared = {
         re.split(r"[<>=!~\[; ]", req, maxsplit=1)[0].lower()
-        for req in _pyproject()["project"]["dependencies"]
+        for req in [
+            *_pyproject()["project"]["dependencies"],
+            *(r for extra in _pyproject()["project"]["optional-dependencies"].values() for r in extra),
+        ]
     }
     imported = set().union(*(_imported_top_level(ROOT / package) for package in PACKAGES))
     third_party = imported - set(sys.stdlib_module_names) - set(PACKAGES)
