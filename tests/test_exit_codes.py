@@ -290,7 +290,7 @@ def test_train(monkeypatch, capsys, logs):
     assert "train run ci-maml" in err
     monkeypatch.setattr(realdata.train, "train", interrupt)
     assert main(TRAIN) == EXIT_INTERRUPTED
-    assert_interrupted(capsys.readouterr().err, "train", "continue with the same command plus --resume")
+    assert_interrupted(capsys.readouterr().err, "train", "no checkpoint was written yet")
     monkeypatch.setattr(realdata.train, "train", pytest.fail)
     assert main([*TRAIN, "--alpha-up", "0.1"]) == EXIT_USAGE
     assert_usage(capsys.readouterr().err, "train", "alpha_up (--alpha-up)")
