@@ -98,7 +98,8 @@ def _load(value: str) -> Callable[[argparse._SubParsersAction], None]:
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    """The parser with every registered subcommand, or with the one named ``only``.
+    """The parser with every registered subcommand, or only the entry named ``only`` when
+    there is one (any other word, or None, registers them all).
 
     Registering a command imports only its command module (no torch, see above); ``only``
     skips the others' modules too."""
@@ -108,9 +109,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         epilog=EXIT_CODES_HELP,
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, value in registered_commands():
-        if only is None or name == only:
-            _load(value)(subparsers)
+    commands = registered_commands()
+    for _name, value in [entry for entry in commands if entry[0] == only] or commands:
+        _load(value)(subparsers)
     _add_exit_codes(parser)
     return parser
 
@@ -180,8 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = next((w for w in words if not w.startswith("-")), "")
     try:
         with sigterm_as_interrupt():
-            known = {name for name, _ in registered_commands()}
-            parser = build_parser(command if command in known else None)
+            parser = build_parser(command)
             args = parser.parse_args(argv)
             command = args.command
             return int(args.handler(args))
