@@ -34,7 +34,7 @@ from harness.precision import float32_precision
 from harness.tree import Params
 from infra.provenance import device_name, package_versions
 from infra.store import atomic_write_bytes
-from realdata.reference import Case, make_problem, meta_config, reference_meta_gradient, relative_error
+from realdata.reference import Case, make_workload, meta_config, reference_meta_gradient, relative_error
 
 AGREEMENT_TOLERANCE = 1e-9  # relative, engine vs reference, both in float64
 
@@ -82,7 +82,7 @@ def run_case(
     normalised perturbations amplify rounding), so its error is reported, not asserted.
     """
     cfg = {ex: meta_config(case, method, ex) for ex in executors}
-    loss64, params64, tasks64 = make_problem(case, device, torch.float64)
+    loss64, params64, tasks64 = make_workload(case, device, torch.float64)
     exact = reference_meta_gradient(loss64, params64, tasks64, cfg[executors[0]])
     row: dict[str, Any] = {**dataclasses.asdict(case), "method": method, "second_order": True}
     for ex in executors:
@@ -95,7 +95,7 @@ def run_case(
                 "not timing"
             )
     del loss64, params64, tasks64
-    loss, params, tasks = make_problem(case, device, torch.float32)
+    loss, params, tasks = make_workload(case, device, torch.float32)
 
     def reference() -> Params:
         with float32_precision(device, allow_tf32=False):

@@ -73,7 +73,7 @@ class Column:
 @dataclass(frozen=True)
 class CsvFormat:
     """One kind of file (``kind`` names it in errors): its columns, in order, and the error
-    class its problems raise."""
+    class its errors raise."""
 
     kind: str
     columns: tuple[Column, ...]
@@ -86,7 +86,7 @@ class CsvFormat:
     def column(self, name: str) -> Column:
         return next(c for c in self.columns if c.name == name)
 
-    def problem_at(self, path: Path, line: int, column: str | None, message: str) -> CsvFileError:
+    def error_at(self, path: Path, line: int, column: str | None, message: str) -> CsvFileError:
         """The error for a cell (or a whole line, when ``column`` is None) of a file."""
         where = f"{path}, line {line}" + (f", column {column!r}" if column else "")
         return self.error(f"{where}: {message}")
@@ -101,7 +101,7 @@ class CsvFormat:
         try:
             found = next(records, None)
             if found is None:
-                raise self.problem_at(path, 1, None, f"empty file; expected the header {','.join(header)}")
+                raise self.error_at(path, 1, None, f"empty file; expected the header {','.join(header)}")
             if tuple(found) != header:
                 missing = [c for c in header if c not in found]
                 extra = [c for c in found if c not in header]
@@ -111,7 +111,7 @@ class CsvFormat:
                     )
                     or "columns out of order"
                 )
-                raise self.problem_at(
+                raise self.error_at(
                     path, 1, None, f"unexpected header ({detail}); expected {','.join(header)}"
                 )
             first_line = records.line_num + 1
@@ -120,9 +120,7 @@ class CsvFormat:
                 if not record:
                     continue
                 if len(record) != len(header):
-                    raise self.problem_at(
-                        path, line, None, f"expected {len(header)} fields, got {len(record)}"
-                    )
+                    raise self.error_at(path, line, None, f"expected {len(header)} fields, got {len(record)}")
                 values: dict[str, Any] = {}
                 for column, cell in zip(self.columns, record):
                     cell = cell.strip()
@@ -132,15 +130,15 @@ class CsvFormat:
                     try:
                         values[column.name] = column.parse(cell)
                     except ValueError as exc:
-                        raise self.problem_at(
+                        raise self.error_at(
                             path, line, column.name, f"expected {exc}, got {cell!r}"
                         ) from None
                 for name in required:
                     if values[name] == self.column(name).empty:
-                        raise self.problem_at(path, line, name, "expected a value, got an empty cell")
+                        raise self.error_at(path, line, name, "expected a value, got an empty cell")
                 rows.append((line, values))
         except csv.Error as exc:
-            raise self.problem_at(path, records.line_num, None, f"not valid CSV ({exc})") from None
+            raise self.error_at(path, records.line_num, None, f"not valid CSV ({exc})") from None
         return rows
 
     def render(self, rows: Iterable[Any]) -> str:

@@ -4,7 +4,7 @@
 plain autograd, ``create_graph=True`` in every inner step, the task losses summed and
 differentiated once; Sharp-MAML's lower perturbation keeps its graph and the upper one is a
 second full pass at theta + eps. Tests check in float64 that the engine computes the same
-meta-gradient; ``benchmarks/realdata_speed.py`` times both on the ``Case`` problems below.
+meta-gradient; ``benchmarks/realdata_speed.py`` times both on the ``Case`` workloads below.
 """
 
 from __future__ import annotations
@@ -52,7 +52,9 @@ def meta_config(case: Case, method: str, executor: str, allow_tf32: bool = False
     )
 
 
-def make_problem(case: Case, device: torch.device, dtype: torch.dtype) -> tuple[Conv4Loss, Params, TaskBatch]:
+def make_workload(
+    case: Case, device: torch.device, dtype: torch.dtype
+) -> tuple[Conv4Loss, Params, TaskBatch]:
     """Conv4 loss, initial parameters and a random task batch (labels grouped by class).
 
     Values are drawn in float32 and then cast, so every dtype holds the same numbers.

@@ -31,7 +31,7 @@ from reports.accuracy import (
     stored_table,
 )
 from reports.findings import FAILING, Finding, group_of, prediction_findings
-from reports.items import Details, Heading, Notice, Problem, Section, Text, Track
+from reports.items import Details, Heading, Notice, Section, Text, Track, Unusable
 from reports.markdown import Document, slug
 from reports.methods import is_method, method_label, method_rank
 from reports.store import ResultsReader
@@ -678,7 +678,7 @@ def provenance_section(reader: ResultsReader) -> Section:
             caption="Results files read",
         )
     )
-    section.items += [Problem(p) for p in reader.problems]
+    section.items += [Unusable(p) for p in reader.unusable]
     columns = [c for c in PROVENANCE_COLUMNS if any(c in frame for frame in reader.frames.values())]
     rows = [
         [name, *[distinct(frame[c]) if c in frame else "—" for c in columns]]
@@ -692,7 +692,7 @@ def provenance_section(reader: ResultsReader) -> Section:
             )
         )
     section.status = f"{len(reader.files)} files read" + (
-        f", {len(reader.problems)} unreadable" if reader.problems else ""
+        f", {len(reader.unusable)} unreadable" if reader.unusable else ""
     )
     return section
 
@@ -709,23 +709,23 @@ def distinct(values: pd.Series) -> str:
 
 
 def needs(frame: pd.DataFrame | None, columns: set[str], name: str, section: Section) -> bool:
-    """Whether a table is present with the columns needed; a Problem item when it lacks some."""
+    """Whether a table is present with the columns needed; an Unusable item when it lacks some."""
     if frame is None:
         return False
     missing = sorted(columns - set(frame.columns))
     if missing:
-        section.items.append(Problem(f"{name}: lacks the columns {', '.join(missing)}; section skipped"))
+        section.items.append(Unusable(f"{name}: lacks the columns {', '.join(missing)}; section skipped"))
         return False
     return True
 
 
 def guarded(builders: Iterable[Callable[[], Any]], items: list[Any]) -> None:
-    """Build each figure into ``items``; one that fails on unexpected data becomes a Problem."""
+    """Build each figure into ``items``; one that fails on unexpected data becomes an Unusable item."""
     for build in builders:
         try:
             figure = build()
         except (KeyError, ValueError, TypeError, IndexError) as exc:
-            items.append(Problem(f"a figure could not be drawn ({type(exc).__name__}: {exc})"))
+            items.append(Unusable(f"a figure could not be drawn ({type(exc).__name__}: {exc})"))
             continue
         if figure is not None:
             items.append(figure)

@@ -18,11 +18,11 @@ class Notice:
 
 
 @dataclass(frozen=True)
-class Problem:
+class Unusable:
     """A file that exists but could not be read or lacks the columns the report needs."""
 
     text: str
-    kind: str = field(default="problem", init=False)
+    kind: str = field(default="unusable", init=False)
 
 
 @dataclass(frozen=True)

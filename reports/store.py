@@ -36,7 +36,7 @@ class ResultsReader:
         self.root, self.baselines = Path(root), Path(baselines)
         self.files: list[SourceFile] = []
         self.frames: dict[str, pd.DataFrame] = {}
-        self.problems: list[str] = []
+        self.unusable: list[str] = []
 
     def display(self, path: Path) -> str:
         """A file's name in the report: relative to the results root, else to the repository."""
@@ -68,7 +68,7 @@ class ResultsReader:
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
-            self.problems.append(f"{self.display(path)}: not UTF-8 text ({exc})")
+            self.unusable.append(f"{self.display(path)}: not UTF-8 text ({exc})")
             return None
         self._record(path, data, text.count("\n"))
         return text
@@ -82,7 +82,7 @@ class ResultsReader:
         try:
             rows = parse_baselines(data.decode("utf-8"), self.baselines)
         except (BaselinesError, UnicodeDecodeError) as exc:
-            self.problems.append(f"{self.display(self.baselines)}: {exc}")
+            self.unusable.append(f"{self.display(self.baselines)}: {exc}")
             return None
         name = self._record(self.baselines, data, len(rows))
         self.frames[name] = pd.DataFrame([dataclasses.asdict(r) for r in rows])
@@ -96,7 +96,7 @@ class ResultsReader:
         try:
             frame = parse_table(data, path.suffix)
         except Exception as exc:  # pyarrow, pandas and json raise many types for a bad file
-            self.problems.append(f"{self.display(path)}: cannot read ({type(exc).__name__}: {exc})")
+            self.unusable.append(f"{self.display(path)}: cannot read ({type(exc).__name__}: {exc})")
             return None
         self.frames[self._record(path, data, len(frame))] = frame
         return frame

@@ -16,7 +16,7 @@ import pandas as pd
 from matplotlib.figure import Figure as MplFigure
 
 from reports.figures import PANEL_HEIGHT, PANEL_WIDTH, Figure, finish, styled
-from reports.items import Notice, Problem, Section, Text
+from reports.items import Notice, Section, Text, Unusable
 from reports.methods import line_style, method_label, method_rank
 from reports.store import ResultsReader
 from reports.tables import fmt_ci, make_table, verdict_counts
@@ -223,7 +223,7 @@ def study_section(reader: ResultsReader) -> Section:
     missing = PAIRED_NEEDS - set(paired.columns)
     if missing or paired.empty:
         section.items.append(
-            Problem(f"{STUDY_DIR}/paired.parquet: missing columns {sorted(missing)} or no rows")
+            Unusable(f"{STUDY_DIR}/paired.parquet: missing columns {sorted(missing)} or no rows")
         )
         return section
     loops = list(dict.fromkeys(paired["eval_inner_loop"]))

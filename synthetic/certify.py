@@ -68,12 +68,12 @@ def certify_quadratic_minimum(
     H_np, b_np = _as_numpy(H), _as_numpy(b)
     chol = np.linalg.cholesky(H_np)
     x = cp.Variable(b_np.shape[0])
-    problem = cp.Problem(cp.Minimize(0.5 * cp.sum_squares(chol.T @ x) - b_np @ x + float(c0)))
+    program = cp.Problem(cp.Minimize(0.5 * cp.sum_squares(chol.T @ x) - b_np @ x + float(c0)))
     solver = solver or preferred_solver()
-    problem.solve(solver=solver)
+    program.solve(solver=solver)
     x_closed = np.linalg.solve(H_np, b_np)
     closed = float(c0) - 0.5 * float(b_np @ x_closed)
-    value = float(problem.value)
+    value = float(program.value)
     residual = float(np.linalg.norm(H_np @ x.value - b_np))
     return QuadraticCertificate(
         F_star_cvxpy=value,
@@ -81,8 +81,8 @@ def certify_quadratic_minimum(
         abs_gap=abs(value - closed),
         rel_gap=abs(value - closed) / max(1.0, abs(closed)),
         solver=solver,
-        status=str(problem.status),
-        duality_gap=_solver_duality_gap(problem.solver_stats.extra_stats),
+        status=str(program.status),
+        duality_gap=_solver_duality_gap(program.solver_stats.extra_stats),
         kkt_residual=residual,
         suboptimality_bound=residual**2 / (2 * float(np.linalg.eigvalsh(H_np)[0])),
         x_error=float(np.linalg.norm(x.value - x_closed)),

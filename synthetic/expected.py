@@ -104,20 +104,20 @@ def parse_expected(text: str, path: Path) -> list[Expected]:
     for line, values in FORMAT.parse(text, path, REQUIRED):
         row = Expected(**values, line=line)
         if row.seed < 0:
-            raise FORMAT.problem_at(path, line, "seed", f"expected an integer >= 0, got {row.seed}")
+            raise FORMAT.error_at(path, line, "seed", f"expected an integer >= 0, got {row.seed}")
         if row.expected == FAIL:
             if not row.reason:
-                raise FORMAT.problem_at(path, line, "reason", "expected why this FAIL is a known finding")
+                raise FORMAT.error_at(path, line, "reason", "expected why this FAIL is a known finding")
             if not SECTION.match(row.section):
-                raise FORMAT.problem_at(
+                raise FORMAT.error_at(
                     path, line, "section", f"expected docs/<file>.md#<anchor>, got {row.section!r}"
                 )
         elif row.reason or row.section:
             column = "reason" if row.reason else "section"
-            raise FORMAT.problem_at(path, line, column, "expected an empty cell: only a FAIL is explained")
+            raise FORMAT.error_at(path, line, column, "expected an empty cell: only a FAIL is explained")
         key = (*row.config, row.id)
         if key in seen:
-            raise FORMAT.problem_at(path, line, "id", f"duplicate id; line {seen[key]} has the same")
+            raise FORMAT.error_at(path, line, "id", f"duplicate id; line {seen[key]} has the same")
         seen[key] = line
         rows.append(row)
     return rows

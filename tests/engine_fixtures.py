@@ -1,4 +1,4 @@
-"""Small float64 models and task batches for the engine's exactness tests."""
+"""Small float64 workloads (loss, parameters, task batch) for the engine's exactness tests."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def mlp_loss(params: Params, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.
     return torch.nn.functional.cross_entropy(h @ params["w2"] + params["b2"], y)
 
 
-def mlp_problem(seed: int = 0, num_tasks: int = 3) -> tuple:
+def mlp_workload(seed: int = 0, num_tasks: int = 3) -> tuple:
     g = torch.Generator().manual_seed(seed)
     params = {
         "w1": torch.randn(4, 6, generator=g, dtype=DTYPE) * 0.7,
@@ -48,7 +48,7 @@ def mlp_problem(seed: int = 0, num_tasks: int = 3) -> tuple:
     return mlp_loss, params, tasks
 
 
-def conv_bn_problem(seed: int = 0, num_tasks: int = 3, smooth: bool = True) -> tuple:
+def conv_bn_workload(seed: int = 0, num_tasks: int = 3, smooth: bool = True) -> tuple:
     """Two Conv4 blocks (3 filters, 8x8 inputs) with batch-statistics BatchNorm.
 
     smooth=True swaps ReLU/max-pool for softplus/avg-pool: finite differences need a
@@ -85,8 +85,8 @@ def conv_bn_problem(seed: int = 0, num_tasks: int = 3, smooth: bool = True) -> t
     return Conv4Loss(spec), params, tasks
 
 
-PROBLEMS = {"mlp": mlp_problem, "conv_bn": conv_bn_problem}
-EXECUTOR_PROBLEMS = {**PROBLEMS, "conv4_relu_maxpool": lambda: conv_bn_problem(smooth=False)}
+WORKLOADS = {"mlp": mlp_workload, "conv_bn": conv_bn_workload}
+EXECUTOR_WORKLOADS = {**WORKLOADS, "conv4_relu_maxpool": lambda: conv_bn_workload(smooth=False)}
 
 
 def batch_meta_objective(loss, params: Params, tasks: TaskBatch, cfg: MetaConfig) -> torch.Tensor:

@@ -210,7 +210,7 @@ def measured(accuracy: float, **changes) -> Measured:
             "with `sharpmaml baselines update --rows ci:omniglot-5w1s-maml-lo0-up0`",
         ),
         (70.0, {"config_hash": "other"}, FAIL, "settings changed (config hash h stored, other now)"),
-        (math.nan, {"problem": "training of seed 1 diverged"}, FAIL, "training of seed 1 diverged"),
+        (math.nan, {"failure": "training of seed 1 diverged"}, FAIL, "training of seed 1 diverged"),
     ],
 )
 def test_verdicts_fail_drops_and_rises_beyond_the_tolerance(value, changes, verdict, reason):

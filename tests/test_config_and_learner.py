@@ -10,7 +10,7 @@ from harness.learner import MetaLearner, sgd
 from harness.meta import meta_gradient
 from harness.precision import float32_precision, tf32_enabled
 from harness.tasks import TaskBatch
-from tests.engine_fixtures import mlp_problem
+from tests.engine_fixtures import mlp_workload
 
 
 @pytest.mark.parametrize(
@@ -58,7 +58,7 @@ def test_mismatched_task_batch_shapes_are_rejected() -> None:
 
 def test_learner_applies_meta_gradient_at_unperturbed_theta() -> None:
     """theta_{t+1} = theta_t - lr * g, with g the (perturbed-point) meta-gradient."""
-    loss, params, tasks = mlp_problem()
+    loss, params, tasks = mlp_workload()
     cfg = MetaConfig("sharp_both", inner_steps=2, inner_lr=0.3, alpha_low=0.05, alpha_up=0.1)
     learner = MetaLearner(loss, params, cfg, sgd(0.5))
     expected_grad = meta_gradient(loss, params, tasks, cfg).grad

@@ -11,9 +11,9 @@ from harness.meta import Radii, meta_gradient, plain_meta_gradient
 from harness.tasks import TaskBatch
 from harness.tree import Params, tree_add, tree_normalized
 from tests.engine_fixtures import (
-    EXECUTOR_PROBLEMS,
+    EXECUTOR_WORKLOADS,
     METHOD_RADII,
-    PROBLEMS,
+    WORKLOADS,
     batch_meta_objective,
     central_difference_gradient,
     relative_error,
@@ -36,16 +36,16 @@ def config(method: str, steps: int, executor: str = "loop", **extra) -> MetaConf
     )
 
 
-@pytest.mark.parametrize("problem", sorted(PROBLEMS))
+@pytest.mark.parametrize("workload", sorted(WORKLOADS))
 @pytest.mark.parametrize("steps", [1, 3])
 @pytest.mark.parametrize("method", EXACT_METHODS)
-def test_meta_gradient_matches_finite_differences(problem: str, steps: int, method: str) -> None:
+def test_meta_gradient_matches_finite_differences(workload: str, steps: int, method: str) -> None:
     """Each exact method's meta-gradient is the gradient of its own meta-objective.
 
     MAML and _low: d/dtheta of the batch meta-loss (through eps_m, as the authors' code).
     _up and _both: the gradient of the same objective taken at theta + eps, eps from pass 1.
     """
-    loss, params, tasks = PROBLEMS[problem]()
+    loss, params, tasks = WORKLOADS[workload]()
     cfg = config(method, steps)
     result = meta_gradient(loss, params, tasks, cfg)
     point = params
@@ -56,10 +56,10 @@ def test_meta_gradient_matches_finite_differences(problem: str, steps: int, meth
     assert relative_error(result.grad, reference) <= FD_TOLERANCE
 
 
-@pytest.mark.parametrize("problem", sorted(PROBLEMS))
-def test_stop_gradient_lower_perturbation_matches_frozen_eps_objective(problem: str) -> None:
+@pytest.mark.parametrize("workload", sorted(WORKLOADS))
+def test_stop_gradient_lower_perturbation_matches_frozen_eps_objective(workload: str) -> None:
     """diff_through_perturbation=False is SAM's rule: eps_m is a constant of theta."""
-    loss, params, tasks = PROBLEMS[problem]()
+    loss, params, tasks = WORKLOADS[workload]()
     cfg = config("sharp_low", 1, diff_through_perturbation=False)
     result = meta_gradient(loss, params, tasks, cfg)
 
@@ -78,21 +78,21 @@ def test_stop_gradient_lower_perturbation_matches_frozen_eps_objective(problem: 
     assert relative_error(result.grad, differentiated.grad) > 1e-4, "the two rules must differ"
 
 
-@pytest.mark.parametrize("problem", sorted(EXECUTOR_PROBLEMS))
+@pytest.mark.parametrize("workload", sorted(EXECUTOR_WORKLOADS))
 @pytest.mark.parametrize("method", sorted(METHOD_RADII))
 @pytest.mark.parametrize("chunk_size", [None, 2])
-def test_loop_and_vmap_executors_agree(problem: str, method: str, chunk_size: int | None) -> None:
+def test_loop_and_vmap_executors_agree(workload: str, method: str, chunk_size: int | None) -> None:
     """Includes BatchNorm with batch statistics: the vmap trap must not bite our engine."""
-    loss, params, tasks = EXECUTOR_PROBLEMS[problem]()
+    loss, params, tasks = EXECUTOR_WORKLOADS[workload]()
     loop = meta_gradient(loss, params, tasks, config(method, 3, "loop"))
     vmapped = meta_gradient(loss, params, tasks, config(method, 3, "vmap", chunk_size=chunk_size))
     assert relative_error(vmapped.grad, loop.grad) <= 1e-10
     assert abs(float(vmapped.loss - loop.loss)) <= 1e-10 * abs(float(loop.loss))
 
 
-@pytest.mark.parametrize("problem", sorted(PROBLEMS))
-def test_zero_radius_sharp_methods_equal_maml(problem: str) -> None:
-    loss, params, tasks = PROBLEMS[problem]()
+@pytest.mark.parametrize("workload", sorted(WORKLOADS))
+def test_zero_radius_sharp_methods_equal_maml(workload: str) -> None:
+    loss, params, tasks = WORKLOADS[workload]()
     maml = meta_gradient(loss, params, tasks, MetaConfig("maml", inner_steps=3, inner_lr=0.3))
     up = meta_gradient(loss, params, tasks, MetaConfig("sharp_up", inner_steps=3, inner_lr=0.3, alpha_up=0.0))
     low = meta_gradient(
@@ -141,7 +141,7 @@ def test_fomaml_equals_closed_form_on_quadratic_tasks(steps: int) -> None:
 
 def test_radii_override_can_be_batched_by_vmap() -> None:
     """A grid of radii in one vmapped call equals one call per radius."""
-    loss, params, tasks = PROBLEMS["mlp"]()
+    loss, params, tasks = WORKLOADS["mlp"]()
     cfg = config("sharp_both", 2)
     alphas = torch.tensor([0.0, 0.02, 0.1], dtype=torch.float64)
 

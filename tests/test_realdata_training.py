@@ -25,7 +25,7 @@ from realdata.evaluate import evaluate_checkpoint
 from realdata.presets import PRESETS, TrainConfig, train_config
 from realdata.reference import (
     Case,
-    make_problem,
+    make_workload,
     meta_config,
     reference_meta_gradient,
     relative_error,
@@ -251,7 +251,7 @@ def test_evaluation_checks_its_arguments_before_loading_anything(tmp_path):
 def test_benchmark_reference_computes_the_engines_meta_gradient(method):
     """The authors'-style autograd loop of realdata.reference, in float64."""
     case = Case("tiny", channels=1, image_size=16, filters=4, tasks=2, queries=2, inner_steps=2)
-    loss, params, tasks = make_problem(case, torch.device("cpu"), torch.float64)
+    loss, params, tasks = make_workload(case, torch.device("cpu"), torch.float64)
     for executor in ("loop", "vmap"):
         cfg = meta_config(case, method, executor)
         engine = meta_gradient(loss, params, tasks, cfg).grad

@@ -60,7 +60,7 @@ class ParsedFigure:
 
 
 class ReportParser(HTMLParser):
-    """Collects tables, figures, notices, problems, links, sources and section ids in order."""
+    """Collects tables, figures, notices, unusable items, links, sources and section ids in order."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -68,7 +68,7 @@ class ReportParser(HTMLParser):
         self.figures: list[ParsedFigure] = []
         self.sections: list[str] = []
         self.notices: list[str] = []
-        self.problems: list[str] = []
+        self.unusable: list[str] = []
         self.footnotes: list[str] = []
         self.hrefs: list[str] = []
         self.srcs: list[str] = []
@@ -107,7 +107,7 @@ class ReportParser(HTMLParser):
             self._row = []
         elif tag in ("td", "th", "caption"):
             self._text, self._cell_class = [], a.get("class", "")
-        elif (tag == "div" and a.get("class") in ("notice", "problem")) or (
+        elif (tag == "div" and a.get("class") in ("notice", "unusable")) or (
             tag == "ul" and a.get("class") == "footnotes"
         ):
             self._block, self._block_kind = [], a["class"]
@@ -132,7 +132,7 @@ class ReportParser(HTMLParser):
             self._figcaption = None
         elif tag in ("div", "ul") and self._block is not None:
             text = " ".join("".join(self._block).split())
-            blocks = {"notice": self.notices, "problem": self.problems, "footnotes": self.footnotes}
+            blocks = {"notice": self.notices, "unusable": self.unusable, "footnotes": self.footnotes}
             blocks[self._block_kind].append(text)
             self._block = None
 
@@ -472,7 +472,7 @@ def test_the_report_reads_baselines_through_their_loader(tmp_path) -> None:
     text = baselines.read_text(encoding="utf-8")
     baselines.write_text(text.replace(",paper,omniglot,5,", ",paper,omniglot,,", 1), encoding="utf-8")
     report = parse(build_report(root, baselines, tmp_path / "none.md"))
-    assert any("line 2, column 'ways'" in p for p in report.problems)
+    assert any("line 2, column 'ways'" in p for p in report.unusable)
     assert not any(t.caption.startswith("Stored baselines") for t in report.tables)
 
 
@@ -514,7 +514,7 @@ def test_absent_parts_say_not_run_yet_with_their_command(tmp_path, capsys) -> No
     assert build(root, tmp_path / "r.html", tmp_path / "no-baselines.csv") == 0
     report = parse((tmp_path / "r.html").read_text(encoding="utf-8"))
     text = " ".join(report.notices)
-    assert len(report.notices) == 8 and not report.problems and not report.figures
+    assert len(report.notices) == 8 and not report.unusable and not report.figures
     for command in (
         f"sharpmaml convergence --out {root.as_posix()}/synthetic",
         "tox -e generalization",
@@ -551,8 +551,8 @@ def test_unreadable_or_incomplete_files_become_notices(tmp_path) -> None:
     fx.evaluations().drop(columns=["accuracy"]).to_parquet(root / "realdata" / "evaluations.parquet")
     html = build_report(root, tmp_path / "absent.csv")
     report = parse(html)
-    assert any("synthetic/predictions.parquet: cannot read" in p for p in report.problems)
-    assert any("realdata/evaluations.parquet: lacks the columns accuracy" in p for p in report.problems)
+    assert any("synthetic/predictions.parquet: cannot read" in p for p in report.unusable)
+    assert any("realdata/evaluations.parquet: lacks the columns accuracy" in p for p in report.unusable)
     files = report.table("Results files read").column("file")
     assert "synthetic/predictions.parquet" not in files and "realdata/evaluations.parquet" in files
 
@@ -576,7 +576,7 @@ def test_report_of_the_real_quick_suite(tmp_path) -> None:
     assert main(["convergence", "--quick", "--out", str(root / "synthetic"), "--no-progress"]) in (0, 1)
     assert build(root, tmp_path / "r.html", tmp_path / "absent.csv") == 0
     report = parse((tmp_path / "r.html").read_text(encoding="utf-8"))
-    assert not report.problems
+    assert not report.unusable
     assert {"fig-rate", "fig-iterations", "fig-floor", "fig-bias"} <= {f.id for f in report.figures}
     predictions = pd.read_parquet(root / "synthetic" / "predictions.parquet")
     synthetic = next(r for r in report.table("Verdicts per track").records() if r["track"] == "synthetic")

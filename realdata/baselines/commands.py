@@ -287,8 +287,8 @@ def run_update(args: argparse.Namespace) -> int:
     for i, spec in enumerate(chosen, 1):
         with stage(f"baselines update, row {spec.row_id}"):
             measured = measure(spec, data[spec.config.preset.dataset], spread=True)
-        if measured.problem:
-            print(f"{spec.row_id}: {measured.problem}; {path} left as it is")
+        if measured.failure:
+            print(f"{spec.row_id}: {measured.failure}; {path} left as it is")
             return 1
         new.append(baseline_row(spec, measured))
         print(

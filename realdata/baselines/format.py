@@ -157,9 +157,9 @@ class Baseline:
         return TOLERANCE_RULES[self.tolerance_rule](self)
 
 
-def problem_at(path: Path, line: int, column: str | None, message: str) -> BaselinesError:
+def error_at(path: Path, line: int, column: str | None, message: str) -> BaselinesError:
     """The error for a cell (or a line, when ``column`` is None) of a baselines file."""
-    return FORMAT.problem_at(path, line, column, message)  # type: ignore[return-value]
+    return FORMAT.error_at(path, line, column, message)  # type: ignore[return-value]
 
 
 def _check_row(path: Path, row: Baseline) -> None:
@@ -169,7 +169,7 @@ def _check_row(path: Path, row: Baseline) -> None:
         if not ok:
             shown = FORMAT.column(column).format(getattr(row, column))
             got = repr(shown) if shown else "an empty cell"
-            raise problem_at(path, row.line, column, f"expected {expected}, got {got}")
+            raise error_at(path, row.line, column, f"expected {expected}, got {got}")
 
     need(bool(_NAME.match(row.row_id)), "row_id", "a name of letters, digits, '_', '.', ':', '+', '-'")
     need(bool(_NAME.match(row.scale)), "scale", f"'{PAPER}' or the name of a measured scale")
@@ -246,15 +246,13 @@ def _check_unique(path: Path, rows: Sequence[Baseline]) -> None:
     settings: dict[tuple[Any, ...], int] = {}
     for row in rows:
         if row.row_id in ids:
-            raise problem_at(
-                path, row.line, "row_id", f"duplicate row_id; line {ids[row.row_id]} has the same"
-            )
+            raise error_at(path, row.line, "row_id", f"duplicate row_id; line {ids[row.row_id]} has the same")
         ids[row.row_id] = row.line
         if row.is_paper:
             continue
         key = (row.dataset, row.ways, row.shots, row.method, row.alpha_low, row.alpha_up, row.scale)
         if key in settings:
-            raise problem_at(
+            raise error_at(
                 path,
                 row.line,
                 None,
@@ -304,7 +302,7 @@ class Measured:
     config_hash: str
     device: str
     elapsed_s: float
-    problem: str = ""  # why the run gives no comparable number (e.g. diverged); '' if none
+    failure: str = ""  # why the run gives no comparable number (e.g. diverged); '' if none
 
 
 def judge(stored: Baseline, measured: Measured) -> tuple[str, str, float]:
@@ -315,8 +313,8 @@ def judge(stored: Baseline, measured: Measured) -> tuple[str, str, float]:
     must be stored deliberately (``sharpmaml baselines update``) before the gate passes.
     """
     tolerance = stored.tolerance()
-    if measured.problem:
-        return FAIL, measured.problem, tolerance
+    if measured.failure:
+        return FAIL, measured.failure, tolerance
     if measured.config_hash != stored.config_hash:
         return (
             FAIL,

@@ -24,7 +24,7 @@ from harness.config import ConfigError
 from infra.provenance import config_hash, device_name, git_sha, provenance
 from infra.seeding import DEFAULT_SEED
 from infra.threads import cpu_threads
-from realdata.baselines.format import SEED_RULE, Baseline, BaselinesError, Measured, problem_at
+from realdata.baselines.format import SEED_RULE, Baseline, BaselinesError, Measured, error_at
 from realdata.baselines.scales import SCALES, Scale
 from realdata.datasets import DatasetSplits
 from realdata.defaults import MIN_TEST_EPISODES
@@ -85,26 +85,26 @@ def row_spec(row: Baseline, path: Path) -> RowSpec:
     """The runs a stored measured row describes; BaselinesError naming line and column if the
     row cannot be re-run with this code (unknown scale or preset, mismatching setting)."""
 
-    def problem(column: str, message: str) -> BaselinesError:
-        return problem_at(path, row.line, column, message)
+    def row_error(column: str, message: str) -> BaselinesError:
+        return error_at(path, row.line, column, message)
 
     if row.scale not in SCALES:
-        raise problem("scale", f"unknown scale {row.scale!r}; expected one of {list(SCALES)} or 'paper'")
+        raise row_error("scale", f"unknown scale {row.scale!r}; expected one of {list(SCALES)} or 'paper'")
     if row.preset not in PRESETS:
-        raise problem("preset", f"unknown preset {row.preset!r}; expected one of {list(PRESETS)}")
+        raise row_error("preset", f"unknown preset {row.preset!r}; expected one of {list(PRESETS)}")
     preset = PRESETS[row.preset]
     for column in ("dataset", "ways", "shots"):
         if getattr(row, column) != getattr(preset, column):
-            raise problem(
+            raise row_error(
                 column,
                 f"expected {getattr(preset, column)!r} (preset {preset.name}), got {getattr(row, column)!r}",
             )
     if row.eval_inner_loop not in EVAL_INNER_LOOPS:
-        raise problem(
+        raise row_error(
             "eval_inner_loop", f"expected one of {list(EVAL_INNER_LOOPS)}, got {row.eval_inner_loop!r}"
         )
     if row.n_episodes < MIN_TEST_EPISODES:
-        raise problem(
+        raise row_error(
             "n_episodes", f"expected at least {MIN_TEST_EPISODES} test episodes, got {row.n_episodes}"
         )
     try:
@@ -117,7 +117,7 @@ def row_spec(row: Baseline, path: Path) -> RowSpec:
             eval_inner_loop=row.eval_inner_loop,
         )
     except ConfigError as exc:
-        raise problem("method", f"not a valid run ({exc})") from None
+        raise row_error("method", f"not a valid run ({exc})") from None
     return RowSpec(SCALES[row.scale], config, row.seeds, row.n_episodes, row.test_seed)
 
 
@@ -136,7 +136,7 @@ def measure(spec: RowSpec, data: DatasetSplits, *, spread: bool = False) -> Meas
     per-episode accuracy averaged over those seeds; seed_std: the std (ddof=1) of single-seed
     accuracies over every seed run, the scale's ``spread_seeds`` when ``spread`` (update), else the
     gate's seeds (check); all in percent. A run that does not complete (diverged) gives a
-    Measured with ``problem`` set.
+    Measured with ``failure`` set.
     """
     started = time.perf_counter()
     device = torch.device(spec.scale.device)
@@ -157,7 +157,7 @@ def measure(spec: RowSpec, data: DatasetSplits, *, spread: bool = False) -> Meas
                         spec.config_hash(),
                         measured_device(spec.scale),
                         time.perf_counter() - started,
-                        problem=f"training of seed {seed} {result.status} at iteration "
+                        failure=f"training of seed {seed} {result.status} at iteration "
                         f"{result.iteration} (non-finite meta-loss)",
                     )
                 evaluation = evaluate_checkpoint(
