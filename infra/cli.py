@@ -98,11 +98,11 @@ def _load(value: str) -> Callable[[argparse._SubParsersAction], None]:
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    """The parser with every registered subcommand, or only the entry named ``only`` when
-    there is one (any other word, or None, registers them all).
+    """The parser with every registered subcommand, or only the command ``only`` when it is
+    one (any other word, or None, registers them all, for the overview and its errors).
 
-    Registering a command imports only its command module (no torch, see above); ``only``
-    skips the others' modules too."""
+    Each entry registers the one command it is named after (tests/test_packaging.py), so
+    running a command imports its own command module and no other (none imports torch)."""
     parser = Parser(
         prog=PROG,
         description="Does Sharp-MAML keep its promises? Theory checks and few-shot benchmarks.",

@@ -31,8 +31,8 @@ if TYPE_CHECKING:
     from realdata.presets import TrainConfig
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``train`` and ``evaluate`` to the ``sharpmaml`` command."""
+def register_train(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``train`` to the ``sharpmaml`` command."""
     tr = subparsers.add_parser(
         "train",
         help="meta-train Conv4 on Omniglot / Mini-ImageNet with one method",
@@ -95,6 +95,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
     tr.set_defaults(handler=run_train, resume_hint=train_resume_hint)
 
+
+def register_evaluate(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``evaluate`` to the ``sharpmaml`` command."""
     ev = subparsers.add_parser(
         "evaluate",
         help="score a checkpoint on the fixed test episodes (mean, 95%% CI)",

@@ -14,8 +14,8 @@ EXECUTORS = ("local", "slurm")
 CLUSTERS = ("slurm", "local", "debug")
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``sweep`` and ``study`` to the ``sharpmaml`` command."""
+def register_sweep(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``sweep`` to the ``sharpmaml`` command."""
     sw = subparsers.add_parser(
         "sweep",
         help="run a grid of training runs (methods x radii x seeds) from a TOML spec",
@@ -51,6 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     sw.set_defaults(handler=run_sweep_command, resume_hint=_resume_hint)
 
+
+def register_study(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``study`` to the ``sharpmaml`` command."""
     st = subparsers.add_parser(
         "study",
         help="paired Sharp-MAML vs MAML statistics of a finished sweep (tables + verdicts)",
