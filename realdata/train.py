@@ -248,6 +248,7 @@ class _Run:
                 "seed": c.seed,
                 "split": split,
                 "iteration": self.iteration,
+                "planned_iterations": p.iterations,
                 "meta_loss": loss,
                 "accuracy": accuracy,
                 "ci95": ci95,

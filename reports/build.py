@@ -520,9 +520,10 @@ def training_cost_table(metrics: pd.DataFrame) -> Table:
         else pd.Series(dtype=float)
     )
     last = last.assign(per_it=last["elapsed_s"] / last["iteration"].where(last["iteration"] > 0))
-    for col in ("preset", "device", "alpha_low", "alpha_up", "seed", "status"):
+    for col in ("preset", "device", "alpha_low", "alpha_up", "seed", "status", "planned_iterations"):
         if col not in last:
             last[col] = np.nan
+    diverged = set(metrics.loc[metrics.get("status", pd.Series(dtype=str)) == "diverged", "run"])
     maml = last[last["method"] == "maml"].groupby(["preset", "device"], dropna=False)["per_it"].mean()
     rows = []
     for r in last.sort_values(["preset", "method", "run"]).to_dict("records"):
@@ -539,7 +540,7 @@ def training_cost_table(metrics: pd.DataFrame) -> Table:
                 100 * val.get(r["run"], np.nan),
                 1e3 * r["per_it"],
                 r["per_it"] / base,
-                r["status"],
+                run_status(r, r["run"] in diverged),
             ]
         )
     return make_table(
@@ -560,6 +561,19 @@ def training_cost_table(metrics: pd.DataFrame) -> Table:
         caption="Training runs: wall time per meta-iteration",
         note="Wall time of the whole run (validation included) divided by its iterations.",
     )
+
+
+def run_status(last_row: dict, diverged: bool) -> str:
+    """diverged, unfinished (i / N iterations) or done; a table written before the planned
+    iteration count was logged keeps its own status column."""
+    planned = last_row["planned_iterations"]
+    if diverged:
+        return "diverged"
+    if pd.isna(planned):
+        return str(last_row["status"])
+    if int(last_row["iteration"]) < int(planned):
+        return f"unfinished ({int(last_row['iteration'])} / {int(planned)} iterations)"
+    return "done"
 
 
 def speed_table(speed: pd.DataFrame, implementations: dict[str, str]) -> Table:

@@ -26,7 +26,7 @@ from infra.errors import EXIT_USAGE
 from infra.verdicts import FAIL, VERDICTS
 from reports import figures
 from reports.accuracy import difference
-from reports.build import build_report, group_of
+from reports.build import build_report, group_of, training_cost_table
 from reports.markdown import slug
 from reports.methods import METHOD_LOOKS, PALETTE, contrast, method_label, readable
 from synthetic.checks.common import curve_frame
@@ -583,3 +583,43 @@ def test_report_of_the_real_quick_suite(tmp_path) -> None:
     assert synthetic["rows"] == str(len(predictions))
     for verdict, n in predictions["verdict"].value_counts().items():
         assert synthetic[verdict] == str(n)
+
+
+def test_training_runs_say_whether_they_finished() -> None:
+    """A run stopped before its planned iterations is 'unfinished', never 'ok'; a divergence
+    anywhere in the run wins; a table without the planned count keeps its own status."""
+
+    def rows(run: str, iterations: list[int], planned: float, statuses: list[str]) -> list[dict]:
+        return [
+            {
+                "run": run,
+                "preset": "ci",
+                "device": "cpu",
+                "method": "maml",
+                "split": "train",
+                "seed": 0,
+                "alpha_low": 0.0,
+                "alpha_up": 0.0,
+                "iteration": i,
+                "elapsed_s": float(i),
+                "accuracy": 0.5,
+                "planned_iterations": planned,
+                "status": s,
+            }
+            for i, s in zip(iterations, statuses, strict=True)
+        ]
+
+    metrics = pd.DataFrame(
+        rows("done", [50, 100], 100, ["ok", "ok"])
+        + rows("cut", [50], 100, ["ok"])
+        + rows("nan", [10, 20], 100, ["ok", "diverged"])
+        + rows("old", [40], np.nan, ["ok"])
+    )
+    table = training_cost_table(metrics)
+    status = {row[0].text: row[-1].text for row in table.rows}
+    assert status == {
+        "done": "done",
+        "cut": "unfinished (50 / 100 iterations)",
+        "nan": "diverged",
+        "old": "ok",
+    }
