@@ -1,7 +1,9 @@
 """Build the HTML report of both tracks from the results store alone (nothing is re-run).
 
 ``build_report(results, baselines)`` reads the store (reports.store), turns it into sections
-of tables and figures, and renders ``templates/report.html.j2`` with autoescaping. The
+of tables and figures, and renders ``templates/report.html.j2`` with autoescaping; it also
+returns the inputs that exist but could not be used (named in a banner at the top of the page,
+and by ``sharpmaml report``, which then exits 4). The
 output depends only on the files read: no build date, sorted everything, deterministic
 figures, so building twice from the same results gives the same bytes.
 """
@@ -9,6 +11,7 @@ figures, so building twice from the same results gives the same bytes.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +34,7 @@ from reports.accuracy import (
     stored_table,
 )
 from reports.findings import FAILING, Finding, group_of, prediction_findings
-from reports.items import Details, Heading, Notice, Section, Text, Track, Unusable
+from reports.items import Details, Heading, Notice, Section, Text, Track, Unusable, unavailable
 from reports.markdown import Document, slug
 from reports.methods import is_method, method_label, method_rank
 from reports.store import ResultsReader
@@ -54,11 +57,19 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 PROVENANCE_COLUMNS = ("git_sha", "versions", "device", "date", "seed", "scale", "config_hash")
 
 
+@dataclass(frozen=True)
+class Report:
+    """A built report: its HTML, and one line per input file that exists but could not be used."""
+
+    html: str
+    unusable: list[str]
+
+
 def build_report(
     results: Path = DEFAULT_RESULTS, baselines: Path = DEFAULT_BASELINES, theory: Path = DEFAULT_THEORY
-) -> str:
-    """The report's HTML for the store under ``results``, the stored-baselines CSV and the
-    theory document."""
+) -> Report:
+    """The report for the store under ``results``, the stored-baselines CSV and the theory
+    document."""
     reader = ResultsReader(results, baselines)
     document = read_theory(reader, theory)
     tracks: list[Track] = []
@@ -71,7 +82,7 @@ def build_report(
     sections.insert(0, summary_section(tracks, document))
     sections.append(theory_section(document, theory))
     sections.append(provenance_section(reader))
-    return render(sections, reader)
+    return Report(render(sections, reader), reader.unusable_lines())
 
 
 def render(sections: list[Section], reader: ResultsReader) -> str:
@@ -84,7 +95,9 @@ def render(sections: list[Section], reader: ResultsReader) -> str:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    return env.get_template("report.html.j2").render(sections=sections, results=reader.root.as_posix())
+    return env.get_template("report.html.j2").render(
+        sections=sections, results=reader.root.as_posix(), unusable=reader.unusable_lines()
+    )
 
 
 # ----- predictions (synthetic and generalization) --------------------------------------------
@@ -200,15 +213,17 @@ def suite_track(
     reader: ResultsReader, tracks: list[Track], name: str, title: str, suite: str
 ) -> tuple[Section, Track, pd.DataFrame | None, tuple[str, str]]:
     """The section and summary track of a suite's results folder ``name``, its predictions
-    (None, with a "not run yet" notice, when absent) and the commands that produce them."""
+    (None when absent, with a "not run yet" notice, or unusable, saying why) and the commands
+    that produce them."""
     section = Section(name, title)
     track = Track(name)
     tracks.append(track)
-    predictions = reader.table(f"{name}/predictions.parquet")
+    path = f"{name}/predictions.parquet"
+    predictions = reader.table(path, {"id", "verdict"})
     command = (f"sharpmaml {suite} --out {reader.root.as_posix()}/{name}", f"tox -e {suite}")
-    if not needs(predictions, {"id", "verdict"}, f"{name}/predictions.parquet", section):
-        section.items.append(Notice(f"{name} predictions", command))
-        section.status = "not run yet"
+    if predictions is None:
+        section.items.append(unavailable(reader, path, f"{name} predictions", command, track))
+        section.status = f"could not use {path}" if track.unusable else "not run yet"
         return section, track, None, command
     track.ran = True
     section.status = status_line(predictions["verdict"])
@@ -234,8 +249,10 @@ def synthetic_section(reader: ResultsReader, tracks: list[Track]) -> Section:
     curves = reader.table("synthetic/curves.parquet")
     constants = reader.table("synthetic/constants.parquet")
     section.items.append(Heading("Figures", "synthetic-figures"))
-    if runs is None or curves is None:
-        section.items.append(Notice("synthetic runs and curves (runs.parquet, curves.parquet)", command))
+    for name, frame in (("runs", runs), ("curves", curves)):
+        if frame is None:
+            path = f"synthetic/{name}.parquet"
+            section.items.append(unavailable(reader, path, f"synthetic {name} ({path})", command))
     runs = runs if runs is not None else pd.DataFrame()
     curves = curves if curves is not None else pd.DataFrame(columns=["run_id", "lane", "step", "grad_norm2"])
     family_constants = constants_of(constants, runs)
@@ -263,7 +280,8 @@ def synthetic_section(reader: ResultsReader, tracks: list[Track]) -> Section:
         )
     )
     if constants is None:
-        section.items.append(Notice("constants.parquet", command))
+        path = "synthetic/constants.parquet"
+        section.items.append(unavailable(reader, path, f"synthetic constants ({path})", command))
     section.items += self_check_items(predictions, constants, track.name)
     return section
 
@@ -313,11 +331,13 @@ def generalization_section(reader: ResultsReader, tracks: list[Track]) -> Sectio
     if predictions is None:
         return section
     section.items += prediction_tables(predictions, track)
-    runs = reader.table("generalization/runs.parquet")
-    if needs(runs, {"M", "gap", "method"}, "generalization/runs.parquet", section):
+    runs = reader.table("generalization/runs.parquet", {"M", "gap", "method"})
+    if runs is not None:
         guarded([lambda: figures.generalization_figure(runs)], section.items)
     else:
-        section.items.append(Notice("generalization runs (runs.parquet)", command))
+        section.items.append(
+            unavailable(reader, "generalization/runs.parquet", "generalization runs (runs.parquet)", command)
+        )
     return section
 
 
@@ -336,15 +356,9 @@ def realdata_section(reader: ResultsReader, tracks: list[Track]) -> Section:
     track = Track("real data (regression gate)")
     tracks.append(track)
     root = reader.root.as_posix()
-    evaluations = reader.table("realdata/evaluations.parquet")
+    evaluations = reader.table("realdata/evaluations.parquet", {*ROW_KEYS, "accuracy", "ci95"})
     stored = reader.stored_baselines()
-    check = reader.table("baselines/check.csv")
-    evaluations = (
-        evaluations
-        if needs(evaluations, set(ROW_KEYS) | {"accuracy", "ci95"}, "realdata/evaluations.parquet", section)
-        else None
-    )
-    check = check if needs(check, set(ROW_KEYS) | {"verdict"}, "baselines/check.csv", section) else None
+    check = reader.table("baselines/check.csv", {*ROW_KEYS, "verdict"})
     measured = aggregate_evaluations(evaluations) if evaluations is not None else pd.DataFrame()
     studies = {
         path.parent.parent.name: frame
@@ -355,22 +369,31 @@ def realdata_section(reader: ResultsReader, tracks: list[Track]) -> Section:
     section.items.append(Heading("Accuracy", "realdata-accuracy"))
     if evaluations is None:
         section.items.append(
-            Notice(
+            unavailable(
+                reader,
+                "realdata/evaluations.parquet",
                 "test-set evaluations (realdata/evaluations.parquet)",
                 (
                     f"sharpmaml evaluate {root}/realdata/runs/RUN/best.pt --out {root}/realdata/evaluations.parquet",
                 ),
+                track,
             )
         )
     if stored is None:
+        baselines = reader.display(reader.baselines)
         section.items.append(
-            Notice(f"stored baselines ({reader.display(reader.baselines)})", ("sharpmaml baselines update",))
+            unavailable(
+                reader, baselines, f"stored baselines ({baselines})", ("sharpmaml baselines update",), track
+            )
         )
     if check is None:
         section.items.append(
-            Notice(
+            unavailable(
+                reader,
+                "baselines/check.csv",
                 "regression gate table (baselines/check.csv)",
                 ("sharpmaml baselines check", "tox -e regression"),
+                track,
             )
         )
     else:
@@ -395,6 +418,8 @@ def realdata_section(reader: ResultsReader, tracks: list[Track]) -> Section:
     section.status = (status_line(check["verdict"]) + "; " if check is not None else "") + (
         f"read: {', '.join(ran)}" if ran else "not run yet"
     )
+    if track.unusable:
+        section.status += f"; could not use {', '.join(track.unusable)}"
     return section
 
 
@@ -634,8 +659,19 @@ def summary_section(tracks: list[Track], document: Document | None) -> Section:
     section.status = (
         f"{plural(len(failing), 'failing finding')}, {plural(len(found) - len(failing), 'other claim')}"
         if found
+        else "no findings"
+        if any(t.unusable for t in tracks)
         else "nothing run yet"
     )
+    unread = [f"{t.name} ({', '.join(t.unusable)})" for t in tracks if t.unusable]
+    if unread:
+        section.status += "; incomplete: inputs could not be used"
+        section.items.append(
+            Unusable(
+                "the findings leave out what these files hold, since they could not be used: "
+                + "; ".join(unread)
+            )
+        )
     if found:
         section.items.append(findings_table(found))
     section.items += [Text(line) for t in tracks for line in t.outcome]
@@ -646,7 +682,7 @@ def summary_section(tracks: list[Track], document: Document | None) -> Section:
         if t.ran:
             rows.append([Cell(t.name), *[counts.get(w, 0) for w in words], len(t.verdicts)])
         else:
-            rows.append([Cell(t.name), *["—"] * len(words), "not run yet"])
+            rows.append([Cell(t.name), *["—"] * len(words), "could not use" if t.unusable else "not run yet"])
     section.items.append(make_table(["track", *words, "rows"], rows, caption="Verdicts per track"))
     return section
 
@@ -692,7 +728,7 @@ def provenance_section(reader: ResultsReader) -> Section:
             caption="Results files read",
         )
     )
-    section.items += [Unusable(p) for p in reader.unusable]
+    section.items += [Unusable(line) for line in reader.unusable_lines()]
     columns = [c for c in PROVENANCE_COLUMNS if any(c in frame for frame in reader.frames.values())]
     rows = [
         [name, *[distinct(frame[c]) if c in frame else "—" for c in columns]]
@@ -706,7 +742,7 @@ def provenance_section(reader: ResultsReader) -> Section:
             )
         )
     section.status = f"{len(reader.files)} files read" + (
-        f", {len(reader.unusable)} unreadable" if reader.unusable else ""
+        f", {len(reader.unusable)} could not be used" if reader.unusable else ""
     )
     return section
 
@@ -720,17 +756,6 @@ def distinct(values: pd.Series) -> str:
 
 
 # ----- helpers ----------------------------------------------------------------------------------
-
-
-def needs(frame: pd.DataFrame | None, columns: set[str], name: str, section: Section) -> bool:
-    """Whether a table is present with the columns needed; an Unusable item when it lacks some."""
-    if frame is None:
-        return False
-    missing = sorted(columns - set(frame.columns))
-    if missing:
-        section.items.append(Unusable(f"{name}: lacks the columns {', '.join(missing)}; section skipped"))
-        return False
-    return True
 
 
 def guarded(builders: Iterable[Callable[[], Any]], items: list[Any]) -> None:

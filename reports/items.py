@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from markupsafe import Markup
+
+if TYPE_CHECKING:
+    from reports.store import ResultsReader
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,7 @@ class Track:
     predictions: Any = None  # its predictions-like table (id, verdict, ...) for the findings summary
     outcome: list[str] = field(default_factory=list)  # one-line outcomes for the summary
     ran: bool = False
+    unusable: list[str] = field(default_factory=list)  # its inputs that exist but could not be used
 
 
 @dataclass(frozen=True)
@@ -75,3 +79,21 @@ class Details:
     items: tuple[Any, ...]
     anchor: str = ""
     kind: str = field(default="details", init=False)
+
+
+def unavailable(
+    reader: ResultsReader,
+    name: str,
+    what: str,
+    commands: tuple[str, ...],
+    track: Track | None = None,
+) -> Notice | Unusable:
+    """What a section shows for the file ``name`` (as the report names it) when it could not
+    get its table: why, for a file that exists but could not be used (then also listed in
+    ``track.unusable``); else that it is not run yet, and how to produce it."""
+    why = reader.unusable.get(name)
+    if why is None:
+        return Notice(what, commands)
+    if track is not None:
+        track.unusable.append(name)
+    return Unusable(f"{name}: {why}")

@@ -2,13 +2,17 @@
 
 Every file is read once into memory, hashed (sha256) and parsed from those bytes, so the
 provenance table names the very bytes behind every number. Absent files are not errors
-(the section says "not run yet"); unreadable ones become a notice, never a crash.
+(the section says "not run yet"). A file that exists but cannot be used (unreadable, or
+lacking the columns the report needs) is never a crash and never taken for an absent one: it is
+noted in ``unusable`` with the reason, which the report shows in a banner at the top, in its
+section and in the provenance, and ``sharpmaml report`` exits 4 naming it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +40,7 @@ class ResultsReader:
         self.root, self.baselines = Path(root), Path(baselines)
         self.files: list[SourceFile] = []
         self.frames: dict[str, pd.DataFrame] = {}
-        self.unusable: list[str] = []
+        self.unusable: dict[str, str] = {}  # a file's name in the report -> why it cannot be used
 
     def display(self, path: Path) -> str:
         """A file's name in the report: relative to the results root, else to the repository."""
@@ -47,9 +51,23 @@ class ResultsReader:
             return "repository: " + resolved.relative_to(repo_root()).as_posix()
         return path.as_posix()
 
-    def table(self, relative: str) -> pd.DataFrame | None:
-        """The table at ``root/relative`` (.parquet, .csv or the speed benchmark's .json)."""
-        return self.read(self.root / relative)
+    def table(self, relative: str, columns: Iterable[str] = ()) -> pd.DataFrame | None:
+        """The table at ``root/relative`` (.parquet, .csv or the speed benchmark's .json); None
+        when it is absent, unreadable or lacks some of ``columns`` (the last two noted)."""
+        frame = self.read(self.root / relative)
+        missing = sorted(set(columns) - set(frame.columns)) if frame is not None else []
+        if missing:
+            self.reject(self.root / relative, f"lacks the columns {', '.join(missing)}; section skipped")
+            return None
+        return frame
+
+    def reject(self, path: Path, why: str) -> None:
+        """Note that ``path`` exists but cannot be used, and why."""
+        self.unusable[self.display(path)] = why
+
+    def unusable_lines(self) -> list[str]:
+        """One line per file that exists but could not be used: its name, then why."""
+        return [f"{name}: {why}" for name, why in self.unusable.items()]
 
     def _bytes(self, path: Path) -> bytes | None:
         """The bytes of ``path``; None when it is absent."""
@@ -68,7 +86,7 @@ class ResultsReader:
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
-            self.unusable.append(f"{self.display(path)}: not UTF-8 text ({exc})")
+            self.reject(path, f"not UTF-8 text ({exc})")
             return None
         self._record(path, data, text.count("\n"))
         return text
@@ -82,7 +100,7 @@ class ResultsReader:
         try:
             rows = parse_baselines(data.decode("utf-8"), self.baselines)
         except (BaselinesError, UnicodeDecodeError) as exc:
-            self.unusable.append(f"{self.display(self.baselines)}: {exc}")
+            self.reject(self.baselines, str(exc))
             return None
         name = self._record(self.baselines, data, len(rows))
         self.frames[name] = pd.DataFrame([dataclasses.asdict(r) for r in rows])
@@ -96,7 +114,7 @@ class ResultsReader:
         try:
             frame = parse_table(data, path.suffix)
         except Exception as exc:  # pyarrow, pandas and json raise many types for a bad file
-            self.unusable.append(f"{self.display(path)}: cannot read ({type(exc).__name__}: {exc})")
+            self.reject(path, f"cannot read ({type(exc).__name__}: {exc})")
             return None
         self.frames[self._record(path, data, len(frame))] = frame
         return frame

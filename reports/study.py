@@ -16,7 +16,7 @@ import pandas as pd
 from matplotlib.figure import Figure as MplFigure
 
 from reports.figures import PANEL_HEIGHT, PANEL_WIDTH, Figure, finish, styled
-from reports.items import Notice, Section, Text, Unusable
+from reports.items import Section, Text, unavailable
 from reports.methods import line_style, method_label, method_rank
 from reports.store import ResultsReader
 from reports.tables import fmt_ci, make_table, verdict_counts
@@ -215,16 +215,14 @@ def compute_figure(curves: pd.DataFrame) -> Figure | None:
 def study_section(reader: ResultsReader) -> Section:
     """The study's section: verdicts first, then the tables and the two figures."""
     section = Section("study", "Paired study: Sharp-MAML vs MAML on the same seeds")
-    paired = reader.table(f"{STUDY_DIR}/paired.parquet")
+    path = f"{STUDY_DIR}/paired.parquet"
+    paired = reader.table(path, PAIRED_NEEDS)
+    if paired is not None and paired.empty:
+        reader.reject(reader.root / path, "no rows")
+        paired = None
     if paired is None:
-        section.status = "not run"
-        section.items.append(Notice(f"the study tables ({STUDY_DIR}/*.parquet)", COMMANDS))
-        return section
-    missing = PAIRED_NEEDS - set(paired.columns)
-    if missing or paired.empty:
-        section.items.append(
-            Unusable(f"{STUDY_DIR}/paired.parquet: missing columns {sorted(missing)} or no rows")
-        )
+        section.items.append(unavailable(reader, path, f"the study tables ({STUDY_DIR}/*.parquet)", COMMANDS))
+        section.status = f"could not use {path}" if path in reader.unusable else "not run"
         return section
     loops = list(dict.fromkeys(paired["eval_inner_loop"]))
     primary = paired[paired["eval_inner_loop"] == loops[0]]

@@ -339,7 +339,9 @@ def test_report(tmp_path, monkeypatch, capsys, logs):
         "--baselines",
         str(tmp_path / "none.csv"),
     ]
-    monkeypatch.setattr(reports.build, "build_report", lambda results, baselines: "<html></html>")
+    monkeypatch.setattr(
+        reports.build, "build_report", lambda results, baselines: reports.build.Report("<html></html>", [])
+    )
     assert main(argv) == EXIT_OK and html.read_text() == "<html></html>"
     monkeypatch.setattr(reports.build, "build_report", boom)
     assert main(argv) == EXIT_INTERNAL

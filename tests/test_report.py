@@ -60,7 +60,8 @@ class ParsedFigure:
 
 
 class ReportParser(HTMLParser):
-    """Collects tables, figures, notices, unusable items, links, sources and section ids in order."""
+    """Collects tables, figures, notices, unusable items, the banner's lines, links, sources and
+    section ids in order."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -69,6 +70,7 @@ class ReportParser(HTMLParser):
         self.sections: list[str] = []
         self.notices: list[str] = []
         self.unusable: list[str] = []
+        self.banner: list[str] = []
         self.footnotes: list[str] = []
         self.hrefs: list[str] = []
         self.srcs: list[str] = []
@@ -80,6 +82,7 @@ class ReportParser(HTMLParser):
         self._block: list[str] | None = None
         self._block_kind = ""
         self._figcaption: list[str] | None = None
+        self._banner_line: list[str] | None = None
         self._count = 0
 
     def handle_starttag(self, tag: str, attrs: list) -> None:
@@ -97,6 +100,8 @@ class ReportParser(HTMLParser):
             self.figures.append(ParsedFigure(a["id"]))
         elif tag == "figcaption":
             self._figcaption = []
+        elif tag == "li" and any(a.get("class") == "unusable-banner" for _, a in self._stack[:-1]):
+            self._banner_line = []
         elif tag == "img" and self._inside("figure"):
             self.figures[-1].alt, self.figures[-1].src = a.get("alt", ""), a["src"]
         elif tag == "table":
@@ -130,6 +135,9 @@ class ReportParser(HTMLParser):
         elif tag == "figcaption":
             self.figures[-1].caption = " ".join("".join(self._figcaption).split())
             self._figcaption = None
+        elif tag == "li" and self._banner_line is not None:
+            self.banner.append(" ".join("".join(self._banner_line).split()))
+            self._banner_line = None
         elif tag in ("div", "ul") and self._block is not None:
             text = " ".join("".join(self._block).split())
             blocks = {"notice": self.notices, "unusable": self.unusable, "footnotes": self.footnotes}
@@ -137,7 +145,7 @@ class ReportParser(HTMLParser):
             self._block = None
 
     def handle_data(self, data: str) -> None:
-        for buffer in (self._text, self._figcaption, self._block):
+        for buffer in (self._text, self._figcaption, self._block, self._banner_line):
             if buffer is not None:
                 buffer.append(data)
 
@@ -243,7 +251,7 @@ def test_expected_failures_show_their_outcome_grouped_by_the_section_explaining_
         expected_section=np.where(failing, section, ""),
     )
     frame.to_parquet(root / "synthetic" / "predictions.parquet")
-    report = parse(build_report(root, tmp_path / "none.csv"))
+    report = parse(build_report(root, tmp_path / "none.csv").html)
     line = report.table("Findings").records()[0]
     assert (line["verdict"], line["rows"]) == ("FINDING", "2 FINDING")
     assert line["claim"] == "Finding flat basin not reached"  # the explaining section's title
@@ -422,7 +430,7 @@ def test_theory_section_is_docs_theory_md(html, report) -> None:
 
 
 def test_without_the_theory_document_the_section_says_so(tmp_path) -> None:
-    html = build_report(tmp_path / "absent", tmp_path / "absent.csv", tmp_path / "no-theory.md")
+    html = build_report(tmp_path / "absent", tmp_path / "absent.csv", tmp_path / "no-theory.md").html
     assert "no-theory.md was not found" in html and 'id="theory-' not in html.replace('id="theory-title"', "")
 
 
@@ -471,7 +479,7 @@ def test_the_report_reads_baselines_through_their_loader(tmp_path) -> None:
     baselines = fx.write_store(root, synthetic=False, generalization=False)
     text = baselines.read_text(encoding="utf-8")
     baselines.write_text(text.replace(",paper,omniglot,5,", ",paper,omniglot,,", 1), encoding="utf-8")
-    report = parse(build_report(root, baselines, tmp_path / "none.md"))
+    report = parse(build_report(root, baselines, tmp_path / "none.md").html)
     assert any("line 2, column 'ways'" in p for p in report.unusable)
     assert not any(t.caption.startswith("Stored baselines") for t in report.tables)
 
@@ -544,17 +552,34 @@ def test_partial_store_reports_what_is_there(tmp_path) -> None:
     assert any("test-set evaluations" in n for n in report.notices)
 
 
-def test_unreadable_or_incomplete_files_become_notices(tmp_path) -> None:
+def test_unusable_files_are_named_in_a_banner_and_never_taken_for_absent_ones(tmp_path) -> None:
     root = tmp_path / "results"
     fx.write_store(root, generalization=False)
-    (root / "synthetic" / "predictions.parquet").write_bytes(b"not parquet")
+    good = root / "synthetic" / "predictions.parquet"
+    good.write_bytes(good.read_bytes()[:-200])  # truncated: the footer is gone
     fx.evaluations().drop(columns=["accuracy"]).to_parquet(root / "realdata" / "evaluations.parquet")
-    html = build_report(root, tmp_path / "absent.csv")
-    report = parse(html)
+    built = build_report(root, tmp_path / "absent.csv")
+    report = parse(built.html)
+    assert [line.split(":")[0] for line in report.banner] == [
+        "synthetic/predictions.parquet",
+        "realdata/evaluations.parquet",
+    ]
+    assert report.banner == built.unusable
+    assert "cannot read" in report.banner[0] and "lacks the columns accuracy" in report.banner[1]
+    assert built.html.index('class="unusable-banner"') < built.html.index("<h1>")  # top of the page
     assert any("synthetic/predictions.parquet: cannot read" in p for p in report.unusable)
     assert any("realdata/evaluations.parquet: lacks the columns accuracy" in p for p in report.unusable)
+    assert not any("synthetic predictions" in n or "test-set evaluations" in n for n in report.notices)
+    tracks = {r["track"]: r["rows"] for r in report.table("Verdicts per track").records()}
+    assert tracks["synthetic"] == "could not use" and tracks["generalization"] == "not run yet"
+    assert "incomplete: inputs could not be used" in built.html
+    assert "synthetic (synthetic/predictions.parquet)" in " ".join(report.unusable)
     files = report.table("Results files read").column("file")
     assert "synthetic/predictions.parquet" not in files and "realdata/evaluations.parquet" in files
+
+
+def test_a_complete_store_has_no_banner(report) -> None:
+    assert report.banner == [] and not report.unusable
 
 
 def test_bad_arguments_exit_4(tmp_path, capsys) -> None:

@@ -355,7 +355,7 @@ def test_the_report_shows_the_study_section(local_sweep, tmp_path):
 
     results = tmp_path / "results"
     assert main(["study", str(local_sweep["out"]), "--out", str(results / "realdata" / "study")]) == 0
-    html = build_report(results)
+    html = build_report(results).html
     assert "Paired study: Sharp-MAML vs MAML" in html
     assert "fig-study-curves" in html and "fig-study-compute" in html
     assert "Paired difference to MAML (inner loop &#39;plain&#39;)" in html
@@ -364,5 +364,5 @@ def test_the_report_shows_the_study_section(local_sweep, tmp_path):
 def test_the_report_says_how_to_make_the_study_when_absent(tmp_path):
     from reports.build import build_report
 
-    html = build_report(tmp_path / "results")
+    html = build_report(tmp_path / "results").html
     assert "sharpmaml study DIR --out results/realdata/study" in html
