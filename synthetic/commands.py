@@ -116,7 +116,7 @@ def run_suite(
     name: str,
 ) -> int:
     """Run suite(scale, out, seed, fresh, progress) -> predictions single-threaded, compare its
-    verdicts with the expected file, store the table with the outcomes, print it; the exit code
+    verdicts with the expected file, print the table with the outcomes, store it; the exit code
     of ``synthetic.expected.exit_code`` (or of the update)."""
     from infra.interrupts import stop_requests
     from infra.store import write_table
@@ -132,9 +132,9 @@ def run_suite(
         predictions = suite(args.scale, args.out, args.seed, args.fresh, not args.no_progress)
     complete = not getattr(args, "family", None)
     comparison = compare(predictions, stored, name, args.scale, args.seed, complete)
+    print_table(comparison.table)  # shown before it is written: a failed write loses no result
     for file in PREDICTION_FILES:
         write_table(comparison.table, args.out / file)
-    print_table(comparison.table)
     print(f"results written to {args.out}/")
     if args.update_expected:
         return update_expected(args, stored, predictions, name, complete)

@@ -101,7 +101,8 @@ def constants_table(problems: dict[str, ProblemInstance]) -> pd.DataFrame:
 def run_convergence_suite(
     scale: str, out: Path, seed: int, fresh: bool = False, progress: bool = True
 ) -> pd.DataFrame:
-    """Run the suite at ``scale`` and write the results store; returns the predictions table."""
+    """Run the suite at ``scale`` and write its runs, curves and constants; returns the
+    predictions table, which the command prints, compares and then writes."""
     grids = SCALES[scale]
     problems = {name: build_problem(name, seed=seed) for name in FAMILIES}
     basins = [build_problem("E2", seed=seed, d=d) if d > 1 else problems["E2"] for d in grids.flat.dims]
@@ -123,8 +124,6 @@ def run_convergence_suite(
     stamp = provenance("cpu", seed=seed, scale=scale, config_hash=config_hash(asdict(grids)))
     predictions = pd.DataFrame([p.to_row() for p in result.predictions]).assign(**stamp)
     runs = pd.DataFrame(result.runs).assign(**stamp)
-    write_table(predictions, out / "predictions.parquet")
-    write_table(predictions, out / "predictions.csv")
     write_table(runs, out / "runs.parquet")
     write_table(pd.concat(result.curves, ignore_index=True).assign(**stamp), out / "curves.parquet")
     write_table(constants_table(problems).assign(**stamp), out / "constants.parquet")

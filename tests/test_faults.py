@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import os
 import pickle
+import shlex
 import signal
 import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,8 +21,11 @@ import pytest
 from infra.cells import CellCache
 from infra.cli import main
 from infra.codec import encode
-from infra.errors import EXIT_USAGE, Interrupted
+from infra.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Interrupted
 from infra.interrupts import stop_point, stop_requests
+from infra.store import atomic_write_bytes
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class RunsCommand:
@@ -125,12 +132,18 @@ def read_only(tmp_path):
         (["generalization", "--quick", "--out", "{ro}/suite"], "--out"),
         (["train", "--preset", "ci", "--method", "maml", "--out", "{ro}/run"], "run_dir (--out)"),
         (["evaluate", "missing.pt", "--out", "{ro}/rows.parquet"], "results (--out)"),
+        (["baselines", "check", "--out", "{ro}/check.csv"], "--out"),
+        (["baselines", "update", "--scale", "ci", "--baselines", "{ro}/baselines.csv"], "--baselines"),
+        (["report", "--out", "{ro}/report.html"], "--out"),
     ],
 )
 def test_a_read_only_output_is_refused_before_any_compute(argv, flag, read_only, capsys, monkeypatch) -> None:
     import realdata.data
+    import reports.build
     import synthetic.suites
 
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.setattr(reports.build, "build_report", lambda *a, **k: pytest.fail("built a report"))
     monkeypatch.setattr(synthetic.suites, "build_problem", lambda *a, **k: pytest.fail("computed"))
     monkeypatch.setattr(realdata.data, "load_dataset", lambda *a, **k: pytest.fail("loaded data"))
     assert main([a.format(ro=read_only) for a in argv]) == EXIT_USAGE
@@ -175,3 +188,170 @@ def test_a_checkpoint_holding_code_is_refused_unrun(tmp_path) -> None:
     with pytest.raises(CheckpointError, match="refused unread"):
         load_checkpoint(path)
     assert not marker.exists()
+
+
+def test_a_truncated_results_file_makes_the_report_exit_4_naming_it_in_a_banner(tmp_path, capsys) -> None:
+    from tests import report_fixtures as fx
+
+    root, out = tmp_path / "results", tmp_path / "report.html"
+    fx.write_store(root)
+    predictions = root / "synthetic" / "predictions.parquet"
+    predictions.write_bytes(predictions.read_bytes()[: predictions.stat().st_size // 2])
+    argv = ["report", "--results", str(root), "--out", str(out), "--baselines", str(tmp_path / "absent.csv")]
+    assert main(argv) == EXIT_USAGE
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith("could not use synthetic/predictions.parquet: cannot read")
+    assert err[-1].startswith("sharpmaml report: error: 1 input file(s) could not be used")
+    top = out.read_text(encoding="utf-8").split("<h1>")[0]  # the page is written, with the banner first
+    assert 'class="unusable-banner"' in top and "synthetic/predictions.parquet: cannot read" in top
+
+
+# ----- processes killed or racing while they write ---------------------------------------------
+
+
+def python(code: str, *args: object, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """A Python subprocess running ``code`` (or ``-m module`` when code starts with '-m ') from
+    this checkout, one intra-op thread."""
+    program = code.split() if code.startswith("-m ") else ["-c", code]
+    environ = {**os.environ, **(env or {}), "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(
+        [sys.executable, *program, *map(str, args)],
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for(path: Path, process: subprocess.Popen, timeout: float = 300) -> None:
+    """Until ``path`` exists; fails with the process's output if it ends first."""
+    started = time.monotonic()
+    while not path.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() - started < timeout, f"{path} never appeared"
+        time.sleep(0.01)
+
+
+HALF_WRITTEN = """
+import sys, time
+from pathlib import Path
+from infra.store import atomic_writer
+path, midway = Path(sys.argv[1]), Path(sys.argv[2])
+with atomic_writer(path) as fh:
+    fh.write(b"new" * 100_000)
+    fh.flush()
+    midway.touch()
+    time.sleep(120)  # killed here
+"""
+
+
+def test_kill_9_in_the_middle_of_a_write_leaves_the_old_file_whole(tmp_path) -> None:
+    target, midway = tmp_path / "table.parquet", tmp_path / "midway"
+    atomic_write_bytes(target, b"old content")
+    writer = python(HALF_WRITTEN, target, midway)
+    wait_for(midway, writer)
+    partial = list(tmp_path.glob(".table.parquet.*.tmp"))
+    assert len(partial) == 1 and partial[0].stat().st_size == 300_000  # the new bytes were on their way
+    writer.kill()
+    writer.communicate(timeout=30)
+    assert writer.returncode == -signal.SIGKILL
+    assert target.read_bytes() == b"old content"
+    atomic_write_bytes(target, b"rewritten")  # the leftover temporary file is in nobody's way
+    assert target.read_bytes() == b"rewritten"
+
+
+RACING_WRITER = """
+import sys, time
+from pathlib import Path
+from infra.store import atomic_write_bytes
+path, go, byte, times = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+while not go.exists():
+    time.sleep(0.005)
+for _ in range(times):
+    atomic_write_bytes(path, bytes([byte]) * 200_000)
+"""
+
+
+def test_two_concurrent_writers_leave_one_whole_file_at_every_moment(tmp_path) -> None:
+    target, go = tmp_path / "cells.npz", tmp_path / "go"
+    versions = {bytes([b]) * 200_000 for b in (1, 2)}
+    atomic_write_bytes(target, bytes([1]) * 200_000)
+    writers = [python(RACING_WRITER, target, go, b, 25) for b in (1, 2)]
+    go.touch()
+    reads = 0
+    while any(w.poll() is None for w in writers):
+        assert target.read_bytes() in versions  # never a mix, never a short file
+        reads += 1
+    assert [w.communicate()[1] for w in writers] == ["", ""]
+    assert [w.returncode for w in writers] == [0, 0] and reads > 0
+    assert target.read_bytes() in versions
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cells.npz", "go"]  # no temporary left
+
+
+# ----- SIGINT and SIGTERM during a real training process -----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def training(tmp_path_factory):
+    """Tiny Omniglot-format data, a dataset cache outside the checkout, the ``tiny`` preset, and
+    the uninterrupted run every interrupted one is compared with."""
+    from infra.threads import cpu_threads
+    from tests.fixtures_datasets import write_small_image_omniglot
+    from tests.paused_train import TINY_TRAIN, register_tiny
+
+    folder = tmp_path_factory.mktemp("training")
+    data = write_small_image_omniglot(folder / "data", drawers=TINY_TRAIN.shots + TINY_TRAIN.queries)
+    flags = ["--data-root", str(data), "--device", "cpu", "--no-progress"]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SHARPMAML_CACHE", str(folder / "cache"))
+        register_tiny()
+        whole = folder / "whole"
+        command = ["train", "--preset", "tiny", "--method", "sharp_both", *flags]
+        with cpu_threads(1):
+            assert main([*command, "--out", str(whole)]) == EXIT_OK
+        yield {"command": command, "flags": flags, "whole": whole, "cache": str(folder / "cache")}
+        from realdata.presets import PRESETS
+
+        PRESETS.pop(TINY_TRAIN.name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_during_training_keeps_the_iteration_and_resumes_to_the_uninterrupted_state(
+    signum, training, tmp_path
+) -> None:
+    """The signal lands in the middle of an iteration (after its update, before it is counted):
+    the process finishes the iteration, writes last.pt, exits 2 with the resume command; that
+    command continues to the uninterrupted run's final state, bit for bit."""
+    from infra.threads import cpu_threads
+    from realdata.checkpoint import load_checkpoint
+    from realdata.train import LAST
+    from tests.paused_train import PAUSE_AFTER
+    from tests.training_checks import assert_same_training_state
+
+    run, paused, go = tmp_path / "run", tmp_path / "paused", tmp_path / "go"
+    name = signal.Signals(signum).name
+    process = python(
+        "-m tests.paused_train",
+        paused,
+        go,
+        *training["command"],
+        "--out",
+        run,
+        env={"SHARPMAML_CACHE": training["cache"]},
+    )
+    wait_for(paused, process)
+    process.send_signal(signum)
+    go.touch()
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == EXIT_INTERRUPTED, err
+    lines = err.strip().splitlines()
+    assert f"{name} received: saving a checkpoint after this iteration" in err
+    prefix = f"sharpmaml train: interrupted ({name}); {run / LAST} holds the last iteration; continue with: "
+    assert lines[-1].startswith(prefix), err
+    assert load_checkpoint(run / LAST)["iteration"] == PAUSE_AFTER + 1
+    resume = shlex.split(lines[-1].removeprefix(prefix))
+    assert resume[:2] == ["sharpmaml", "train"] and "--resume" in resume
+    with cpu_threads(1):
+        assert main([*resume[1:], *training["flags"]]) == EXIT_OK
+    assert_same_training_state(training["whole"], run, process_rng=False)  # "whole" ran in this process

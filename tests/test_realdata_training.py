@@ -18,7 +18,7 @@ from harness.config import ConfigError
 from harness.meta import meta_gradient
 from infra.cli import main
 from infra.errors import EXIT_USAGE
-from realdata.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
+from realdata.checkpoint import restore_rng_state, rng_state, save_checkpoint
 from realdata.data import DataOptions, load_dataset
 from realdata.datasets import ClassImages, DatasetSplits, find_data_root, fixed_test_episodes
 from realdata.evaluate import evaluate_checkpoint
@@ -31,6 +31,7 @@ from realdata.reference import (
     relative_error,
 )
 from realdata.train import train
+from tests.training_checks import assert_same_training_state
 
 TINY = PRESETS["ci"].replace(
     name="tiny",
@@ -133,20 +134,7 @@ def test_resume_continues_bitwise_like_an_uninterrupted_run(tiny, tmp_path):
     np.random.seed(6789)
     second = train(config, tmp_path / "split", device="cpu", data=tiny, resume=True, progress=False)
     assert (second.status, second.iteration) == ("completed", TINY.iterations)
-    a, b = load_checkpoint(whole.last_checkpoint), load_checkpoint(second.last_checkpoint)
-    for name, value in a["params"].items():
-        assert value.dtype == torch.float32
-        assert torch.equal(value, b["params"][name]), name
-    for index, state in a["optimizer"]["state"].items():
-        for key, value in state.items():
-            assert torch.equal(value, b["optimizer"]["state"][index][key]), (index, key)
-    assert a["sampler"] == b["sampler"] and a["iteration"] == b["iteration"]
-    assert torch.equal(a["rng"]["torch"], b["rng"]["torch"])
-    assert a["best_val_accuracy"] == b["best_val_accuracy"]
-    columns = ["split", "iteration", "meta_loss", "accuracy", "ci95"]
-    pd.testing.assert_frame_equal(
-        pd.read_parquet(whole.metrics)[columns], pd.read_parquet(second.metrics)[columns]
-    )
+    assert_same_training_state(whole.run_dir, second.run_dir)
 
 
 def test_resume_refuses_another_config_and_a_fresh_run_refuses_an_old_folder(tiny, tmp_path):

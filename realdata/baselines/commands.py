@@ -203,12 +203,13 @@ def run_check(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from infra.provenance import provenance
-    from infra.store import write_table
+    from infra.store import require_writable, write_table
     from realdata.baselines.format import check_row, gate_failed
     from realdata.baselines.measure import measure, row_spec
 
     if args.out.suffix != ".csv":
         raise UsageError(f"--out: expected a .csv path, got {args.out}")
+    require_writable(args.out, "--out", folder=False)
     stored = _load(args.baselines)
     measured_rows = [r for r in stored if not r.is_reference]
     chosen = _chosen([(r.row_id, r.scale, r) for r in measured_rows], args.scale, args.rows, "row")
@@ -256,8 +257,8 @@ def run_check(args: argparse.Namespace) -> int:
             f"{_fmt(result['tolerance'])}; {_fmt(result['elapsed_s'], 0)} s)",
             flush=True,
         )
+    print_gate_table(results)  # shown before it is written: a failed write loses no result
     write_table(pd.DataFrame(results), args.out)
-    print_gate_table(results)
     print(f"gate table written to {args.out} ({time.perf_counter() - started:.0f} s)")
     return 1 if gate_failed(results) else 0
 
@@ -265,11 +266,14 @@ def run_check(args: argparse.Namespace) -> int:
 def run_update(args: argparse.Namespace) -> int:
     """Handler of ``sharpmaml baselines update``."""
     from infra.csvtable import refuse_update_in_ci, text_diff
+    from infra.store import require_writable
     from realdata.baselines.format import render_baselines, replace_rows, write_baselines
     from realdata.baselines.measure import baseline_row, defined_rows, measure
 
     refuse_update_in_ci("baselines", "baselines move only by a deliberate local update, reviewed in its diff")
     path: Path = args.baselines
+    if not args.dry_run:
+        require_writable(path, "--baselines", folder=False)
     old = _load(path) if path.exists() else []
     specs = [spec for scale in SCALES.values() for spec in defined_rows(scale)]
     chosen = _chosen([(s.row_id, s.scale.name, s) for s in specs], args.scale, args.rows, "row of a scale")

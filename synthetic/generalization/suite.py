@@ -73,7 +73,8 @@ def gaps_table(runs: pd.DataFrame) -> pd.DataFrame:
 def run_generalization_suite(
     scale: str, out: Path, seed: int, fresh: bool = False, progress: bool = True
 ) -> pd.DataFrame:
-    """Run the suite at ``scale`` and write the results store; returns the predictions table."""
+    """Run the suite at ``scale`` and write its runs, sharpness and gaps; returns the
+    predictions table, which the command prints, compares and then writes."""
     grid = SCALES[scale]
     problem = build_problem("L2", seed=seed, verify=False)
     bar = tqdm(total=len(grid.tasks) * len(grid.samples) + 1, disable=not progress, unit="cell")
@@ -103,8 +104,6 @@ def run_generalization_suite(
     stamp = provenance("cpu", seed=seed, scale=scale, config_hash=config_hash(asdict(grid)))
     hashes = [run_hash(row, common, problem.settings) for _, row in table.iterrows()]
     frame = pd.DataFrame([p.to_row() for p in predictions]).assign(**stamp)
-    write_table(frame, out / "predictions.parquet")
-    write_table(frame, out / "predictions.csv")
     write_table(table.assign(**stamp).assign(config_hash=hashes), out / "runs.parquet")
     write_table(pd.DataFrame(sharpness).assign(**stamp), out / "sharpness.parquet")
     write_table(gaps_table(table).assign(**stamp), out / "gaps.parquet")
