@@ -24,7 +24,8 @@ from realdata.defaults import (
     RESULTS_TABLE,
     RUNS_ROOT,
 )
-from realdata.presets import EVAL_INNER_LOOPS, PRESETS, train_config
+from realdata.presets import EVAL_INNER_LOOPS, PRESETS, parse_overrides, preset_changes, train_config
+from realdata.splits import DATASET_SPLITS
 
 if TYPE_CHECKING:
     from realdata.data import DataOptions
@@ -53,6 +54,15 @@ def register_train(subparsers: argparse._SubParsersAction) -> None:
         help="upper (meta-level) radius; default: the preset's alpha for sharp_up/sharp_both, else 0",
     )
     tr.add_argument("--iterations", type=int, metavar="N", help="default: the preset's")
+    tr.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="overrides",
+        help="change a preset setting, e.g. --set ways=20 --set split=lake (repeatable; "
+        "validated like the presets, stored in the run's config)",
+    )
     tr.add_argument(
         "--seed",
         type=int,
@@ -134,6 +144,16 @@ def register_evaluate(subparsers: argparse._SubParsersAction) -> None:
         metavar="TABLE",
         help=f"results table to append to, .parquet or .csv (default {RESULTS_TABLE})",
     )
+    ev.add_argument(
+        "--split",
+        choices=sorted({s for splits in DATASET_SPLITS.values() for s in splits}),
+        help="evaluate on the meta-test part of this named split (default: the checkpoint's)",
+    )
+    ev.add_argument(
+        "--allow-overlap",
+        action="store_true",
+        help="evaluate even when the split's test characters were seen in training",
+    )
     _add_common(ev, eval_default=None)
     ev.set_defaults(handler=run_evaluate, resume_hint=lambda a: f"no row appended to {a.results}")
 
@@ -188,6 +208,7 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
         iterations=args.iterations,
         seed=args.seed,
         eval_inner_loop=args.eval_inner_loop,
+        overrides=parse_overrides(args.overrides),
     )
 
 
@@ -198,6 +219,7 @@ def _continue_command(config: TrainConfig, run_dir: Path) -> str:
         f"--alpha-low {config.alpha_low:g} --alpha-up {config.alpha_up:g} "
         f"--seed {config.seed} --iterations {config.preset.iterations} "
         f"--eval-inner-loop {config.eval_inner_loop} --out {run_dir} --resume"
+        + "".join(f" --set {k}={v}" for k, v in preset_changes(config.preset).items())
     )
 
 
@@ -276,6 +298,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
             progress=True,
             data_options=DataOptions(data_root=args.data_root, allow_pickle=args.allow_pickle),
             show=lambda row: print(format_row(row), flush=True),
+            split=args.split,
+            allow_overlap=args.allow_overlap,
             **extra,
         )
     print(f"row appended to {args.results}")

@@ -9,11 +9,13 @@ from pathlib import Path
 from realdata.datasets import (
     DatasetError,
     DatasetSplits,
+    OmniglotSettings,
     ensure_omniglot,
     load_miniimagenet,
     load_omniglot,
     require_miniimagenet_root,
 )
+from realdata.splits import DATASET_SPLITS, DEFAULT_SPLITS
 
 
 @dataclass(frozen=True)
@@ -27,12 +29,12 @@ class DataOptions:
     allow_pickle: bool = False
 
 
-def _load_omniglot(options: DataOptions) -> DatasetSplits:
+def _load_omniglot(options: DataOptions, split: str) -> DatasetSplits:
     folder = ensure_omniglot(options.data_root, download=options.download, sha256=options.sha256)
-    return load_omniglot(folder)
+    return load_omniglot(folder, OmniglotSettings(split=split))
 
 
-def _load_miniimagenet(options: DataOptions) -> DatasetSplits:
+def _load_miniimagenet(options: DataOptions, split: str) -> DatasetSplits:
     if options.download:
         raise DatasetError(
             "download: only Omniglot can be downloaded; Mini-ImageNet must be put in place by "
@@ -42,13 +44,17 @@ def _load_miniimagenet(options: DataOptions) -> DatasetSplits:
     return load_miniimagenet(folder, allow_pickle=options.allow_pickle)
 
 
-# Dataset name (Preset.dataset) -> loader of its train/val/test splits.
-DATASET_LOADERS: dict[str, Callable[[DataOptions], DatasetSplits]] = {
+# Dataset name (Preset.dataset) -> loader of its train/val/test parts under a named split.
+DATASET_LOADERS: dict[str, Callable[[DataOptions, str], DatasetSplits]] = {
     "omniglot": _load_omniglot,
     "miniimagenet": _load_miniimagenet,
 }
 
 
-def load_dataset(name: str, options: DataOptions = DataOptions()) -> DatasetSplits:
-    """The splits of dataset ``name``; DatasetError saying where to put missing files."""
-    return DATASET_LOADERS[name](options)
+def load_dataset(name: str, options: DataOptions = DataOptions(), split: str | None = None) -> DatasetSplits:
+    """Dataset ``name`` cut by its named ``split`` (None: the dataset's default); DatasetError
+    saying where to put missing files."""
+    split = DEFAULT_SPLITS[name] if split is None else split
+    if split not in DATASET_SPLITS[name]:
+        raise DatasetError(f"split: {name} has the splits {list(DATASET_SPLITS[name])}; got {split!r}")
+    return DATASET_LOADERS[name](options, split)

@@ -3,8 +3,12 @@
 Every method and training seed is scored on the same episodes (``fixed_test_episodes`` with
 one test seed, default ``DEFAULT_SEED``; at least 600 episodes, 1000 by default), each adapted
 with the test-time inner loop of the run (``TrainConfig.eval_meta_config``). The result is
-one row (accuracy and 95% CI in percent, the test-set fingerprint, config hash and
+one row (accuracy and 95% CI in percent, the split, the test-set fingerprint, config hash and
 provenance) appended to a results table, ``results/realdata/evaluations.parquet`` by default.
+
+The test episodes come from the meta-test part of the checkpoint's own split unless another
+is named; a split whose meta-test characters the checkpoint saw in training or validation is
+refused (``SplitOverlapError``) unless ``allow_overlap``.
 """
 
 from __future__ import annotations
@@ -22,12 +26,14 @@ import torch
 from tqdm.auto import tqdm
 
 from harness.config import ConfigError, NumberRule, require_int
+from infra.errors import UsageError
 from infra.provenance import provenance
 from infra.seeding import DEFAULT_SEED
 from infra.store import read_table, require_writable, write_table
 from realdata.checkpoint import CheckpointError, load_checkpoint
 from realdata.data import DataOptions, load_dataset
 from realdata.datasets import DatasetSplits, fixed_test_episodes
+from realdata.datasets.omniglot import split_overlap
 from realdata.defaults import (
     DEFAULT_TEST_EPISODES,
     EVAL_BATCH,
@@ -39,8 +45,35 @@ from realdata.defaults import (
 from realdata.device import resolve_device
 from realdata.models import Conv4Loss, Conv4Spec
 from realdata.presets import TrainConfig
+from realdata.splits import DATASET_SPLITS
 from realdata.stats import accuracy_ci
 from realdata.train import episode_accuracies, model_spec
+
+
+class SplitOverlapError(UsageError):
+    """The meta-test characters of the split asked for were seen by the checkpoint."""
+
+
+def check_split(config: TrainConfig, split: str | None, allow_overlap: bool, checkpoint: Path | str) -> str:
+    """The split to evaluate on (``split`` or the checkpoint's); SplitOverlapError when its
+    meta-test characters overlap the checkpoint's training or validation characters."""
+    trained_on = config.preset.split
+    dataset = config.preset.dataset
+    split = trained_on if split is None else split
+    if split not in DATASET_SPLITS[dataset]:
+        raise ConfigError(f"split: {dataset} has the splits {list(DATASET_SPLITS[dataset])}; got {split!r}")
+    if split == trained_on or dataset != "omniglot":
+        return split
+    overlap, n_test = split_overlap(trained_on, split)
+    if overlap and not allow_overlap:
+        raise SplitOverlapError(
+            f"{checkpoint}: trained on split {trained_on!r}, whose training and validation "
+            f"characters include {len(overlap)} of the {n_test} meta-test characters of split "
+            f"{split!r} (e.g. {', '.join(sorted(overlap)[:3])}); its score there would not measure "
+            "generalisation to new characters. Expected a split without overlap (its own, "
+            f"{trained_on!r}), or pass --allow-overlap to evaluate anyway"
+        )
+    return split
 
 
 @dataclass(frozen=True)
@@ -76,20 +109,25 @@ def evaluate_checkpoint(
     batch_size: int = EVAL_BATCH,
     progress: bool = False,
     show: Callable[[dict[str, Any]], None] | None = None,
+    split: str | None = None,
+    allow_overlap: bool = False,
 ) -> Evaluation:
     """Score a checkpoint on the fixed test episodes; append its row to ``results`` (if given).
 
     ``eval_inner_loop`` ("same" or "plain") overrides the run's test-time inner loop; ``data``
-    skips loading the dataset; ``progress`` shows a bar over the episode batches; ``show``
-    gets the row before it is written, so a failed write never hides the result. Arguments
-    (and that ``results`` can be written) are checked before the data is touched.
+    skips loading the dataset (it must be cut by the split evaluated on); ``progress`` shows a
+    bar over the episode batches; ``show`` gets the row before it is written, so a failed write
+    never hides the result. ``split`` evaluates on another named split than the checkpoint's
+    (refused when their characters overlap, unless ``allow_overlap``). Arguments (and that
+    ``results`` can be written) are checked before the data is touched.
     """
     _check_arguments(n_episodes, test_seed, batch_size, results)
     device = device if isinstance(device, torch.device) else resolve_device(device)
     state = load_checkpoint(checkpoint)
     config = TrainConfig.from_dict(state["config"])
     cfg = config.eval_meta_config(eval_inner_loop)
-    splits = data if data is not None else load_dataset(config.preset.dataset, data_options)
+    split = check_split(config, split, allow_overlap, checkpoint)
+    splits = data if data is not None else load_dataset(config.preset.dataset, data_options, split)
     spec = Conv4Spec(**state["model"])
     if model_spec(config, splits.test) != spec:
         raise CheckpointError(
@@ -119,6 +157,8 @@ def evaluate_checkpoint(
     row = {
         "preset": p.name,
         "dataset": p.dataset,
+        "data_split": split,
+        "train_split": p.split,
         "ways": p.ways,
         "shots": p.shots,
         "queries": p.queries,
@@ -170,8 +210,10 @@ def append_row(path: Path, row: dict[str, Any]) -> Path:
 
 def format_row(row: dict[str, Any]) -> str:
     """One line for the terminal: setting, method, radii, accuracy +- CI, test set."""
+    split = row["data_split"]
+    on = split if split == row["train_split"] else f"{split} (trained on {row['train_split']})"
     return (
-        f"{row['preset']} {row['method']} (alpha_low={row['alpha_low']:g}, "
+        f"{row['preset']} split {on} {row['method']} (alpha_low={row['alpha_low']:g}, "
         f"alpha_up={row['alpha_up']:g}, seed {row['seed']}, {row['iterations']} iterations, "
         f"test-time inner loop {row['eval_inner_loop']}): {row['accuracy']:.2f} +- "
         f"{row['ci95']:.2f} % over {row['n_episodes']} test episodes (test seed "

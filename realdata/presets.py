@@ -21,6 +21,7 @@ from typing import Any
 from harness.config import METHODS, ConfigError, MetaConfig, require_int, require_number
 from infra.provenance import config_hash
 from realdata.defaults import DEFAULT_EVAL_INNER_LOOP, MAX_ITERATIONS
+from realdata.splits import DATASET_SPLITS, DEFAULT_SPLITS
 
 README = "authors' README commands (docs/theory.md#the-papers-protocol)"
 CODE = "authors' code default (pytorch-maml argparse)"
@@ -43,7 +44,9 @@ class Preset:
     """Data, model and optimisation settings of one benchmark (one row of a paper table).
 
     ``alpha`` is the radius every active perturbation gets unless a run sets its own (the
-    authors' one ``--alpha`` flag sets both). ``train_classes`` keeps only the first n
+    authors' one ``--alpha`` flag sets both). ``split`` names which classes meta-train,
+    meta-validate and meta-test (``realdata.splits``; None: the dataset's default, also for
+    configs stored before splits were recorded). ``train_classes`` keeps only the first n
     meta-training classes (None: all). Validation runs every ``val_every`` iterations on
     ``val_episodes`` fixed validation episodes; the "last" checkpoint is written then too.
     """
@@ -67,10 +70,14 @@ class Preset:
     log_every: int
     train_classes: int | None = None
     sources: dict[str, str] = field(default_factory=dict)
+    split: str | None = None
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
             raise ConfigError(f"dataset: expected one of {list(DATASETS)}, got {self.dataset!r}")
+        if self.split is None:  # frozen: the one place a default is filled in
+            object.__setattr__(self, "split", DEFAULT_SPLITS[self.dataset])
+        _require_choice(self.split, "split", DATASET_SPLITS[self.dataset])
         for name in (
             "ways",
             "shots",
@@ -84,6 +91,7 @@ class Preset:
             "log_every",
         ):
             require_int(getattr(self, name), name, minimum=1)
+        require_int(self.iterations, "iterations", minimum=1, maximum=MAX_ITERATIONS)
         require_int(self.val_episodes, "val_episodes", minimum=2)
         if self.train_classes is not None:
             require_int(self.train_classes, "train_classes", minimum=self.ways)
@@ -216,8 +224,101 @@ PRESETS: dict[str, Preset] = {
                 inner_lr=MAML,
             ),
         ),
+        Preset(
+            "ci-20w1s",
+            "CPU-sized Omniglot 20-way 1-shot: small Conv4, 2 queries, 4 tasks, 1 inner step",
+            dataset="omniglot",
+            ways=20,
+            shots=1,
+            queries=2,
+            meta_batch=4,
+            inner_steps=1,
+            test_inner_steps=3,
+            inner_lr=0.4,
+            meta_lr=3e-3,
+            iterations=300,
+            alpha=0.05,
+            filters=32,
+            val_every=100,
+            val_episodes=100,
+            log_every=25,
+            sources=_sources(
+                **{
+                    k: HERE
+                    for k in (
+                        "shots",
+                        "queries",
+                        "meta_batch",
+                        "inner_steps",
+                        "test_inner_steps",
+                        "inner_lr",
+                        "iterations",
+                        "filters",
+                        "meta_lr",
+                        "alpha",
+                    )
+                },
+                ways=MAML,
+            ),
+        ),
     )
 }
+# Fields ``--set`` may change: every setting, not the preset's identity or its labels.
+FIXED_FIELDS = ("name", "description", "sources", "dataset")
+OVERRIDABLE = tuple(f.name for f in dataclasses.fields(Preset) if f.name not in FIXED_FIELDS)
+
+
+def _parse_value(key: str, text: str, annotation: str) -> Any:
+    """``text`` as the type of preset field ``key`` (its annotation: int, float, str, or None)."""
+    if "None" in annotation and text.lower() == "none":
+        return None
+    for kind, parse, expected in ((int, int, "an integer"), (float, float, "a number"), (str, str, "")):
+        if kind.__name__ in annotation:
+            try:
+                return parse(text)
+            except ValueError:
+                raise ConfigError(f"--set {key}={text}: expected {expected}, got {text!r}") from None
+    raise ConfigError(f"--set {key}={text}: field of unknown type {annotation}")  # a new Preset field
+
+
+def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """``["ways=20", "split=lake"]`` -> typed values; ConfigError for an unknown key or a bad
+    value (ranges are checked when the preset is built: ``override_preset``)."""
+    annotations = {f.name: str(f.type) for f in dataclasses.fields(Preset)}
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise ConfigError(f"--set {item}: expected KEY=VALUE, e.g. --set ways=20")
+        if key not in OVERRIDABLE:
+            raise ConfigError(f"--set {item}: unknown key {key!r}; expected one of {list(OVERRIDABLE)}")
+        if key in out:
+            raise ConfigError(f"--set {item}: {key} is set twice; expected each key once")
+        out[key] = _parse_value(key, text.strip(), annotations[key])
+    return out
+
+
+def override_preset(preset: Preset, overrides: dict[str, Any]) -> Preset:
+    """``preset`` with ``overrides`` applied and validated; errors name ``--set``."""
+    unknown = sorted(set(overrides) - set(OVERRIDABLE))
+    if unknown:
+        raise ConfigError(f"--set: unknown key(s) {unknown}; expected some of {list(OVERRIDABLE)}")
+    try:
+        return preset.replace(**overrides)
+    except ConfigError as exc:
+        raise ConfigError(f"--set ({', '.join(f'{k}={v}' for k, v in overrides.items())}): {exc}") from None
+
+
+def preset_changes(preset: Preset) -> dict[str, Any]:
+    """The ``--set`` changes that turn the registered preset of ``preset``'s name into it, sorted
+    by key; the iteration budget is left out (it has its own flag, and a run keeps its identity
+    when resumed to a larger budget). Empty for a registered preset or one with its own name."""
+    base = PRESETS.get(preset.name)
+    if base is None:
+        return {}
+    keys = sorted(k for k in OVERRIDABLE if k != "iterations" and getattr(preset, k) != getattr(base, k))
+    return {k: getattr(preset, k) for k in keys}
 
 
 @dataclass(frozen=True)
@@ -273,8 +374,9 @@ class TrainConfig:
 
     @property
     def run_name(self) -> str:
-        """Folder name of the run: preset, method, radii, seed."""
-        return f"{self.preset.name}-{self.method}-lo{self.alpha_low:g}-up{self.alpha_up:g}-s{self.seed}"
+        """Folder name of the run: preset (with its ``--set`` changes), method, radii, seed."""
+        preset = self.preset.name + "".join(f"+{k}={v}" for k, v in preset_changes(self.preset).items())
+        return f"{preset}-{self.method}-lo{self.alpha_low:g}-up{self.alpha_up:g}-s{self.seed}"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (strings, numbers, None), safe under ``weights_only=True``."""
@@ -288,9 +390,14 @@ class TrainConfig:
         return cls(**fields)
 
     def settings(self) -> dict[str, Any]:
-        """``to_dict`` without the preset's labels (description, sources): what decides numbers."""
+        """``to_dict`` without the preset's labels (description, sources): what decides numbers.
+
+        The dataset's default split is left out, so configs from before splits were recorded
+        keep their hash (the stored baselines' ``config_hash`` among them)."""
         data = self.to_dict()
         data["preset"] = {k: v for k, v in data["preset"].items() if k not in ("description", "sources")}
+        if data["preset"]["split"] == DEFAULT_SPLITS[self.preset.dataset]:
+            del data["preset"]["split"]
         return data
 
     def hash(self) -> str:
@@ -307,15 +414,20 @@ def train_config(
     iterations: int | None = None,
     seed: int = 0,
     eval_inner_loop: str = DEFAULT_EVAL_INNER_LOOP,
+    overrides: dict[str, Any] | None = None,
 ) -> TrainConfig:
     """A validated run config; errors name the field (``alpha_low``...) and the value expected.
 
-    A radius left as None is the preset's ``alpha`` for a perturbation the method uses and 0
-    otherwise; an explicit non-zero radius for a perturbation the method lacks is an error.
+    ``overrides`` change preset fields (``--set``, parsed by ``parse_overrides``) before the
+    radii are resolved, so ``alpha`` may be one of them. A radius left as None is the preset's
+    ``alpha`` for a perturbation the method uses and 0 otherwise; an explicit non-zero radius
+    for a perturbation the method lacks is an error.
     """
     if isinstance(preset, str):
         _require_choice(preset, "preset", tuple(PRESETS))
         preset = PRESETS[preset]
+    if overrides:
+        preset = override_preset(preset, overrides)
     _require_choice(method, "method", tuple(METHODS))
     probe = MetaConfig(method=method)
     radii = {}
@@ -336,6 +448,5 @@ def train_config(
             )
         radii[name] = float(value)
     if iterations is not None:
-        require_int(iterations, "iterations", minimum=1, maximum=MAX_ITERATIONS)
         preset = preset.replace(iterations=iterations)
     return TrainConfig(preset, method, seed=seed, eval_inner_loop=eval_inner_loop, **radii)

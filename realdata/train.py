@@ -240,6 +240,7 @@ class _Run:
                 "run": c.run_name,
                 "preset": p.name,
                 "dataset": p.dataset,
+                "data_split": p.split,
                 "ways": p.ways,
                 "shots": p.shots,
                 "method": c.method,
@@ -313,7 +314,9 @@ def train(
     )
     require_writable(run_dir, "run_dir", folder=True)
     state = _resume_state(run_dir, config, resume)
-    splits = data if data is not None else load_dataset(config.preset.dataset, data_options)
+    splits = (
+        data if data is not None else load_dataset(config.preset.dataset, data_options, config.preset.split)
+    )
     run = _Run(config, splits, run_dir, device)
     if state is not None:
         run.restore(state)

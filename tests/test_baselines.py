@@ -111,7 +111,7 @@ def toy_patches() -> Iterator[None]:
         mp.delenv("CI", raising=False)
         mp.setitem(PRESETS, "toy", TOY_PRESET)
         mp.setitem(SCALES, "toy", TOY_SCALE)
-        mp.setitem(DATASET_LOADERS, "omniglot", lambda options: splits)
+        mp.setitem(DATASET_LOADERS, "omniglot", lambda options, split: splits)
         yield
 
 

@@ -11,12 +11,10 @@ Sources, in ``<data root>/omniglot`` (first found per set wins):
   them); any top folder name is accepted, e.g. ``images_background_small1/``.
 
 Characters are ordered by (set, NNNN): Omniglot's global order, background before evaluation.
-The standard protocol (MAML): all 1623 characters, resized to 28x28 with PIL LANCZOS, ink = 1;
-1200 characters for meta-training (the last 100 of them, in split order, for meta-validation),
-the other 423 for meta-test; rotations by 0/90/180/270 degrees make each character 4 classes
-of its own split. The split order sorts the characters by
-``derive_seed(split_seed, "omniglot-split", char_id)`` (sha256: identical on every machine and
-library version), or keeps the global order when ``split_seed`` is None.
+Preprocessing (MAML): resized to 28x28 with PIL LANCZOS, ink = 1; rotations by 0/90/180/270
+degrees make each character 4 classes of its own part. The split into meta-train,
+meta-validation and meta-test characters is one of the named splits of ``omniglot_splits``
+(``hash``, the default, ``vinyals`` or ``lake``).
 """
 
 from __future__ import annotations
@@ -37,7 +35,6 @@ import torch
 from PIL import Image
 
 from harness.config import require_int
-from infra.seeding import derive_seed
 from realdata.datasets.cache import (
     ClassImages,
     DatasetSplits,
@@ -49,6 +46,14 @@ from realdata.datasets.cache import (
 )
 from realdata.datasets.errors import DatasetError
 from realdata.datasets.locate import cache_dir, require_omniglot_root
+from realdata.datasets.omniglot_splits import (
+    DEFAULT_SPLIT,
+    HASH,
+    full_character_ids,
+    hash_split_indices,
+    range_split_indices,
+    require_split,
+)
 
 log = logging.getLogger(__name__)
 
@@ -78,10 +83,11 @@ class OmniglotSettings:
     """Preprocessing and split settings (all part of the cache key).
 
     image_size: output side (28 in MAML). resample: "lanczos" (MAML) or "box" (area average).
-    rotations: add 90/180/270-degree rotations as extra classes. train_chars: characters for
-    meta-training, of which the last val_chars (in split order) form meta-validation; the rest
-    is meta-test. split_seed: seed of the split order, None for Omniglot's global order.
-    total_chars: the number of characters the sources must hold (None: any, for small subsets).
+    rotations: add 90/180/270-degree rotations as extra classes. split: the named split
+    (``omniglot_splits``). For ``hash`` only: train_chars characters for meta-training, of
+    which the last val_chars (in split order) form meta-validation, the rest meta-test;
+    split_seed: seed of the split order, None for Omniglot's global order. total_chars: the
+    number of characters the sources must hold (None: any, for small subsets).
     """
 
     image_size: int = 28
@@ -91,8 +97,10 @@ class OmniglotSettings:
     val_chars: int = 100
     split_seed: int | None = 1
     total_chars: int | None = 1623
+    split: str = DEFAULT_SPLIT
 
     def __post_init__(self) -> None:
+        require_split(self.split)
         if self.resample not in RESAMPLING:
             raise DatasetError(f"resample: expected one of {', '.join(RESAMPLING)}, got {self.resample!r}")
         require_int(self.image_size, "image_size", minimum=1)
@@ -312,15 +320,25 @@ def find_omniglot_sources(folder: Path) -> dict[str, Path]:
 
 def split_indices(char_ids: list[str], settings: OmniglotSettings) -> dict[str, list[int]]:
     """Indices (into ``char_ids``, global order) of the train/val/test characters, each sorted."""
-    order = list(range(len(char_ids)))
-    if settings.split_seed is not None:
-        order.sort(key=lambda i: derive_seed(settings.split_seed, "omniglot-split", char_ids[i]))
-    fit = settings.train_chars - settings.val_chars
-    return {
-        "train": sorted(order[:fit]),
-        "val": sorted(order[fit : settings.train_chars]),
-        "test": sorted(order[settings.train_chars :]),
-    }
+    if settings.split == HASH:
+        return hash_split_indices(char_ids, settings.train_chars, settings.val_chars, settings.split_seed)
+    return range_split_indices(char_ids, settings.split)
+
+
+def split_characters(split: str) -> dict[str, set[str]]:
+    """The full Omniglot's character ids in each part of a named split (``hash`` with its
+    default settings, as presets name it)."""
+    ids = full_character_ids()
+    parts = split_indices(ids, OmniglotSettings(split=require_split(split)))
+    return {part: {ids[i] for i in indices} for part, indices in parts.items()}
+
+
+def split_overlap(trained_on: str, evaluated_on: str) -> tuple[set[str], int]:
+    """The meta-test characters of ``evaluated_on`` that a model trained on ``trained_on`` saw
+    (its meta-train or meta-validation characters: validation chose its best checkpoint), and
+    the number of meta-test characters. Computed from the ids alone, before any data is read."""
+    seen, test = split_characters(trained_on), split_characters(evaluated_on)["test"]
+    return test & (seen["train"] | seen["val"]), len(test)
 
 
 def load_omniglot(
@@ -361,7 +379,7 @@ def load_omniglot(
             f"{folder}: found {len(ids)} characters in {', '.join(map(str, sources.values()))}; "
             f"expected {settings.total_chars} (the full Omniglot: 964 background + 659 evaluation)"
         )
-    if len(ids) <= settings.train_chars:
+    if settings.split == HASH and len(ids) <= settings.train_chars:
         raise DatasetError(
             f"{folder}: found {len(ids)} characters; expected more than train_chars "
             f"({settings.train_chars}) to leave meta-test characters"
