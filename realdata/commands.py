@@ -18,6 +18,7 @@ from realdata.defaults import (
     CHECKPOINT_MINUTES,
     DEFAULT_EVAL_INNER_LOOP,
     DEFAULT_TEST_EPISODES,
+    EPISODES_ROOT,
     EVAL_BATCH,
     MAX_EVAL_BATCH,
     MAX_TEST_EPISODES,
@@ -140,9 +141,17 @@ def register_evaluate(subparsers: argparse._SubParsersAction) -> None:
         "--out",
         dest="results",
         type=Path,
-        default=RESULTS_TABLE,
         metavar="TABLE",
-        help=f"results table to append to, .parquet or .csv (default {RESULTS_TABLE})",
+        help=f"results table to append to, .parquet or .csv (default {RESULTS_TABLE}); with "
+        f"--episodes-from the per-episode table, written anew (default {EPISODES_ROOT}/<DIR name>.parquet) "
+        "next to its <name>-predictions table",
+    )
+    ev.add_argument(
+        "--episodes-from",
+        type=Path,
+        metavar="DIR",
+        help="score your own episodes instead: DIR/<episode>/support/<label>/<image> and "
+        "DIR/<episode>/query/<label>/<image> (docs/realdata.md)",
     )
     ev.add_argument(
         "--split",
@@ -155,7 +164,7 @@ def register_evaluate(subparsers: argparse._SubParsersAction) -> None:
         help="evaluate even when the split's test characters were seen in training",
     )
     _add_common(ev, eval_default=None)
-    ev.set_defaults(handler=run_evaluate, resume_hint=lambda a: f"no row appended to {a.results}")
+    ev.set_defaults(handler=run_evaluate, resume_hint=lambda a: f"nothing written to {_evaluate_out(a)}")
 
 
 def _add_common(parser: argparse.ArgumentParser, eval_default: str | None = DEFAULT_EVAL_INNER_LOOP) -> None:
@@ -281,11 +290,50 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_episodes_from(args: argparse.Namespace) -> int:
+    """``sharpmaml evaluate CHECKPOINT --episodes-from DIR``: score the user's episodes."""
+    from realdata.episodes_from import format_scores, predictions_path, score_episodes
+
+    for flag, given in (
+        ("--split", args.split),
+        ("--test-seed", args.test_seed),
+        ("--allow-overlap", args.allow_overlap),
+    ):
+        if given:
+            raise UsageError(
+                f"{flag}: not used with --episodes-from (the episodes are yours); expected it omitted"
+            )
+    out = _evaluate_out(args)
+    with stage(f"evaluate {args.checkpoint} on {args.episodes_from}"):
+        score_episodes(
+            args.checkpoint,
+            args.episodes_from,
+            eval_inner_loop=args.eval_inner_loop,
+            device=args.device,
+            results=out,
+            show=lambda scores: print(format_scores(scores), flush=True),
+        )
+    print(f"per-episode accuracy: {out}; predictions: {predictions_path(out)}")
+    return 0
+
+
+def _evaluate_out(args: argparse.Namespace) -> Path:
+    """The table ``evaluate`` writes: ``--out``, else the default of its mode."""
+    if args.results is not None:
+        return args.results
+    if args.episodes_from is not None:
+        return EPISODES_ROOT / f"{args.episodes_from.resolve().name}.parquet"
+    return RESULTS_TABLE
+
+
 def run_evaluate(args: argparse.Namespace) -> int:
     """Handler of ``sharpmaml evaluate``."""
     from realdata.data import DataOptions
     from realdata.evaluate import evaluate_checkpoint, format_row
 
+    if args.episodes_from is not None:
+        return run_episodes_from(args)
+    results = _evaluate_out(args)
     extra = {} if args.test_seed is None else {"test_seed": args.test_seed}
     with stage(f"evaluate {args.checkpoint}"):
         evaluate_checkpoint(
@@ -294,7 +342,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             eval_inner_loop=args.eval_inner_loop,
             device=args.device,
             batch_size=args.batch_size,
-            results=args.results,
+            results=results,
             progress=True,
             data_options=DataOptions(data_root=args.data_root, allow_pickle=args.allow_pickle),
             show=lambda row: print(format_row(row), flush=True),
@@ -302,5 +350,5 @@ def run_evaluate(args: argparse.Namespace) -> int:
             allow_overlap=args.allow_overlap,
             **extra,
         )
-    print(f"row appended to {args.results}")
+    print(f"row appended to {results}")
     return 0

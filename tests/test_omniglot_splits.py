@@ -17,6 +17,7 @@ from realdata.datasets.omniglot import split_characters, split_indices, split_ov
 from realdata.datasets.omniglot_splits import character_of, full_character_ids
 from realdata.presets import PRESETS, TrainConfig, train_config
 from tests.fixtures_datasets import random_ink, write_full_omniglot, write_omniglot_npz
+from tests.test_episodes_from import write_episodes
 
 REAL = locate.find_data_root()
 REAL_OMNIGLOT = None if REAL is None else REAL / "omniglot"
@@ -129,6 +130,10 @@ def test_cli_trains_on_lake_and_refuses_a_contaminated_evaluation(full_root, tmp
     assert "ci split hash (trained on lake) maml" in capsys.readouterr().out
     row = read_table(table).iloc[0]
     assert (row["data_split"], row["train_split"], row["n_episodes"]) == ("hash", "lake", 600)
+    mine = write_episodes(tmp_path / "my-episodes", n=2)  # the user's own benchmark
+    assert main([*evaluate, "--episodes-from", str(mine), "--out", str(tmp_path / "mine.csv")]) == 0
+    assert "ci (trained on split lake) maml" in capsys.readouterr().out
+    assert len(read_table(tmp_path / "mine.csv")) == 2
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ See docs/datasets.md.
 
 from realdata.datasets.cache import ClassImages, DatasetSplits
 from realdata.datasets.download import download_omniglot, ensure_omniglot, verify_file
+from realdata.datasets.episode_folders import FolderEpisode, read_episode_folder, read_episode_folders
 from realdata.datasets.episodes import (
     Episode,
     EpisodeSampler,
@@ -40,6 +41,7 @@ from realdata.datasets.omniglot import (
     omniglot_class_images,
     read_omniglot,
 )
+from realdata.datasets.preprocess import preprocess_image
 
 __all__ = [
     "ClassImages",
@@ -48,6 +50,7 @@ __all__ = [
     "Episode",
     "EpisodeSampler",
     "FixedEpisodes",
+    "FolderEpisode",
     "OmniglotChars",
     "OmniglotSettings",
     "cache_dir",
@@ -58,6 +61,9 @@ __all__ = [
     "load_miniimagenet",
     "load_omniglot",
     "omniglot_class_images",
+    "preprocess_image",
+    "read_episode_folder",
+    "read_episode_folders",
     "read_miniimagenet_csv",
     "read_miniimagenet_pickle",
     "read_omniglot",

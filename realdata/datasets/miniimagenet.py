@@ -35,6 +35,7 @@ from realdata.datasets.cache import (
 )
 from realdata.datasets.errors import DatasetError
 from realdata.datasets.locate import cache_dir, require_miniimagenet_root
+from realdata.datasets.preprocess import rgb_image
 
 IMAGE_SIZE = 84
 PICKLE_NAME = "mini-imagenet-cache-{}.pkl"
@@ -169,10 +170,7 @@ def read_miniimagenet_csv(csv_path: Path, images_dir: Path, *, image_size: int =
     def work(i: int) -> None:
         try:
             with Image.open(files[i]) as image:
-                rgb = image.convert("RGB")
-                if rgb.size != (image_size, image_size):
-                    rgb = rgb.resize((image_size, image_size), Image.Resampling.LANCZOS)
-                out[i] = np.asarray(rgb)
+                out[i] = rgb_image(image, image_size)
         except (OSError, ValueError, Image.DecompressionBombError) as exc:
             raise DatasetError(f"{files[i]}: not a readable image ({exc})") from exc
 

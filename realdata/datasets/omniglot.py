@@ -19,7 +19,6 @@ meta-validation and meta-test characters is one of the named splits of ``omniglo
 
 from __future__ import annotations
 
-import io
 import logging
 import re
 import time
@@ -32,7 +31,6 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 import torch
-from PIL import Image
 
 from harness.config import require_int
 from realdata.datasets.cache import (
@@ -54,13 +52,13 @@ from realdata.datasets.omniglot_splits import (
     range_split_indices,
     require_split,
 )
+from realdata.datasets.preprocess import RESAMPLING, decode_ink, resize_ink_image
 
 log = logging.getLogger(__name__)
 
 BACKGROUND = "images_background"
 EVALUATION = "images_evaluation"
 SETS = (BACKGROUND, EVALUATION)
-RESAMPLING = {"lanczos": Image.Resampling.LANCZOS, "box": Image.Resampling.BOX}
 ROTATIONS = (0, 90, 180, 270)
 _PNG_NAME = re.compile(r"^(\d+)_(\d+)\.png$", re.IGNORECASE)
 _LAYOUT = "<Alphabet>/<characterNN>/<NNNN>_<DD>.png (optionally under one top folder)"
@@ -239,12 +237,12 @@ def _assemble(
                 f"the same {len(drawers)} drawers 01..{len(drawers):02d} as every other character"
             )
     first_name, first_read = folders[by_char[0][0]][1]
-    shape = _decode_png(first_read(), source, first_name).shape
+    shape = decode_ink(first_read(), f"{source}: {first_name}").shape
     ink = np.empty((len(by_char), len(drawers), *shape), dtype=np.bool_)
     for i, (folder, _) in enumerate(by_char):
         for j, d in enumerate(drawers):
             name, read = folders[folder][d]
-            image = _decode_png(read(), source, name)
+            image = decode_ink(read(), f"{source}: {name}")
             if image.shape != shape:
                 raise DatasetError(
                     f"{source}: {name} is {image.shape[1]}x{image.shape[0]}; expected "
@@ -254,25 +252,15 @@ def _assemble(
     return OmniglotChars(ink, tuple(f"{set_name}/{c:04d}" for _, c in by_char), source)
 
 
-def _decode_png(data: bytes, source: Path, name: str) -> np.ndarray:
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            return np.asarray(image.convert("L")) < 128
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise DatasetError(f"{source}: {name} is not a readable PNG ({exc})") from exc
-
-
 def resize_ink(ink: np.ndarray, image_size: int, resample: str = "lanczos") -> np.ndarray:
     """Resize bool ink (chars, drawers, H, W) to uint8 (chars, drawers, S, S), ink = 255."""
     if resample not in RESAMPLING:
         raise DatasetError(f"resample: expected one of {', '.join(RESAMPLING)}, got {resample!r}")
-    method = RESAMPLING[resample]
     out = np.empty((*ink.shape[:2], image_size, image_size), dtype=np.uint8)
 
     def work(i: int) -> None:
         for j in range(ink.shape[1]):
-            image = Image.fromarray(ink[i, j].astype(np.uint8) * 255)
-            out[i, j] = np.asarray(image.resize((image_size, image_size), method))
+            out[i, j] = resize_ink_image(ink[i, j], image_size, resample)
 
     with ThreadPoolExecutor() as pool:
         list(pool.map(work, range(ink.shape[0])))
