@@ -164,7 +164,7 @@ def register_evaluate(subparsers: argparse._SubParsersAction) -> None:
         help="evaluate even when the split's test characters were seen in training",
     )
     _add_common(ev, eval_default=None)
-    ev.set_defaults(handler=run_evaluate, resume_hint=lambda a: f"nothing written to {_evaluate_out(a)}")
+    ev.set_defaults(handler=run_evaluate, resume_hint=_evaluate_resume_hint)
 
 
 def _add_common(parser: argparse.ArgumentParser, eval_default: str | None = DEFAULT_EVAL_INNER_LOOP) -> None:
@@ -315,6 +315,13 @@ def run_episodes_from(args: argparse.Namespace) -> int:
         )
     print(f"per-episode accuracy: {out}; predictions: {predictions_path(out)}")
     return 0
+
+
+def _evaluate_resume_hint(args: argparse.Namespace) -> str:
+    """The line an interrupted ``evaluate`` ends with: nothing was written."""
+    if args.episodes_from is not None:
+        return f"no table written to {_evaluate_out(args)}"
+    return f"no row appended to {_evaluate_out(args)}"
 
 
 def _evaluate_out(args: argparse.Namespace) -> Path:

@@ -374,9 +374,15 @@ class TrainConfig:
 
     @property
     def run_name(self) -> str:
-        """Folder name of the run: preset (with its ``--set`` changes), method, radii, seed."""
-        preset = self.preset.name + "".join(f"+{k}={v}" for k, v in preset_changes(self.preset).items())
-        return f"{preset}-{self.method}-lo{self.alpha_low:g}-up{self.alpha_up:g}-s{self.seed}"
+        """Name of the run: preset, method, radii, seed (a sweep's run id)."""
+        return f"{self.preset.name}-{self.method}-lo{self.alpha_low:g}-up{self.alpha_up:g}-s{self.seed}"
+
+    @property
+    def folder_name(self) -> str:
+        """Default folder name of the run: ``run_name`` with the preset's ``--set`` changes
+        after its name (``ci+split=lake+ways=20-maml-...``), so changed runs never share one."""
+        changes = "".join(f"+{k}={v}" for k, v in preset_changes(self.preset).items())
+        return self.run_name.replace(self.preset.name, self.preset.name + changes, 1)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (strings, numbers, None), safe under ``weights_only=True``."""

@@ -115,8 +115,9 @@ class TrainResult:
 
 
 def default_run_dir(config: TrainConfig) -> Path:
-    """``results/realdata/runs/<preset>-<method>-lo<a>-up<a>-s<seed>`` (relative to the cwd)."""
-    return RUNS_ROOT / config.run_name
+    """``results/realdata/runs/<preset>[+<key>=<value>...]-<method>-lo<a>-up<a>-s<seed>``
+    (relative to the cwd; ``TrainConfig.folder_name``)."""
+    return RUNS_ROOT / config.folder_name
 
 
 def _config_differences(stored: TrainConfig, config: TrainConfig) -> list[str]:

@@ -99,7 +99,9 @@ def test_scores_match_adapting_by_hand(checkpoint, tmp_path):
     stored = read_table(out)
     assert list(stored["accuracy"]) == pytest.approx(list(scores.episodes["accuracy"]))
     assert len(read_table(predictions_path(out))) == 30
-    assert set(stored["train_split"]) == {"hash"} and set(stored["eval_inner_loop"]) == {"same"}
+    assert set(stored["train_split"]) == {"hash"} and set(stored["eval_inner_loop"]) == {
+        config.eval_inner_loop
+    }
 
 
 def test_one_episode_and_the_ci_threshold(checkpoint, tmp_path):

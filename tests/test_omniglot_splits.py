@@ -3,20 +3,23 @@ Omniglot and on the real files, the split recorded with a run, and the contamina
 
 from __future__ import annotations
 
+import shlex
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from infra.cli import main
+from infra.cli import build_parser, main
 from infra.errors import EXIT_USAGE
 from infra.store import read_table
+from realdata.commands import _continue_command, _train_config
 from realdata.datasets import DatasetError, OmniglotSettings, load_omniglot, locate, read_omniglot
 from realdata.datasets.omniglot import split_characters, split_indices, split_overlap
 from realdata.datasets.omniglot_splits import character_of, full_character_ids
 from realdata.presets import PRESETS, TrainConfig, train_config
-from tests.fixtures_datasets import random_ink, write_full_omniglot, write_omniglot_npz
+from tests.fixtures_datasets import random_ink, write_omniglot_npz, write_small_image_omniglot
 from tests.test_episodes_from import write_episodes
 
 REAL = locate.find_data_root()
@@ -34,7 +37,7 @@ def characters(splits, part: str) -> set[str]:
 
 @pytest.fixture(scope="module")
 def full_root(tmp_path_factory):
-    return write_full_omniglot(tmp_path_factory.mktemp("data") / "omniglot")
+    return write_small_image_omniglot(tmp_path_factory.mktemp("data"), drawers=3, size=12) / "omniglot"
 
 
 @pytest.mark.parametrize("split", ["hash", "vinyals", "lake"])
@@ -92,7 +95,10 @@ def test_overlap_between_splits_is_counted_from_the_ids():
 
 def test_split_is_part_of_the_run_config_and_old_configs_read_as_hash():
     lake = train_config("ci", "maml", overrides={"split": "lake"})
-    assert lake.preset.split == "lake" and lake.run_name == "ci+split=lake-maml-lo0-up0-s0"
+    assert lake.preset.split == "lake" and lake.folder_name == "ci+split=lake-maml-lo0-up0-s0"
+    assert lake.run_name == "ci-maml-lo0-up0-s0"  # a sweep's run id: its spec holds the changes
+    longer = train_config("ci", "maml", iterations=7, overrides={"split": "lake"})
+    assert longer.folder_name == lake.folder_name  # a larger budget resumes in the same folder
     assert lake.hash() != train_config("ci", "maml").hash()
     stored = train_config("ci", "maml").to_dict()
     assert stored["preset"]["split"] == "hash"
@@ -100,6 +106,15 @@ def test_split_is_part_of_the_run_config_and_old_configs_read_as_hash():
     old = TrainConfig.from_dict(stored)
     assert old.preset.split == "hash" and old.hash() == train_config("ci", "maml").hash()
     assert PRESETS["mini-5w1s"].split == "ravi"
+
+
+def test_the_resume_command_repeats_the_preset_changes():
+    config = train_config("ci", "maml", iterations=9, overrides={"split": "lake", "ways": 20, "alpha": 0.1})
+    command = _continue_command(config, Path("run"))
+    assert command.endswith("--resume --set alpha=0.1 --set split=lake --set ways=20")
+    argv = shlex.split(command)[1:]  # without "sharpmaml"
+    args = build_parser("train").parse_args(argv)
+    assert _train_config(args) == config
 
 
 TINY_SETTINGS = ["filters=4", "meta_batch=2", "queries=1", "val_episodes=4", "iterations=2"]
