@@ -20,6 +20,13 @@ METHODS: dict[str, str] = {
     "sharp_both": "Sharp-MAML_both: both perturbations",
 }
 EXECUTORS = ("auto", "loop", "vmap")
+# Which parameters the inner loop adapts (and the lower perturbation perturbs). "head" is the
+# ANIL reading of a cheaper Sharp-MAML: only the parameters named ``head.*`` (the classifier).
+INNER_PARAMS: dict[str, str] = {
+    "all": "every parameter (MAML, Finn et al. 2017)",
+    "head": "only the parameters named head.* (ANIL, Raghu et al. 2020)",
+}
+HEAD_PREFIX = "head."
 
 
 class ConfigError(ValueError):
@@ -112,6 +119,19 @@ class MetaConfig:
             makes float32 meta-gradients badly inexact (tens of percent).
         eps: added to norms before normalising a perturbation direction (1e-12 as the
             authors' code).
+
+    Three candidate readings of the paper's "computation-efficient variant" (its definition
+    is not available; docs/realdata.md#cheaper-sharp-maml-candidates), each off by default:
+
+        inner_params: ``all`` or ``head`` (ANIL): the parameters the inner loop adapts; the
+            lower perturbation then lives in that subspace.
+        ascent_every: k; the upper perturbation's direction is recomputed every k
+            meta-iterations and reused in between (LookSAM-style; the state lives in
+            ``harness.learner.MetaLearner``). 1 is Sharp-MAML_up/_both.
+        lower_fraction: the fraction of adapted parameter tensors the lower perturbation
+            touches (ESAM-style); the learner draws the subset each meta-iteration.
+        lower_tensors: the names of the tensors the lower perturbation touches in one call
+            (None: every adapted tensor); the learner sets it from ``lower_fraction``.
     """
 
     method: str = "maml"
@@ -125,6 +145,10 @@ class MetaConfig:
     chunk_size: int | None = None
     allow_tf32: bool = False
     eps: float = 1e-12
+    inner_params: str = "all"
+    ascent_every: int = 1
+    lower_fraction: float = 1.0
+    lower_tensors: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         self._validate()
@@ -159,6 +183,36 @@ class MetaConfig:
         for name in ("first_order", "diff_through_perturbation", "allow_tf32"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name}: expected True or False, got {getattr(self, name)!r}")
+        self._validate_candidates()
+
+    def _validate_candidates(self) -> None:
+        """The cheaper-variant options: values, and the method each one needs."""
+        if self.inner_params not in INNER_PARAMS:
+            raise ConfigError(
+                f"inner_params: expected one of {list(INNER_PARAMS)}, got {self.inner_params!r}"
+            )
+        require_int(self.ascent_every, "ascent_every", minimum=1)
+        NumberRule(positive=True, maximum=1, noun="fraction").require(self.lower_fraction, "lower_fraction")
+        if self.lower_tensors is not None and (
+            not isinstance(self.lower_tensors, tuple)
+            or not self.lower_tensors
+            or not all(isinstance(name, str) for name in self.lower_tensors)
+        ):
+            raise ConfigError(
+                f"lower_tensors: expected None or a non-empty tuple of parameter names, got {self.lower_tensors!r}"
+            )
+        needs = (
+            ("ascent_every", self.ascent_every != 1, self.uses_upper_perturbation, "= 1", "upper"),
+            ("lower_fraction", self.lower_fraction != 1, self.uses_lower_perturbation, "= 1", "lower"),
+            ("lower_tensors", self.lower_tensors is not None, self.uses_lower_perturbation, "None", "lower"),
+        )
+        for name, set_, available, default, kind in needs:
+            if set_ and not available:
+                methods = "sharp_up or sharp_both" if kind == "upper" else "sharp_low or sharp_both"
+                raise ConfigError(
+                    f"{name}: method {self.method!r} has no {kind} perturbation; expected {name} "
+                    f"{default}, got {getattr(self, name)!r} (use {methods})"
+                )
 
     @property
     def uses_lower_perturbation(self) -> bool:

@@ -11,6 +11,11 @@ Sharp-MAML low/up/both) is the same three functions with different settings:
   query batch. Its torch.func gradient is the per-task meta-gradient.
 - ``meta_gradient``: the batch-mean meta-gradient through an executor, with the optional
   two-pass upper perturbation of radius alpha_up.
+
+The cheaper-variant candidates are settings of the same functions: the inner loop may adapt
+only the head (``cfg.inner_params``), the lower perturbation may touch only some tensors
+(``cfg.lower_tensors``), and pass 1 of the upper perturbation may be skipped by reusing an
+earlier direction (``ascent`` of ``meta_gradient``).
 """
 
 from __future__ import annotations
@@ -22,10 +27,10 @@ from typing import Any, NamedTuple
 import torch
 from torch.func import grad, grad_and_value, vmap
 
-from harness.config import MetaConfig
+from harness.config import HEAD_PREFIX, ConfigError, MetaConfig
 from harness.precision import float32_precision
 from harness.tasks import TaskBatch
-from harness.tree import Params, tree_add, tree_detach, tree_map, tree_normalized
+from harness.tree import Params, tree_add, tree_add_on, tree_detach, tree_map, tree_normalized
 
 LossFn = Callable[[Params, Any], torch.Tensor]
 Radius = float | torch.Tensor
@@ -51,39 +56,78 @@ class MetaStep:
     """Result of one outer step: the meta-gradient to apply at theta and the meta-loss.
 
     ``loss`` is the batch-mean meta-loss at theta (pass 1); for the two-pass methods
-    ``perturbed_loss`` is the meta-loss at theta + eps (pass 2), else None.
+    ``perturbed_loss`` is the meta-loss at theta + eps (pass 2), else None. ``ascent`` is the
+    pass-1 meta-gradient whose direction gave eps (None without upper perturbation), kept to
+    be reused (``cfg.ascent_every``). A step that reused it ran no pass 1: its ``loss`` is
+    then the meta-loss at theta + eps, the only point it evaluated.
     """
 
     grad: Params
     loss: torch.Tensor
     perturbed_loss: torch.Tensor | None = None
+    ascent: Params | None = None
+
+
+def adapted_names(params: Params, cfg: MetaConfig) -> tuple[str, ...]:
+    """The parameters the inner loop adapts: all, or those named ``head.*`` (ANIL)."""
+    if cfg.inner_params == "all":
+        return tuple(params)
+    names = tuple(k for k in params if k.startswith(HEAD_PREFIX))
+    if not names:
+        raise ConfigError(
+            f"inner_params: 'head' adapts the parameters named {HEAD_PREFIX}*; the model has none "
+            f"(its parameters: {list(params)}); expected inner_params 'all' or a model with a head"
+        )
+    return names
+
+
+def perturbed_names(adapted: tuple[str, ...], cfg: MetaConfig) -> tuple[str, ...]:
+    """The adapted tensors the lower perturbation touches, in the parameters' order."""
+    if cfg.lower_tensors is None:
+        return adapted
+    unknown = sorted(set(cfg.lower_tensors) - set(adapted))
+    if unknown:
+        raise ConfigError(
+            f"lower_tensors: {unknown} are not adapted by the inner loop; expected names among {list(adapted)}"
+        )
+    return tuple(k for k in adapted if k in cfg.lower_tensors)
 
 
 def inner_gradient(
     loss: LossFn, params: Params, support: Any, cfg: MetaConfig, radii: Radii | None = None
 ) -> Params:
-    """Direction of one inner step of one task (before scaling by -inner_lr).
+    """Direction of one inner step of one task (before scaling by -inner_lr), over the adapted
+    parameters only (``adapted_names``; the others enter the loss unchanged).
 
     Plain methods: grad L(theta; D_m). Lower-perturbed methods: eps_m = alpha_low g/(|g|+eps),
-    then grad L(theta + eps_m; D_m). ``cfg.diff_through_perturbation`` decides whether eps_m
-    carries its graph into the meta-gradient; ``cfg.first_order`` drops the graph of the
-    whole direction.
+    then grad L(theta + eps_m; D_m), with g and eps_m restricted to the perturbed tensors
+    (``perturbed_names``: all adapted ones unless ``cfg.lower_tensors``).
+    ``cfg.diff_through_perturbation`` decides whether eps_m carries its graph into the
+    meta-gradient; ``cfg.first_order`` drops the graph of the whole direction.
     """
-    g = grad(loss)(params, support)
+    names = adapted_names(params, cfg)
+
+    def adapted_loss(adapted: Params, batch: Any) -> torch.Tensor:
+        return loss({**params, **adapted}, batch)
+
+    adapted = {k: params[k] for k in names}
+    g = grad(adapted_loss)(adapted, support)
     if cfg.uses_lower_perturbation:
-        direction = g if cfg.diff_through_perturbation else tree_detach(g)
+        direction = {k: g[k] for k in perturbed_names(names, cfg)}
+        direction = direction if cfg.diff_through_perturbation else tree_detach(direction)
         eps = tree_normalized(direction, Radii.of(cfg, radii).alpha_low, cfg.eps)
-        g = grad(loss)(tree_add(params, eps), support)
+        g = grad(adapted_loss)(tree_add_on(adapted, eps), support)
     if cfg.first_order:
         g = tree_detach(g)
     return g
 
 
 def adapt(loss: LossFn, params: Params, support: Any, cfg: MetaConfig, radii: Radii | None = None) -> Params:
-    """theta_m after ``cfg.inner_steps`` inner steps on the support batch."""
+    """theta_m after ``cfg.inner_steps`` inner steps on the support batch (the parameters the
+    inner loop does not adapt are returned unchanged)."""
     for _ in range(cfg.inner_steps):
         step = inner_gradient(loss, params, support, cfg, radii)
-        params = tree_add(params, step, -cfg.inner_lr)
+        params = tree_add_on(params, step, -cfg.inner_lr)
     return params
 
 
@@ -160,7 +204,12 @@ def plain_meta_gradient(
 
 
 def meta_gradient(
-    loss: LossFn, params: Params, tasks: TaskBatch, cfg: MetaConfig, radii: Radii | None = None
+    loss: LossFn,
+    params: Params,
+    tasks: TaskBatch,
+    cfg: MetaConfig,
+    radii: Radii | None = None,
+    ascent: Params | None = None,
 ) -> MetaStep:
     """The meta-gradient a method applies at theta, and the meta-loss.
 
@@ -168,11 +217,15 @@ def meta_gradient(
     two-pass SAM step on the same task batch: eps = alpha_up * g/(|g| + eps) from pass 1
     (a constant), then the meta-gradient recomputed at theta + eps (the lower perturbation
     recomputed there too), to be applied at theta. ``radii`` overrides the config's radii
-    (tensors allowed, e.g. batched by vmap over a grid of radii).
+    (tensors allowed, e.g. batched by vmap over a grid of radii). ``ascent``: a pass-1
+    meta-gradient of an earlier step (``MetaStep.ascent``) whose direction is reused, and
+    pass 1 skipped (``cfg.ascent_every`` > 1); ignored without upper perturbation.
     """
-    first = plain_meta_gradient(loss, params, tasks, cfg, radii)
     if not cfg.uses_upper_perturbation:
-        return first
-    eps = tree_normalized(first.grad, Radii.of(cfg, radii).alpha_up, cfg.eps)
+        return plain_meta_gradient(loss, params, tasks, cfg, radii)
+    first = None if ascent is not None else plain_meta_gradient(loss, params, tasks, cfg, radii)
+    ascent = first.grad if first is not None else ascent
+    eps = tree_normalized(ascent, Radii.of(cfg, radii).alpha_up, cfg.eps)
     second = plain_meta_gradient(loss, tree_add(tree_detach(params), eps), tasks, cfg, radii)
-    return MetaStep(grad=second.grad, loss=first.loss, perturbed_loss=second.loss)
+    loss_at_theta = first.loss if first is not None else second.loss
+    return MetaStep(grad=second.grad, loss=loss_at_theta, perturbed_loss=second.loss, ascent=ascent)

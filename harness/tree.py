@@ -14,6 +14,11 @@ def tree_add(a: Params, b: Params, scale: float | torch.Tensor = 1.0) -> Params:
     return {k: a[k] + scale * b[k] for k in a}
 
 
+def tree_add_on(a: Params, b: Params, scale: float | torch.Tensor = 1.0) -> Params:
+    """a + scale * b on the leaves b has (a subset of a's); a's other leaves unchanged."""
+    return {k: a[k] + scale * b[k] if k in b else a[k] for k in a}
+
+
 def tree_scale(a: Params, scale: float | torch.Tensor) -> Params:
     """scale * a, leaf by leaf."""
     return {k: scale * v for k, v in a.items()}
