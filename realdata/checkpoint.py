@@ -7,7 +7,8 @@ no dataclass, numpy array or other pickled object is ever stored. Keys (format v
 - ``format``, ``version``, ``kind`` ("last" or "best");
 - ``config``: ``TrainConfig.to_dict()``; ``model``: the Conv4Spec fields;
 - ``iteration``: completed meta-iterations; ``params``: name -> tensor;
-- ``optimizer``: the Adam ``state_dict()``; ``sampler``: seed, stream, next_index;
+- ``optimizer``: the Adam ``state_dict()``; ``learner``: ``MetaLearner.state_dict()`` (steps
+  taken and the reused upper ascent direction of ``ascent_every``; absent in older files); ``sampler``: seed, stream, next_index;
 - ``rng``: torch CPU (and CUDA) generator states, numpy's and Python's global states;
 - ``best_val_accuracy``, ``best_iteration``; ``provenance``: git sha, versions, device, date.
 """

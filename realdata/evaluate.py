@@ -165,6 +165,7 @@ def evaluate_checkpoint(
         "method": config.method,
         "alpha_low": config.alpha_low,
         "alpha_up": config.alpha_up,
+        **p.candidate_columns(),
         "eval_inner_loop": config.eval_inner_loop if eval_inner_loop is None else eval_inner_loop,
         "test_inner_steps": cfg.inner_steps,
         "accuracy": 100 * summary.mean,

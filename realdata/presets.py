@@ -18,7 +18,15 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.config import METHODS, ConfigError, MetaConfig, require_int, require_number
+from harness.config import (
+    INNER_PARAMS,
+    METHODS,
+    ConfigError,
+    MetaConfig,
+    NumberRule,
+    require_int,
+    require_number,
+)
 from infra.provenance import config_hash
 from realdata.defaults import DEFAULT_EVAL_INNER_LOOP, MAX_ITERATIONS
 from realdata.splits import DATASET_SPLITS, DEFAULT_SPLITS
@@ -39,6 +47,10 @@ def _require_choice(value: Any, name: str, choices: tuple[str, ...]) -> None:
         raise ConfigError(f"{name}: expected one of {list(choices)}, got {value!r}")
 
 
+# The candidate readings of a cheaper Sharp-MAML, off by default (docs/realdata.md).
+CANDIDATE_DEFAULTS: dict[str, Any] = {"inner_params": "all", "ascent_every": 1, "lower_fraction": 1.0}
+
+
 @dataclass(frozen=True)
 class Preset:
     """Data, model and optimisation settings of one benchmark (one row of a paper table).
@@ -49,6 +61,10 @@ class Preset:
     configs stored before splits were recorded). ``train_classes`` keeps only the first n
     meta-training classes (None: all). Validation runs every ``val_every`` iterations on
     ``val_episodes`` fixed validation episodes; the "last" checkpoint is written then too.
+    ``inner_params``, ``ascent_every`` and ``lower_fraction`` are the engine's candidate
+    readings of a cheaper Sharp-MAML (``harness.config.MetaConfig``,
+    docs/realdata.md#cheaper-sharp-maml-candidates), off in every preset: ``--set`` turns
+    them on, and at their defaults they stay out of a run's hash.
     """
 
     name: str
@@ -71,6 +87,9 @@ class Preset:
     train_classes: int | None = None
     sources: dict[str, str] = field(default_factory=dict)
     split: str | None = None
+    inner_params: str = "all"
+    ascent_every: int = 1
+    lower_fraction: float = 1.0
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
@@ -98,6 +117,13 @@ class Preset:
         for name in ("inner_lr", "meta_lr"):
             require_number(getattr(self, name), name, positive=True)
         require_number(self.alpha, "alpha", minimum=0, noun="radius")
+        _require_choice(self.inner_params, "inner_params", tuple(INNER_PARAMS))
+        require_int(self.ascent_every, "ascent_every", minimum=1)
+        NumberRule(positive=True, maximum=1, noun="fraction").require(self.lower_fraction, "lower_fraction")
+
+    def candidate_columns(self) -> dict[str, Any]:
+        """The three candidate settings, defaults included (columns of metrics and results rows)."""
+        return {name: getattr(self, name) for name in CANDIDATE_DEFAULTS}
 
     def replace(self, **changes: Any) -> Preset:
         """A validated copy with some fields changed (e.g. fewer iterations)."""
@@ -106,7 +132,10 @@ class Preset:
 
 def _sources(**overrides: str) -> dict[str, str]:
     """Per-field sources: bookkeeping fields are this project's choice unless overridden."""
-    base = {name: HERE for name in ("val_every", "val_episodes", "log_every", "train_classes")}
+    base = {
+        name: HERE
+        for name in ("val_every", "val_episodes", "log_every", "train_classes", *CANDIDATE_DEFAULTS)
+    }
     return {**base, **overrides}
 
 
@@ -353,13 +382,18 @@ class TrainConfig:
             alpha_low=self.alpha_low,
             alpha_up=self.alpha_up,
             executor=self.executor,
+            inner_params=p.inner_params,
+            ascent_every=p.ascent_every,
+            lower_fraction=p.lower_fraction,
         )
 
     def eval_meta_config(self, eval_inner_loop: str | None = None) -> MetaConfig:
         """The engine's config for test-time adaptation (validation and evaluation).
 
-        ``test_inner_steps`` steps of size ``inner_lr``; with ``eval_inner_loop="same"`` the
-        lower perturbation of sharp_low/sharp_both is kept, with "plain" it is not.
+        ``test_inner_steps`` steps of size ``inner_lr``, adapting the parameters training
+        adapts (``inner_params``); with ``eval_inner_loop="same"`` the lower perturbation of
+        sharp_low/sharp_both is kept (on every adapted tensor, whatever ``lower_fraction``:
+        a random subset would make evaluation random), with "plain" it is not.
         """
         mode = self.eval_inner_loop if eval_inner_loop is None else eval_inner_loop
         _require_choice(mode, "eval_inner_loop", EVAL_INNER_LOOPS)
@@ -370,6 +404,7 @@ class TrainConfig:
             inner_lr=self.preset.inner_lr,
             alpha_low=self.alpha_low if perturbed else 0.0,
             executor=self.executor,
+            inner_params=self.preset.inner_params,
         )
 
     @property
@@ -404,6 +439,9 @@ class TrainConfig:
         data["preset"] = {k: v for k, v in data["preset"].items() if k not in ("description", "sources")}
         if data["preset"]["split"] == DEFAULT_SPLITS[self.preset.dataset]:
             del data["preset"]["split"]
+        for name, default in CANDIDATE_DEFAULTS.items():  # likewise for configs from before them
+            if data["preset"][name] == default:
+                del data["preset"][name]
         return data
 
     def hash(self) -> str:

@@ -121,12 +121,14 @@ def default_run_dir(config: TrainConfig) -> Path:
 
 
 def _config_differences(stored: TrainConfig, config: TrainConfig) -> list[str]:
-    """Fields (other than the iteration budget) in which two configs differ."""
+    """Fields (other than the iteration budget and the preset's labels) in which two configs
+    differ; all fields, defaults included (``settings`` leaves some defaults out)."""
     flat = []
     for c in (stored, config):
-        d = c.settings()
+        d = c.to_dict()
         preset = d.pop("preset")
-        preset.pop("iterations")
+        for label in ("iterations", "description", "sources"):
+            preset.pop(label)
         flat.append({**d, **{f"preset.{k}": v for k, v in preset.items()}})
     return [
         f"{k}: checkpoint {flat[0][k]!r}, now {flat[1][k]!r}" for k in flat[0] if flat[0][k] != flat[1][k]
@@ -172,7 +174,11 @@ class _Run:
         self.loss = Conv4Loss(self.spec)
         init = conv4_init(self.spec, generator(config.seed, "realdata", preset.name, "init"))
         self.learner = MetaLearner(
-            self.loss, {k: v.to(device) for k, v in init.items()}, config.meta_config(), adam(preset.meta_lr)
+            self.loss,
+            {k: v.to(device) for k, v in init.items()},
+            config.meta_config(),
+            adam(preset.meta_lr),
+            seed=derive_seed(config.seed, "realdata", preset.name, "lower-tensors"),
         )
         self.sampler = EpisodeSampler(
             train_images.to(device),
@@ -201,6 +207,8 @@ class _Run:
             for name, p in self.learner.params.items():
                 p.copy_(state["params"][name])
         self.learner.optimizer.load_state_dict(state["optimizer"])
+        # checkpoints from before the learner kept a state: steps = iterations, no ascent kept
+        self.learner.load_state_dict(state.get("learner", {"steps": state["iteration"], "ascent": None}))
         self.sampler.next_index = int(state["sampler"]["next_index"])
         restore_rng_state(state["rng"])
         self.iteration = self.saved_iteration = int(state["iteration"])
@@ -220,6 +228,7 @@ class _Run:
             "iteration": self.iteration,
             "params": {k: v.cpu() for k, v in self.learner.detached_params().items()},
             "optimizer": self.learner.optimizer.state_dict(),
+            "learner": self.learner.state_dict(),
             "sampler": {
                 "seed": self.sampler.seed,
                 "stream": self.sampler.stream,
@@ -247,6 +256,7 @@ class _Run:
                 "method": c.method,
                 "alpha_low": c.alpha_low,
                 "alpha_up": c.alpha_up,
+                **p.candidate_columns(),
                 "seed": c.seed,
                 "split": split,
                 "iteration": self.iteration,
