@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from harness.config import METHODS
 from infra.errors import UsageError, stage
+from infra.threads import DEFAULT_CPU_THREADS, add_threads_argument, cpu_threads
 from realdata.defaults import (
     CHECKPOINT_MINUTES,
     DEFAULT_EVAL_INNER_LOOP,
@@ -168,6 +169,9 @@ def register_evaluate(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_common(parser: argparse.ArgumentParser, eval_default: str | None = DEFAULT_EVAL_INNER_LOOP) -> None:
+    add_threads_argument(
+        parser, f"{DEFAULT_CPU_THREADS} on the CPU, measured fastest (docs/realdata.md); torch's own on a GPU"
+    )
     parser.add_argument(
         "--eval-inner-loop",
         choices=EVAL_INNER_LOOPS,
@@ -188,6 +192,15 @@ def _add_common(parser: argparse.ArgumentParser, eval_default: str | None = DEFA
         action="store_true",
         help="read Mini-ImageNet pickle files (they can run code: trusted files only)",
     )
+
+
+def _pinned_threads(args: argparse.Namespace) -> int | None:
+    """The intra-op thread count ``--threads`` asks for on this command's device (checked before
+    any compute; ``infra.threads.threads_for``)."""
+    from infra.threads import threads_for
+    from realdata.device import resolve_device
+
+    return threads_for(args.threads, resolve_device(args.device).type)
 
 
 def _data_options(args: argparse.Namespace, dataset: str) -> DataOptions:
@@ -252,7 +265,7 @@ def run_train(args: argparse.Namespace) -> int:
     from realdata.train import train
 
     config = _train_config(args)
-    with stage(f"train run {config.run_name}"):
+    with cpu_threads(_pinned_threads(args)), stage(f"train run {config.run_name}"):
         result = train(
             config,
             args.run_dir,
@@ -304,7 +317,7 @@ def run_episodes_from(args: argparse.Namespace) -> int:
                 f"{flag}: not used with --episodes-from (the episodes are yours); expected it omitted"
             )
     out = _evaluate_out(args)
-    with stage(f"evaluate {args.checkpoint} on {args.episodes_from}"):
+    with cpu_threads(_pinned_threads(args)), stage(f"evaluate {args.checkpoint} on {args.episodes_from}"):
         score_episodes(
             args.checkpoint,
             args.episodes_from,
@@ -342,7 +355,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         return run_episodes_from(args)
     results = _evaluate_out(args)
     extra = {} if args.test_seed is None else {"test_seed": args.test_seed}
-    with stage(f"evaluate {args.checkpoint}"):
+    with cpu_threads(_pinned_threads(args)), stage(f"evaluate {args.checkpoint}"):
         evaluate_checkpoint(
             args.checkpoint,
             n_episodes=args.n_episodes,

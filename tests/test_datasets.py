@@ -73,7 +73,13 @@ def test_data_root_and_cache_dir_follow_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv(locate.CACHE_ENV, str(tmp_path / "c"))
     assert locate.cache_dir() == tmp_path / "c"
     monkeypatch.delenv(locate.CACHE_ENV)
-    assert locate.cache_dir() == locate.repo_root() / ".cache" / "sharpmaml"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert locate.cache_dir() == tmp_path / "xdg" / "sharpmaml"
+    for unusable in ("", "relative/cache"):  # the XDG rule: only an absolute path counts
+        monkeypatch.setenv("XDG_CACHE_HOME", unusable)
+        assert locate.cache_dir() == Path.home() / ".cache" / "sharpmaml"
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert not locate.cache_dir().is_relative_to(locate.repo_root())
     monkeypatch.delenv(locate.DATA_ENV)
     assert locate.default_data_root() == locate.repo_root().parent / "shared" / "data"
 

@@ -12,6 +12,7 @@ or invalid file, an unknown row or scale, missing data) exits 4 before any compu
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from infra.errors import UsageError, stage
 from infra.paths import DEFAULT_BASELINES
+from infra.threads import add_threads_argument
 from realdata.baselines.scales import SCALES
 
 if TYPE_CHECKING:
@@ -115,12 +117,28 @@ def _add_selection(parser: argparse.ArgumentParser, required: bool = False) -> N
 
 
 def _add_data(parser: argparse.ArgumentParser) -> None:
+    add_threads_argument(
+        parser,
+        "the scale's own: 1 for ci, measured fastest on the CPU; torch's own for gpu. The stored "
+        "rows record the count they were measured with (device column); another may move them",
+    )
     parser.add_argument(
         "--data-root",
         type=Path,
         metavar="PATH",
         help="folder holding omniglot/ (default: $SHARPMAML_DATA or ../shared/data)",
     )
+
+
+def _with_threads(specs: list[RowSpec], threads: int | None) -> list[RowSpec]:
+    """The row specs with their scale's CPU thread count replaced by ``--threads`` when given
+    (checked like every ``--threads``: ``infra.threads.threads_for``)."""
+    if threads is None:
+        return specs
+    from infra.threads import threads_for
+
+    pinned = threads_for(threads, "cpu")
+    return [dataclasses.replace(s, scale=dataclasses.replace(s.scale, threads=pinned)) for s in specs]
 
 
 def _load(path: Path) -> list[Baseline]:
@@ -219,7 +237,7 @@ def run_check(args: argparse.Namespace) -> int:
             + (f" for --scale {args.scale}" if args.scale else "")
             + "; expected rows made by `sharpmaml baselines update --scale ci`"
         )
-    specs = [row_spec(row, args.baselines) for row in chosen]
+    specs = _with_threads([row_spec(row, args.baselines) for row in chosen], args.threads)
     skips = [spec.scale.unavailable() for spec in specs]
     data, missing = _datasets(
         [s for s, skip in zip(specs, skips) if not skip], args.data_root, args.skip_missing_data
@@ -277,6 +295,7 @@ def run_update(args: argparse.Namespace) -> int:
     old = _load(path) if path.exists() else []
     specs = [spec for scale in SCALES.values() for spec in defined_rows(scale)]
     chosen = _chosen([(s.row_id, s.scale.name, s) for s in specs], args.scale, args.rows, "row of a scale")
+    chosen = _with_threads(chosen, args.threads)
     unavailable = sorted({s.scale.unavailable() for s in chosen} - {""})
     if unavailable:
         raise UsageError("; ".join(unavailable))

@@ -2,8 +2,9 @@
 
 Data root: ``$SHARPMAML_DATA`` if set, else ``<repo>/../shared/data``; used only if it exists.
 Omniglot is read from ``<data root>/omniglot`` and Mini-ImageNet from
-``<data root>/miniimagenet``. Cache: ``$SHARPMAML_CACHE`` if set, else
-``<repo>/.cache/sharpmaml``.
+``<data root>/miniimagenet``. Cache: ``$SHARPMAML_CACHE`` if set, else the user's cache folder
+(``$XDG_CACHE_HOME/sharpmaml``, else ``~/.cache/sharpmaml``): never inside the checkout or the
+installed package.
 """
 
 from __future__ import annotations
@@ -81,6 +82,10 @@ def require_miniimagenet_root(data_root: Path | None = None) -> Path:
 
 
 def cache_dir() -> Path:
-    """``$SHARPMAML_CACHE`` if set, else ``<repo>/.cache/sharpmaml`` (created on first write)."""
+    """``$SHARPMAML_CACHE`` if set, else ``$XDG_CACHE_HOME/sharpmaml`` when that is an absolute
+    path (the XDG rule), else ``~/.cache/sharpmaml`` (created on first write)."""
     env = os.environ.get(CACHE_ENV)
-    return Path(env).expanduser() if env else repo_root() / ".cache" / "sharpmaml"
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    return (Path(xdg) if Path(xdg).is_absolute() else Path.home() / ".cache") / "sharpmaml"
