@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from infra.cli import build_parser, main
 from infra.errors import EXIT_USAGE
@@ -18,6 +19,7 @@ from realdata.commands import _continue_command, _train_config
 from realdata.datasets import DatasetError, OmniglotSettings, load_omniglot, locate, read_omniglot
 from realdata.datasets.omniglot import split_characters, split_indices, split_overlap
 from realdata.datasets.omniglot_splits import character_of, full_character_ids
+from realdata.episodes_from import predictions_path
 from realdata.presets import PRESETS, TrainConfig, train_config
 from tests.fixtures_datasets import random_ink, write_omniglot_npz, write_small_image_omniglot
 from tests.test_episodes_from import write_episodes
@@ -220,3 +222,34 @@ def test_real_lake_split_has_no_evaluation_character_in_training(tmp_path):
     index = splits.test.class_ids.index("images_evaluation/0001/rot000")
     small = splits.test.images[index, 0, 0].float() / 255
     assert abs(small.mean().item() - first.mean()) < 0.02 and splits.test.images.dtype == torch.uint8
+
+
+@pytest.mark.slow
+@needs_real
+def test_real_omniglot_lake_run_refuses_hash_and_scores_real_evaluation_episodes(
+    tmp_path, monkeypatch, capsys
+):
+    """The issue's user story on the real files: train on Lake's background set, score episodes
+    cut from Lake's evaluation drawings (Lake's PNG convention), refuse the contaminated split."""
+    monkeypatch.setenv(locate.CACHE_ENV, str(tmp_path / "cache"))
+    run = tmp_path / "run"
+    assert main(tiny_train_argv(REAL, run, "split=lake")) == 0
+    evaluate = ["evaluate", str(run / "best.pt"), "--device", "cpu", "--data-root", str(REAL)]
+    assert main([*evaluate, "--split", "hash", "--out", str(tmp_path / "e.csv")]) == EXIT_USAGE
+    assert "include 234 of the 423 meta-test characters of split 'hash'" in capsys.readouterr().err
+    with np.load(REAL_OMNIGLOT / "images_evaluation.npz") as data:
+        white = data["images"][:10, :3]  # 10 evaluation characters, 3 drawers; True = white
+    for e in range(2):
+        for k in range(5):
+            char = white[5 * e + k]
+            for part, drawers in (("support", (0,)), ("query", (1, 2))):
+                for d in drawers:
+                    path = tmp_path / "mine" / f"ep{e}" / part / f"char{k}" / f"{d}.png"
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    Image.fromarray(char[d]).convert("1").save(path)
+    out = tmp_path / "mine.csv"
+    assert main([*evaluate, "--episodes-from", str(tmp_path / "mine"), "--out", str(out)]) == 0
+    assert "ci (trained on split lake) maml" in capsys.readouterr().out
+    table = read_table(out)
+    assert list(table["n_query"]) == [10, 10] and set(table["train_split"]) == {"lake"}
+    assert len(read_table(predictions_path(out))) == 20
