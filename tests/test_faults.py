@@ -135,18 +135,37 @@ def read_only(tmp_path):
         (["baselines", "check", "--out", "{ro}/check.csv"], "--out"),
         (["baselines", "update", "--scale", "ci", "--baselines", "{ro}/baselines.csv"], "--baselines"),
         (["report", "--out", "{ro}/report.html"], "--out"),
+        (["sweep", "{root}/docs/studies/omniglot-5w1s-cpu.toml", "--out", "{ro}/sweep"], "--out"),
+        (["study", "{ro}", "--out", "{ro}/study"], "--out"),
+        (
+            [
+                "study",
+                "{ro}",
+                "--out",
+                "{ro}/../study",
+                "--store-baselines",
+                "cpu-study",
+                "--baselines",
+                "{ro}/b.csv",
+            ],
+            "--baselines",
+        ),
     ],
 )
 def test_a_read_only_output_is_refused_before_any_compute(argv, flag, read_only, capsys, monkeypatch) -> None:
     import realdata.data
+    import realdata.sweep.driver
+    import realdata.sweep.study
     import reports.build
     import synthetic.suites
 
     monkeypatch.delenv("CI", raising=False)
     monkeypatch.setattr(reports.build, "build_report", lambda *a, **k: pytest.fail("built a report"))
+    monkeypatch.setattr(realdata.sweep.driver, "run_sweep", lambda *a, **k: pytest.fail("ran a sweep"))
+    monkeypatch.setattr(realdata.sweep.study, "study_tables", lambda *a, **k: pytest.fail("computed a study"))
     monkeypatch.setattr(synthetic.suites, "build_problem", lambda *a, **k: pytest.fail("computed"))
     monkeypatch.setattr(realdata.data, "load_dataset", lambda *a, **k: pytest.fail("loaded data"))
-    assert main([a.format(ro=read_only) for a in argv]) == EXIT_USAGE
+    assert main([a.format(ro=read_only, root=ROOT) for a in argv]) == EXIT_USAGE
     err = capsys.readouterr().err
     assert f"{flag}: cannot write to {read_only}" in err and "expected a writable" in err
 

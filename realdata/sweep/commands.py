@@ -90,6 +90,7 @@ def _resume_hint(args: argparse.Namespace) -> str:
 def run_sweep_command(args: argparse.Namespace) -> int:
     """Handler of ``sharpmaml sweep``."""
     from infra.errors import UsageError
+    from infra.store import require_writable
     from realdata.sweep.driver import run_sweep, summary_line
     from realdata.sweep.executors import LocalExecutor, SubmititExecutor
     from realdata.sweep.manifest import DONE
@@ -97,6 +98,7 @@ def run_sweep_command(args: argparse.Namespace) -> int:
 
     spec = load_spec(args.spec)
     out = args.out or default_sweep_dir(args.spec)
+    require_writable(out, "--out", folder=True)
     flags = {
         "partition": args.partition,
         "gpus_per_job": args.gpus_per_job,
@@ -141,8 +143,12 @@ def _write_study(sweep_dir: Path, out: Path | None):  # noqa: ANN202 - tables, p
 def run_study_command(args: argparse.Namespace) -> int:
     """Handler of ``sharpmaml study``."""
     from infra.paths import DEFAULT_BASELINES
-    from realdata.sweep.study import store_baselines
+    from infra.store import require_writable
+    from realdata.sweep.study import STUDY_DIR, store_baselines
 
+    require_writable(args.out or args.sweep_dir / STUDY_DIR, "--out", folder=True)
+    if args.store_baselines:
+        require_writable(args.baselines or DEFAULT_BASELINES, "--baselines", folder=False)
     tables = _write_study(args.sweep_dir, args.out)
     if args.store_baselines:
         path = args.baselines or DEFAULT_BASELINES
