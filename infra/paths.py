@@ -1,7 +1,8 @@
-"""Where the project's own files are: the repository root and the stored baselines."""
+"""Where files are: the repository root, the stored baselines and the user's results store."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 PROJECT_NAME = "sharp-maml-bench"
@@ -30,8 +31,28 @@ def repo_root() -> Path:
     return package.parents[1]
 
 
-# The results store the suites write under and the report reads (relative to the working directory).
-DEFAULT_RESULTS = Path("results")
+RESULTS_ENV = "SHARPMAML_RESULTS"
+
+
+def user_folder(override_env: str, xdg_env: str, home_fallback: str) -> Path:
+    """``$override_env`` if set, else ``$xdg_env/sharpmaml`` when that is an absolute path (the
+    XDG rule), else ``~/<home_fallback>/sharpmaml``: a per-user folder, never the checkout or
+    the installed package."""
+    override = os.environ.get(override_env)
+    if override:
+        return Path(override).expanduser()
+    xdg = os.environ.get(xdg_env, "")
+    return (Path(xdg) if Path(xdg).is_absolute() else Path.home() / home_fallback) / "sharpmaml"
+
+
+def results_root() -> Path:
+    """The results store the commands write under and the report reads: ``$SHARPMAML_RESULTS``,
+    else ``$XDG_DATA_HOME/sharpmaml``, else ``~/.local/share/sharpmaml``."""
+    return user_folder(RESULTS_ENV, "XDG_DATA_HOME", ".local/share")
+
+
+# The store as this process found it (argparse defaults and their --help text).
+DEFAULT_RESULTS = results_root()
 
 # The stored accuracy baselines: the checkout's file, also from the wheel that tox installs
 # (repo_root looks above .tox). Read by the gate and by the report.

@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from infra.paths import DEFAULT_RESULTS
 
-RUNS_ROOT = Path("results/realdata/runs")
-RESULTS_TABLE = Path("results/realdata/evaluations.parquet")
-EPISODES_ROOT = Path("results/realdata/episodes")  # tables of `evaluate --episodes-from`
+SWEEPS_ROOT = DEFAULT_RESULTS / "realdata" / "sweeps"
+RUNS_ROOT = DEFAULT_RESULTS / "realdata" / "runs"
+RESULTS_TABLE = DEFAULT_RESULTS / "realdata" / "evaluations.parquet"
+EPISODES_ROOT = DEFAULT_RESULTS / "realdata" / "episodes"  # tables of `evaluate --episodes-from`
 EVAL_BATCH = 25  # test episodes adapted at a time
 MAX_EVAL_BATCH = 1000  # a batch of 1000 Mini-ImageNet episodes already needs ~7 GB
 MIN_TEST_EPISODES = 600

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from infra.errors import UsageError, stage
-from infra.paths import DEFAULT_BASELINES, DEFAULT_RESULTS
+from infra.paths import DEFAULT_BASELINES, DEFAULT_RESULTS, results_root
 from infra.store import atomic_write_bytes, require_writable
 
 
@@ -43,13 +43,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def validate(args: argparse.Namespace) -> tuple[Path, Path]:
     """The results folder and output file, after checking them (exit 4 on bad input)."""
-    results = args.results if args.results is not None else DEFAULT_RESULTS
+    results = args.results if args.results is not None else results_root()
     if results.exists() and not results.is_dir():
         raise UsageError(f"--results: expected a results folder, but {results} is a file")
     if args.results is not None and not results.exists():
         raise UsageError(
             f"--results: folder {results} not found; expected the --out folder of the suites "
-            "(default results/)"
+            f"(default {results_root()})"
         )
     out = args.out if args.out is not None else results / "report.html"
     if out.is_dir():

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from harness.config import require_int
 from infra.errors import stage
+from infra.paths import DEFAULT_RESULTS
 from infra.seeding import DEFAULT_SEED
 from infra.store import require_writable
 
@@ -28,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_suite_arguments(parser, Path("results/synthetic"))
+    add_suite_arguments(parser, DEFAULT_RESULTS / "synthetic")
     parser.set_defaults(handler=run)
 
 

@@ -16,6 +16,7 @@ from PIL import Image
 
 from harness.config import ConfigError
 from infra.errors import EXIT_USAGE
+from infra.paths import RESULTS_ENV, results_root
 from realdata.datasets import (
     ClassImages,
     DatasetError,
@@ -82,6 +83,18 @@ def test_data_root_and_cache_dir_follow_the_environment(monkeypatch, tmp_path):
     assert not locate.cache_dir().is_relative_to(locate.repo_root())
     monkeypatch.delenv(locate.DATA_ENV)
     assert locate.default_data_root() == locate.repo_root().parent / "shared" / "data"
+
+
+def test_the_results_store_is_a_per_user_folder_unless_the_environment_names_one(monkeypatch, tmp_path):
+    monkeypatch.setenv(RESULTS_ENV, str(tmp_path / "r"))
+    assert results_root() == tmp_path / "r"
+    monkeypatch.delenv(RESULTS_ENV)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert results_root() == tmp_path / "xdg" / "sharpmaml"
+    monkeypatch.setenv("XDG_DATA_HOME", "relative/data")  # the XDG rule: only an absolute path counts
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert results_root() == tmp_path / "home" / ".local" / "share" / "sharpmaml"
+    assert not results_root().is_relative_to(locate.repo_root())
 
 
 def test_require_omniglot_root_says_where_to_put_the_data(monkeypatch, tmp_path):

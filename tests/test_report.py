@@ -23,6 +23,7 @@ from scipy import stats
 from harness.config import METHODS
 from infra.cli import main
 from infra.errors import EXIT_USAGE
+from infra.paths import RESULTS_ENV
 from infra.verdicts import FAIL, VERDICTS
 from reports import figures
 from reports.accuracy import difference
@@ -538,9 +539,11 @@ def test_absent_parts_say_not_run_yet_with_their_command(tmp_path, capsys) -> No
 
 
 def test_default_results_folder_may_not_exist_yet(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv(RESULTS_ENV, str(tmp_path / "store"))
     monkeypatch.chdir(tmp_path)
     assert main(["report"]) == 0
-    assert "Not run yet" in (tmp_path / "results" / "report.html").read_text(encoding="utf-8")
+    assert "Not run yet" in (tmp_path / "store" / "report.html").read_text(encoding="utf-8")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["store"]  # nothing in the working folder
 
 
 def test_partial_store_reports_what_is_there(tmp_path) -> None:

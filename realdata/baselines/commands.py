@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from infra.errors import UsageError, stage
-from infra.paths import DEFAULT_BASELINES
+from infra.paths import DEFAULT_BASELINES, DEFAULT_RESULTS
 from infra.threads import add_threads_argument
 from realdata.baselines.scales import SCALES
 
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from realdata.baselines.measure import RowSpec
     from realdata.datasets import DatasetSplits
 
-CHECK_TABLE = Path("results/baselines/check.csv")
+CHECK_TABLE = DEFAULT_RESULTS / "baselines" / "check.csv"
 TABLE_COLUMNS = ["row_id", "stored", "measured", "delta", "tolerance", "verdict", "reason"]
 
 

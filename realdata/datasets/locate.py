@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from infra.paths import repo_root
+from infra.paths import repo_root, user_folder
 from realdata.datasets.errors import DatasetError
 
 DATA_ENV = "SHARPMAML_DATA"
@@ -84,8 +84,4 @@ def require_miniimagenet_root(data_root: Path | None = None) -> Path:
 def cache_dir() -> Path:
     """``$SHARPMAML_CACHE`` if set, else ``$XDG_CACHE_HOME/sharpmaml`` when that is an absolute
     path (the XDG rule), else ``~/.cache/sharpmaml`` (created on first write)."""
-    env = os.environ.get(CACHE_ENV)
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME", "")
-    return (Path(xdg) if Path(xdg).is_absolute() else Path.home() / ".cache") / "sharpmaml"
+    return user_folder(CACHE_ENV, "XDG_CACHE_HOME", ".cache")

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from realdata.defaults import SWEEPS_ROOT
+
 EXECUTORS = ("local", "slurm")
 CLUSTERS = ("slurm", "local", "debug")
 
@@ -25,7 +27,7 @@ def register_sweep(subparsers: argparse._SubParsersAction) -> None:
     )
     sw.add_argument("spec", type=Path, metavar="SPEC", help="the sweep spec (TOML)")
     sw.add_argument(
-        "--out", type=Path, metavar="DIR", help="sweep folder (default results/realdata/sweeps/<spec name>)"
+        "--out", type=Path, metavar="DIR", help=f"sweep folder (default {SWEEPS_ROOT}/<spec name>)"
     )
     sw.add_argument(
         "--executor", choices=EXECUTORS, default="local", help="where runs execute (default local)"
@@ -79,7 +81,7 @@ def register_study(subparsers: argparse._SubParsersAction) -> None:
 
 
 def default_sweep_dir(spec: Path) -> Path:
-    return Path("results/realdata/sweeps") / spec.stem
+    return SWEEPS_ROOT / spec.stem
 
 
 def _resume_hint(args: argparse.Namespace) -> str:

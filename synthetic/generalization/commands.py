@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
+from infra.paths import DEFAULT_RESULTS
 from synthetic.commands import EXIT_CODES, add_suite_arguments, run_suite
 
 
@@ -17,7 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_suite_arguments(parser, Path("results/generalization"))
+    add_suite_arguments(parser, DEFAULT_RESULTS / "generalization")
     parser.set_defaults(handler=run)
 
 
