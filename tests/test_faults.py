@@ -21,7 +21,7 @@ import pytest
 from infra.cells import CellCache
 from infra.cli import main
 from infra.codec import encode
-from infra.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Interrupted
+from infra.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Interrupted
 from infra.interrupts import stop_point, stop_requests
 from infra.store import atomic_write_bytes
 
@@ -168,6 +168,24 @@ def test_a_read_only_output_is_refused_before_any_compute(argv, flag, read_only,
     assert main([a.format(ro=read_only, root=ROOT) for a in argv]) == EXIT_USAGE
     err = capsys.readouterr().err
     assert f"{flag}: cannot write to {read_only}" in err and "expected a writable" in err
+
+
+def test_a_suite_whose_results_cannot_be_written_has_printed_them_first(
+    tmp_path, capsys, monkeypatch
+) -> None:
+    import infra.store
+    import synthetic.suites
+    from tests.test_exit_codes import fake_suite
+
+    def disk_full(frame: object, path: Path) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(synthetic.suites, "run_convergence_suite", fake_suite({"rate.x/a": "PASS"}))
+    monkeypatch.setattr(infra.store, "write_table", disk_full)
+    assert main(["convergence", "--out", str(tmp_path), "--seed", "9", "--no-progress"]) == EXIT_INTERNAL
+    captured = capsys.readouterr()
+    assert "rate.x/a" in captured.out and "verdicts: PASS 1" in captured.out
+    assert "No space left on device" in captured.err
 
 
 @pytest.mark.parametrize(

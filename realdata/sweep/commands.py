@@ -135,10 +135,11 @@ def run_sweep_command(args: argparse.Namespace) -> int:
 
 
 def _write_study(sweep_dir: Path, out: Path | None):  # noqa: ANN202 - tables, pandas imported lazily
-    from realdata.sweep.study import print_study, write_study
+    from realdata.sweep.study import STUDY_DIR, print_study, study_tables, write_study
 
-    tables = write_study(sweep_dir, out)
-    print_study(tables)
+    tables = study_tables(sweep_dir)
+    print_study(tables)  # shown before it is written: a failed write loses no result
+    write_study(tables, out if out is not None else sweep_dir / STUDY_DIR)
     return tables
 
 

@@ -233,15 +233,12 @@ def study_tables(sweep_dir: Path) -> dict[str, pd.DataFrame]:
     }
 
 
-def write_study(sweep_dir: Path, out: Path | None = None) -> dict[str, pd.DataFrame]:
-    """Compute the tables and write each as parquet and csv into ``out`` (default SWEEP_DIR/study)."""
-    tables = study_tables(sweep_dir)
-    out = Path(out) if out is not None else Path(sweep_dir) / STUDY_DIR
+def write_study(tables: dict[str, pd.DataFrame], out: Path) -> None:
+    """Write each table of ``study_tables`` as parquet and csv into ``out``."""
     for name, frame in tables.items():
         write_table(frame, out / f"{name}.parquet")
         write_table(frame, out / f"{name}.csv")
     print(f"study tables in {out}: {', '.join(TABLES)} (.parquet, .csv)")
-    return tables
 
 
 def _pm(mean: float, half: float) -> str:
