@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,3 +59,10 @@ def load_dataset(name: str, options: DataOptions = DataOptions(), split: str | N
     if split not in DATASET_SPLITS[name]:
         raise DatasetError(f"split: {name} has the splits {list(DATASET_SPLITS[name])}; got {split!r}")
     return DATASET_LOADERS[name](options, split)
+
+
+@functools.lru_cache(maxsize=2)
+def worker_dataset(name: str, data_root: str | None) -> DatasetSplits:
+    """The splits of ``name`` under ``data_root`` (None: the default root), loaded once per
+    process: a worker process (sweep run, gate seed) reuses them for every task it runs."""
+    return load_dataset(name, DataOptions(data_root=None if data_root is None else Path(data_root)))

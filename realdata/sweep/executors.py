@@ -9,15 +9,13 @@ interrupted pool, a cancelled job or a requeued one continues from the run's ``l
 from __future__ import annotations
 
 import dataclasses
-import multiprocessing
-import os
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any, Protocol
 
 from infra.errors import UsageError
+from infra.workers import LOCAL_JOB, require_jobs, run_in_workers
 from realdata.sweep.runner import FAILED, RunOutcome, execute_run
 from realdata.sweep.spec import RunTask, SlurmOptions
 
@@ -30,52 +28,21 @@ class Executor(Protocol):
     def run(self, tasks: Sequence[RunTask], on_submit: OnSubmit, on_done: OnDone) -> None: ...
 
 
-def _pinned_worker() -> None:
-    """Worker initialiser: one intra-op thread (tiny convolutions; parallelism is across runs)."""
-    import torch
-
-    torch.set_num_threads(1)
-
-
-def _run_in_worker(task: RunTask) -> tuple[RunOutcome, str]:
-    return execute_run(task), f"local:{os.getpid()}"
-
-
 class LocalExecutor:
-    """``jobs`` worker processes (spawned: no state inherited from the parent), one run each at a
-    time, one intra-op thread per worker."""
+    """``jobs`` worker processes (``infra.workers``: spawned, one intra-op thread each), one run
+    each at a time."""
 
     def __init__(self, jobs: int | None = None) -> None:
-        jobs = (os.cpu_count() or 1) if jobs is None else jobs
-        if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-            raise UsageError(f"--jobs: expected an integer >= 1, got {jobs!r}")
-        self.jobs = jobs
+        self.jobs = require_jobs(jobs)
 
     def run(self, tasks: Sequence[RunTask], on_submit: OnSubmit, on_done: OnDone) -> None:
-        context = multiprocessing.get_context("spawn")
-        pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=context, initializer=_pinned_worker)
-        try:
-            futures = {}
-            for task in tasks:
-                futures[pool.submit(_run_in_worker, task)] = task
-                on_submit(task, "local")
-            pending = set(futures)
-            while pending:
-                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    task = futures[future]
-                    try:
-                        outcome, job_id = future.result()
-                    except Exception as exc:  # noqa: BLE001 - a worker that died (killed, out of memory)
-                        outcome, job_id = _lost(task, exc), "local"
-                    on_done(task, outcome, job_id)
-        except BaseException:
-            # Interrupted: stop the workers now (their runs resume from last.pt next time).
-            for process in list(getattr(pool, "_processes", {}).values()):
-                process.terminate()
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
-        pool.shutdown(wait=True)
+        def finished(
+            task: RunTask, outcome: RunOutcome | None, error: BaseException | None, job: str
+        ) -> None:
+            on_done(task, _lost(task, error) if error is not None else outcome, job)
+
+        # Interrupted: run_in_workers stops the workers; their runs resume from last.pt next time.
+        run_in_workers(execute_run, tasks, self.jobs, finished, lambda task: on_submit(task, LOCAL_JOB))
 
 
 def _lost(task: RunTask, exc: BaseException) -> RunOutcome:

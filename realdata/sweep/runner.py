@@ -11,7 +11,6 @@ outcome with its message (the traceback goes to the run folder's ``error.log``).
 
 from __future__ import annotations
 
-import functools
 import time
 import traceback
 from dataclasses import dataclass
@@ -36,14 +35,6 @@ class RunOutcome:
     train_s_per_iteration: float
     wall_s: float
     error: str = ""
-
-
-@functools.lru_cache(maxsize=2)
-def _dataset(name: str, data_root: str | None):  # noqa: ANN202 - DatasetSplits, imported lazily
-    """The dataset, loaded once per worker process."""
-    from realdata.data import DataOptions, load_dataset
-
-    return load_dataset(name, DataOptions(data_root=None if data_root is None else Path(data_root)))
 
 
 def _evaluated(path: Path) -> set[tuple[int, str]]:
@@ -94,13 +85,14 @@ def execute_run(task: RunTask) -> RunOutcome:
     run_dir, started = Path(task.run_dir), time.perf_counter()
     try:
         from infra.threads import cpu_threads
+        from realdata.data import worker_dataset
         from realdata.train import LAST, train
 
         config = task.train_config
         table = run_dir / EVALUATIONS
         accuracy, per_iteration = float("nan"), float("nan")
         with cpu_threads(task.threads):
-            data = _dataset(config.preset.dataset, task.data_root)
+            data = worker_dataset(config.preset.dataset, task.data_root)
             for point in task.points:
                 result = train(
                     config,
