@@ -62,7 +62,7 @@ def load_dataset(name: str, options: DataOptions = DataOptions(), split: str | N
 
 
 @functools.lru_cache(maxsize=2)
-def worker_dataset(name: str, data_root: str | None) -> DatasetSplits:
-    """The splits of ``name`` under ``data_root`` (None: the default root), loaded once per
-    process: a worker process (sweep run, gate seed) reuses them for every task it runs."""
-    return load_dataset(name, DataOptions(data_root=None if data_root is None else Path(data_root)))
+def worker_dataset(name: str, data_root: str | None, split: str | None = None) -> DatasetSplits:
+    """Dataset ``name`` cut by ``split`` under ``data_root`` (None: the defaults), loaded once
+    per process: a worker process (sweep run, gate seed) reuses it for every task it runs."""
+    return load_dataset(name, DataOptions(data_root=None if data_root is None else Path(data_root)), split)

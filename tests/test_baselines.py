@@ -3,12 +3,15 @@ update with its diff, and real gate runs that fail a degraded model and flag an 
 
 The gate runs use a toy scale (8-filter Conv4, 20 iterations, 16x16 generated images whose
 classes are noisy copies of a prototype, so that adaptation helps) registered for the test;
-one slow test re-runs a committed ci row on the real Omniglot with zero inner steps.
+their worker processes are forked so that they see the patches (toy data, a degraded model).
+One test runs the same rows with 1 and 2 spawned workers on tiny Omniglot-format files; one slow
+test re-runs a committed ci row on the real Omniglot with zero inner steps.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 from collections.abc import Iterator
@@ -19,6 +22,7 @@ import pytest
 import torch
 
 import harness.meta
+import infra.workers
 import realdata.train
 from harness.config import METHODS
 from infra.cli import main
@@ -39,10 +43,21 @@ from realdata.baselines.format import (
     seed_tolerance,
     write_baselines,
 )
-from realdata.baselines.measure import SCALES, Scale, defined_rows, row_spec
+from realdata.baselines.measure import (
+    SCALES,
+    RowSpec,
+    Scale,
+    defined_rows,
+    measure_rows,
+    row_spec,
+    run_seed,
+    seed_runs,
+    summarize,
+)
 from realdata.data import DATASET_LOADERS
 from realdata.datasets import ClassImages, DatasetSplits, find_data_root
-from realdata.presets import PRESETS
+from realdata.presets import PRESETS, train_config
+from tests.fixtures_datasets import write_small_image_omniglot
 
 REAL = find_data_root()
 HAS_OMNIGLOT = REAL is not None and (REAL / "omniglot").is_dir()
@@ -98,8 +113,10 @@ def no_inner_steps(loss, params, support, cfg, radii=None):
 
 
 def degrade(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Adaptation switched off, also in the gate's worker processes (forked: they see it)."""
     monkeypatch.setattr(harness.meta, "adapt", no_inner_steps)
     monkeypatch.setattr(realdata.train, "adapt", no_inner_steps)
+    monkeypatch.setattr(infra.workers, "START_METHOD", "fork")
 
 
 @contextlib.contextmanager
@@ -112,6 +129,7 @@ def toy_patches() -> Iterator[None]:
         mp.setitem(PRESETS, "toy", TOY_PRESET)
         mp.setitem(SCALES, "toy", TOY_SCALE)
         mp.setitem(DATASET_LOADERS, "omniglot", lambda options, split: splits)
+        mp.setattr(infra.workers, "START_METHOD", "fork")
         yield
 
 
@@ -301,7 +319,7 @@ def measured_row_line(
 def test_a_row_the_code_cannot_rerun_is_rejected_before_any_compute(
     line, expected, toy_env, tmp_path, capsys, monkeypatch
 ):
-    monkeypatch.setattr("realdata.baselines.measure.measure", pytest.fail)
+    monkeypatch.setattr("realdata.baselines.measure.measure_rows", pytest.fail)
     path, out = tmp_path / "baselines.csv", tmp_path / "check.csv"
     path.write_text(VALID + line)
     before = path.read_bytes()
@@ -322,7 +340,7 @@ def test_a_missing_file_is_a_clear_error_and_is_not_created(tmp_path, capsys):
 
 
 def test_unknown_rows_and_ci_updates_are_refused_before_any_compute(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("realdata.baselines.measure.measure", pytest.fail)
+    monkeypatch.setattr("realdata.baselines.measure.measure_rows", pytest.fail)
     path = tmp_path / "baselines.csv"
     path.write_text(VALID)
     monkeypatch.delenv("CI", raising=False)
@@ -442,6 +460,45 @@ def test_an_improved_model_is_flagged_until_the_baseline_is_updated(toy_env, tmp
     assert f"baselines update --rows {TOY_ROW}" in row["reason"]
     assert row["delta"] > row["tolerance"]
     assert "FAIL" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_the_numbers_do_not_depend_on_the_number_of_worker_processes(tmp_path, monkeypatch):
+    """Two rows x three seeds on tiny Omniglot-format files, measured with 1 and with 2 spawned
+    worker processes (no patch of this process reaches them) and in this process: the same
+    accuracy, CI and seed spread, bit for bit, whatever order the seeds end in."""
+    data = write_small_image_omniglot(tmp_path / "data")
+    monkeypatch.setenv("SHARPMAML_CACHE", str(tmp_path / "cache"))
+    preset = PRESETS["ci"].replace(
+        name="tiny",
+        filters=4,
+        meta_batch=2,
+        queries=1,
+        val_every=3,
+        val_episodes=4,
+        log_every=2,
+        test_inner_steps=1,
+    )
+    scale = dataclasses.replace(TOY_SCALE, preset="tiny", iterations=3)
+    specs = [
+        RowSpec(scale, train_config(preset, method, iterations=3), scale.seeds, 600, 20220606)
+        for method in ("maml", "sharp_low")
+    ]
+
+    def measured(jobs: int) -> list[tuple[float, float, float | None]]:
+        rows: dict[int, Measured] = {}
+        measure_rows(specs, data, jobs=jobs, spread=True, on_row=rows.__setitem__)
+        assert not any(m.failure for m in rows.values())
+        return [(rows[i].accuracy, rows[i].ci95, rows[i].seed_std) for i in range(len(specs))]
+
+    one, two = measured(1), measured(2)
+    assert one == two and one[0] != one[1]
+    runs = seed_runs(specs, data, spread=True)
+    here = [
+        summarize(spec, {r.seed: run_seed(r) for r in runs if r.row == i}, spread=True)
+        for i, spec in enumerate(specs)
+    ]
+    assert [(m.accuracy, m.ci95, m.seed_std) for m in here] == one
 
 
 def test_show_prints_rows_with_their_tolerance(stored_text, toy_env, tmp_path, capsys):

@@ -356,11 +356,17 @@ def test_report(tmp_path, monkeypatch, capsys, logs):
 # ----- baselines ----------------------------------------------------------------------------------
 
 
-def fake_measure(accuracy: float) -> Callable[..., Measured]:
-    def measure(spec, data, spread: bool = False) -> Measured:
-        return Measured(accuracy, 1.0, 0.5, (0, 1), (0, 1, 2), 600, "hash", "cpu", 0.0)
+def fake_measure(accuracy: float) -> Callable[..., None]:
+    """measure_rows giving every row ``accuracy`` (no training)."""
 
-    return measure
+    def measure_rows(specs, data_root, *, jobs, on_row, spread: bool = False, action: str = "") -> None:
+        for i in range(len(specs)):
+            on_row(i, Measured(accuracy, 1.0, 0.5, (0, 1), (0, 1, 2), 600, "hash", "cpu", 0.0))
+
+    return measure_rows
+
+
+real_measure_rows = realdata.baselines.measure.measure_rows
 
 
 @pytest.fixture
@@ -369,7 +375,7 @@ def toy_baselines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
     path = tmp_path / "baselines.csv"
     path.write_text(render_baselines([]))
     with toy_patches():
-        monkeypatch.setattr(realdata.baselines.measure, "measure", fake_measure(50.0))
+        monkeypatch.setattr(realdata.baselines.measure, "measure_rows", fake_measure(50.0))
         assert main(["baselines", "update", "--scale", "toy", "--baselines", str(path)]) == EXIT_OK
         yield path
 
@@ -386,13 +392,14 @@ def test_baselines(toy_baselines, tmp_path, monkeypatch, capsys, logs):
         str(tmp_path / "c.csv"),
     ]
     assert main(argv) == EXIT_OK
-    monkeypatch.setattr(realdata.baselines.measure, "measure", fake_measure(40.0))
+    monkeypatch.setattr(realdata.baselines.measure, "measure_rows", fake_measure(40.0))
     assert main(argv) == EXIT_DIFFERS
     assert f"{TOY_ROW}: FAIL" in capsys.readouterr().out
-    monkeypatch.setattr(realdata.baselines.measure, "measure", boom)
+    monkeypatch.setattr(realdata.baselines.measure, "measure_rows", real_measure_rows)
+    monkeypatch.setattr(realdata.baselines.measure, "run_seed", boom)  # raised in a (forked) worker
     assert main(argv) == EXIT_INTERNAL
     assert_internal(capsys.readouterr().err, "baselines", f"baselines check, row {TOY_ROW}", logs)
-    monkeypatch.setattr(realdata.baselines.measure, "measure", interrupt)
+    monkeypatch.setattr(realdata.baselines.measure, "measure_rows", interrupt)
     assert main(argv) == EXIT_INTERRUPTED
     assert_interrupted(capsys.readouterr().err, "baselines", f"no gate table written to {tmp_path / 'c.csv'}")
     before = toy_baselines.read_text()

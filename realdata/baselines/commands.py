@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from infra.errors import UsageError, stage
+from infra.errors import UsageError
 from infra.paths import DEFAULT_BASELINES, DEFAULT_RESULTS
 from infra.threads import add_threads_argument
 from realdata.baselines.scales import SCALES
@@ -61,6 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"the gate's table (default {CHECK_TABLE})",
     )
     _add_data(check)
+    _add_jobs(check)
     check.add_argument(
         "--skip-missing-data",
         action="store_true",
@@ -79,6 +80,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_selection(update, required=True)
     update.add_argument("--dry-run", action="store_true", help="print the diff, leave the file as it is")
     _add_data(update)
+    _add_jobs(update)
     update.set_defaults(handler=run_update, resume_hint=lambda a: f"{a.baselines} left as it is")
 
     show = actions.add_parser(
@@ -139,6 +141,16 @@ def _with_threads(specs: list[RowSpec], threads: int | None) -> list[RowSpec]:
 
     pinned = threads_for(threads, "cpu")
     return [dataclasses.replace(s, scale=dataclasses.replace(s.scale, threads=pinned)) for s in specs]
+
+
+def _add_jobs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        metavar="N",
+        help="worker processes training seeds in parallel, one thread each (default: the number of "
+        "cores); the numbers do not depend on it",
+    )
 
 
 def _load(path: Path) -> list[Baseline]:
@@ -222,12 +234,14 @@ def run_check(args: argparse.Namespace) -> int:
 
     from infra.provenance import provenance
     from infra.store import require_writable, write_table
-    from realdata.baselines.format import check_row, gate_failed
-    from realdata.baselines.measure import measure, row_spec
+    from infra.workers import require_jobs
+    from realdata.baselines.format import Measured, check_row, gate_failed
+    from realdata.baselines.measure import measure_rows, row_spec
 
     if args.out.suffix != ".csv":
         raise UsageError(f"--out: expected a .csv path, got {args.out}")
     require_writable(args.out, "--out", folder=False)
+    jobs = require_jobs(args.jobs)
     stored = _load(args.baselines)
     measured_rows = [r for r in stored if not r.is_reference]
     chosen = _chosen([(r.row_id, r.scale, r) for r in measured_rows], args.scale, args.rows, "row")
@@ -239,42 +253,49 @@ def run_check(args: argparse.Namespace) -> int:
         )
     specs = _with_threads([row_spec(row, args.baselines) for row in chosen], args.threads)
     skips = [spec.scale.unavailable() for spec in specs]
-    data, missing = _datasets(
+    _, missing = _datasets(  # loaded here to stop before any compute; each worker loads its own
         [s for s, skip in zip(specs, skips) if not skip], args.data_root, args.skip_missing_data
     )
     skips = [skip or missing.get(spec.config.preset.dataset, "") for spec, skip in zip(specs, skips)]
     print(
         f"regression gate: {sum(not s for s in skips)} rows to re-run, "
         f"{sum(bool(s) for s in skips)} skipped, {len(stored) - len(measured_rows)} reference rows "
-        f"(paper and study rows, not checked); baselines {args.baselines}",
+        f"(paper and study rows, not checked); baselines {args.baselines}; {jobs} worker processes",
         flush=True,
     )
     started = time.perf_counter()
     prov = provenance()
-    results = []
-    for i, (row, spec, skip) in enumerate(zip(chosen, specs, skips), 1):
-        if skip:
-            result = {**check_row(row, None, skip), "device": ""}
-        else:
-            with stage(f"baselines check, row {row.row_id}"):
-                measured = measure(spec, data[spec.config.preset.dataset])
-            result = {**check_row(row, measured), "device": measured.device}
-        results.append(
-            {
-                **result,
-                "stored_device": row.device,
-                "stored_git_sha": row.git_sha,
-                "git_sha": prov["git_sha"],
-                "versions": prov["versions"],
-                "date": prov["date"],
-            }
-        )
+    results: list[dict[str, Any] | None] = [None] * len(chosen)
+
+    def done(i: int, result: dict[str, Any]) -> None:
+        results[i] = result
         print(
-            f"[{i}/{len(chosen)}] {row.row_id}: {result['verdict']} (stored "
-            f"{_fmt(result['stored'])}, measured {_fmt(result['measured'])}, tolerance "
-            f"{_fmt(result['tolerance'])}; {_fmt(result['elapsed_s'], 0)} s)",
+            f"[{sum(r is not None for r in results)}/{len(chosen)}] {chosen[i].row_id}: {result['verdict']} "
+            f"(stored {_fmt(result['stored'])}, measured {_fmt(result['measured'])}, tolerance "
+            f"{_fmt(result['tolerance'])}; {_fmt(result['elapsed_s'], 0)} s of worker time)",
             flush=True,
         )
+
+    for i, (row, skip) in enumerate(zip(chosen, skips)):
+        if skip:
+            done(i, {**check_row(row, None, skip), "device": ""})
+    rerun = [i for i, skip in enumerate(skips) if not skip]
+
+    def checked(k: int, measured: Measured) -> None:
+        done(rerun[k], {**check_row(chosen[rerun[k]], measured), "device": measured.device})
+
+    measure_rows([specs[i] for i in rerun], args.data_root, jobs=jobs, on_row=checked)
+    results = [
+        {
+            **result,
+            "stored_device": row.device,
+            "stored_git_sha": row.git_sha,
+            "git_sha": prov["git_sha"],
+            "versions": prov["versions"],
+            "date": prov["date"],
+        }
+        for row, result in zip(chosen, results)
+    ]
     print_gate_table(results)  # shown before it is written: a failed write loses no result
     write_table(pd.DataFrame(results), args.out)
     print(f"gate table written to {args.out} ({time.perf_counter() - started:.0f} s)")
@@ -285,10 +306,12 @@ def run_update(args: argparse.Namespace) -> int:
     """Handler of ``sharpmaml baselines update``."""
     from infra.csvtable import refuse_update_in_ci, text_diff
     from infra.store import require_writable
-    from realdata.baselines.format import render_baselines, replace_rows, write_baselines
-    from realdata.baselines.measure import baseline_row, defined_rows, measure
+    from infra.workers import require_jobs
+    from realdata.baselines.format import Measured, render_baselines, replace_rows, write_baselines
+    from realdata.baselines.measure import baseline_row, defined_rows, measure_rows
 
     refuse_update_in_ci("baselines", "baselines move only by a deliberate local update, reviewed in its diff")
+    jobs = require_jobs(args.jobs)
     path: Path = args.baselines
     if not args.dry_run:
         require_writable(path, "--baselines", folder=False)
@@ -299,28 +322,37 @@ def run_update(args: argparse.Namespace) -> int:
     unavailable = sorted({s.scale.unavailable() for s in chosen} - {""})
     if unavailable:
         raise UsageError("; ".join(unavailable))
-    data, _ = _datasets(chosen, args.data_root)
+    _datasets(chosen, args.data_root)  # stop before any compute if one is missing
     for scale in dict.fromkeys(spec.scale for spec in chosen):
         print(
             f"measuring {sum(s.scale == scale for s in chosen)} rows of scale {scale.name}: "
             f"{scale.description}; seeds {' '.join(map(str, scale.spread_seeds))}",
             flush=True,
         )
-    new = []
-    for i, spec in enumerate(chosen, 1):
-        with stage(f"baselines update, row {spec.row_id}"):
-            measured = measure(spec, data[spec.config.preset.dataset], spread=True)
-        if measured.failure:
-            print(f"{spec.row_id}: {measured.failure}; {path} left as it is")
-            return 1
-        new.append(baseline_row(spec, measured))
+    measured: dict[int, Measured] = {}
+
+    def done(i: int, row: Measured) -> None:
+        measured[i] = row
         print(
-            f"[{i}/{len(chosen)}] {spec.row_id}: {measured.accuracy:.2f} +- "
-            f"{measured.ci95:.2f} % over seeds {' '.join(map(str, measured.seeds))}; seed "
-            f"spread {_fmt(measured.seed_std)} over seeds "
-            f"{' '.join(map(str, measured.spread_seeds))} ({measured.elapsed_s:.0f} s)",
+            f"[{len(measured)}/{len(chosen)}] {chosen[i].row_id}: "
+            + (
+                row.failure
+                if row.failure
+                else f"{row.accuracy:.2f} +- {row.ci95:.2f} % over seeds {' '.join(map(str, row.seeds))}; "
+                f"seed spread {_fmt(row.seed_std)} over seeds {' '.join(map(str, row.spread_seeds))}"
+            )
+            + f" ({row.elapsed_s:.0f} s of worker time)",
             flush=True,
         )
+
+    measure_rows(chosen, args.data_root, jobs=jobs, spread=True, on_row=done, action="baselines update")
+    failures = [
+        f"{spec.row_id}: {measured[i].failure}" for i, spec in enumerate(chosen) if measured[i].failure
+    ]
+    if failures:
+        print(f"{'; '.join(failures)}; {path} left as it is")
+        return 1
+    new = [baseline_row(spec, measured[i]) for i, spec in enumerate(chosen)]
     before = render_baselines(old) if path.exists() else ""
     rows = replace_rows(old, new)
     diff = text_diff(before, render_baselines(rows), path)

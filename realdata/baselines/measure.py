@@ -5,7 +5,9 @@ A row is re-run from what the CSV stores (preset, iterations, seeds, episodes, t
 test-time inner loop) with the project's own ``realdata.train.train`` and
 ``realdata.evaluate.evaluate_checkpoint``; the measured value is the mean over the row's
 seeds. ``update`` also runs the scale's extra spread seeds, whose spread sets the tolerance.
-See docs/baselines.md.
+Every (row, seed) run is one task of ``infra.workers`` (the pool behind the sweep's local
+executor): worker processes with one intra-op thread each, ``--jobs`` of them at once. See
+docs/baselines.md.
 """
 
 from __future__ import annotations
@@ -14,19 +16,21 @@ import dataclasses
 import math
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from harness.config import ConfigError
+from infra.errors import stage
 from infra.provenance import config_hash, device_name, git_sha, provenance
 from infra.seeding import DEFAULT_SEED
 from infra.threads import cpu_threads
+from infra.workers import run_in_workers
 from realdata.baselines.format import SEED_RULE, Baseline, BaselinesError, Measured, error_at
 from realdata.baselines.scales import SCALES, Scale
-from realdata.datasets import DatasetSplits
 from realdata.defaults import MIN_TEST_EPISODES
 from realdata.evaluate import evaluate_checkpoint
 from realdata.presets import EVAL_INNER_LOOPS, PRESETS, TrainConfig, train_config
@@ -129,60 +133,151 @@ def measured_device(scale: Scale) -> str:
     return f"{name}, {scale.threads} thread" + ("s" if scale.threads > 1 else "")
 
 
-def measure(spec: RowSpec, data: DatasetSplits, *, spread: bool = False) -> Measured:
-    """Train each seed of the row, evaluate its best checkpoint on the fixed test episodes.
+@dataclass(frozen=True)
+class SeedRun:
+    """One training seed of a row, as a worker runs it (plain, picklable data)."""
+
+    row: int  # the row's index in the caller's list
+    seed: int
+    config: dict[str, Any]  # TrainConfig.to_dict() of this seed
+    n_episodes: int
+    test_seed: int
+    device: str
+    threads: int | None
+    data_root: str | None
+
+
+@dataclass(frozen=True)
+class SeedResult:
+    """How a seed's training ended and, when it completed, the per-episode test accuracies
+    (fractions) of its best checkpoint; ``elapsed_s``: the worker's seconds for the seed."""
+
+    status: str
+    iteration: int
+    per_episode: torch.Tensor | None
+    elapsed_s: float
+
+
+def run_seed(run: SeedRun) -> SeedResult:
+    """Train one seed of a row, evaluate its best validation checkpoint on the fixed test
+    episodes (the worker function of the gate and of ``update``)."""
+    from realdata.data import worker_dataset
+
+    started = time.perf_counter()
+    config = TrainConfig.from_dict(run.config)
+    device = torch.device(run.device)
+    with cpu_threads(run.threads):
+        data = worker_dataset(config.preset.dataset, run.data_root, config.preset.split)
+        with tempfile.TemporaryDirectory(prefix="sharpmaml-baseline-") as folder:
+            result = train(config, Path(folder), device=device, data=data, progress=False)
+            if result.status != "completed":
+                return SeedResult(result.status, result.iteration, None, time.perf_counter() - started)
+            evaluation = evaluate_checkpoint(
+                result.best_checkpoint,
+                n_episodes=run.n_episodes,
+                test_seed=run.test_seed,
+                device=device,
+                data=data,
+                results=None,
+            )
+    return SeedResult(result.status, result.iteration, evaluation.per_episode, time.perf_counter() - started)
+
+
+def run_seeds(spec: RowSpec, *, spread: bool = False) -> tuple[int, ...]:
+    """The seeds a measurement trains: the scale's ``spread_seeds`` (update), else the row's."""
+    return tuple(spec.scale.spread_seeds if spread else spec.seeds)
+
+
+def seed_runs(specs: Sequence[RowSpec], data_root: Path | None, *, spread: bool = False) -> list[SeedRun]:
+    """Every (row, seed) run of a measurement, row-major."""
+    return [
+        SeedRun(
+            i,
+            seed,
+            spec.run_config(seed).to_dict(),
+            spec.n_episodes,
+            spec.test_seed,
+            spec.scale.device,
+            spec.scale.threads,
+            None if data_root is None else str(data_root),
+        )
+        for i, spec in enumerate(specs)
+        for seed in run_seeds(spec, spread=spread)
+    ]
+
+
+def summarize(spec: RowSpec, results: dict[int, SeedResult], *, spread: bool = False) -> Measured:
+    """The row's measurement from its seeds' results (keyed by seed, in any order).
 
     Accuracy: the mean over ``spec.seeds``; ci95: the 95% half-width over episodes of the
     per-episode accuracy averaged over those seeds; seed_std: the std (ddof=1) of single-seed
     accuracies over every seed run, the scale's ``spread_seeds`` when ``spread`` (update), else the
-    gate's seeds (check); all in percent. A run that does not complete (diverged) gives a
-    Measured with ``failure`` set.
+    gate's seeds (check); all in percent; elapsed_s: the seeds' worker seconds, summed. A seed
+    whose training did not complete (diverged) gives a Measured with ``failure`` set (the first
+    such seed in seed order).
     """
-    started = time.perf_counter()
-    device = torch.device(spec.scale.device)
-    run_seeds = spec.scale.spread_seeds if spread else spec.seeds
-    per_seed: dict[int, torch.Tensor] = {}
-    with cpu_threads(spec.scale.threads):
-        for seed in run_seeds:
-            with tempfile.TemporaryDirectory(prefix="sharpmaml-baseline-") as folder:
-                result = train(spec.run_config(seed), Path(folder), device=device, data=data, progress=False)
-                if result.status != "completed":
-                    return Measured(
-                        math.nan,
-                        math.nan,
-                        None,
-                        spec.seeds,
-                        run_seeds,
-                        spec.n_episodes,
-                        spec.config_hash(),
-                        measured_device(spec.scale),
-                        time.perf_counter() - started,
-                        failure=f"training of seed {seed} {result.status} at iteration "
-                        f"{result.iteration} (non-finite meta-loss)",
-                    )
-                evaluation = evaluate_checkpoint(
-                    result.best_checkpoint,
-                    n_episodes=spec.n_episodes,
-                    test_seed=spec.test_seed,
-                    device=device,
-                    data=data,
-                    results=None,
-                )
-            per_seed[seed] = evaluation.per_episode
-    spread_summary = aggregate_seeds(list(per_seed.values()))
-    gate = torch.stack([per_seed[s] for s in spec.seeds])
-    episodes = accuracy_ci(gate.mean(0))
+    seeds = run_seeds(spec, spread=spread)
+    elapsed = sum(results[s].elapsed_s for s in seeds)
+    failed = [s for s in seeds if results[s].per_episode is None]
+    if failed:
+        seed = failed[0]
+        return Measured(
+            math.nan,
+            math.nan,
+            None,
+            spec.seeds,
+            seeds,
+            spec.n_episodes,
+            spec.config_hash(),
+            measured_device(spec.scale),
+            elapsed,
+            failure=f"training of seed {seed} {results[seed].status} at iteration "
+            f"{results[seed].iteration} (non-finite meta-loss)",
+        )
+    spread_summary = aggregate_seeds([results[s].per_episode for s in seeds])
+    episodes = accuracy_ci(torch.stack([results[s].per_episode for s in spec.seeds]).mean(0))
     return Measured(
         accuracy=100 * episodes.mean,
         ci95=100 * episodes.ci95,
-        seed_std=100 * spread_summary.std if len(run_seeds) > 1 else None,
+        seed_std=100 * spread_summary.std if len(seeds) > 1 else None,
         seeds=spec.seeds,
-        spread_seeds=tuple(run_seeds),
+        spread_seeds=seeds,
         n_episodes=episodes.n,
         config_hash=spec.config_hash(),
         device=measured_device(spec.scale),
-        elapsed_s=time.perf_counter() - started,
+        elapsed_s=elapsed,
     )
+
+
+def measure_rows(
+    specs: Sequence[RowSpec],
+    data_root: Path | None,
+    *,
+    jobs: int,
+    spread: bool = False,
+    on_row: Callable[[int, Measured], None],
+    action: str = "baselines check",
+) -> None:
+    """Measure every row: all their seeds on ``jobs`` worker processes (``infra.workers``, the
+    sweep's local executor's pool), ``on_row(index, measured)`` as each row's last seed ends.
+
+    A seed's numbers do not depend on ``jobs`` or on the order in which seeds end (each is
+    trained in its own process on pinned threads, and rows are summarized in seed order). A
+    worker's error is raised in the stage ``<action>, row <row id>``.
+    """
+    runs = seed_runs(specs, data_root, spread=spread)
+    results: dict[int, dict[int, SeedResult]] = {i: {} for i in range(len(specs))}
+
+    def finished(run: SeedRun, result: SeedResult | None, error: BaseException | None, job: str) -> None:
+        spec = specs[run.row]
+        if error is not None:
+            with stage(f"{action}, row {spec.row_id}"):
+                raise error
+        results[run.row][run.seed] = result
+        if len(results[run.row]) == len(run_seeds(spec, spread=spread)):
+            on_row(run.row, summarize(spec, results[run.row], spread=spread))
+
+    run_in_workers(run_seed, runs, jobs, finished)
 
 
 def baseline_row(spec: RowSpec, measured: Measured) -> Baseline:

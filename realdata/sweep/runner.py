@@ -92,7 +92,7 @@ def execute_run(task: RunTask) -> RunOutcome:
         table = run_dir / EVALUATIONS
         accuracy, per_iteration = float("nan"), float("nan")
         with cpu_threads(task.threads):
-            data = worker_dataset(config.preset.dataset, task.data_root)
+            data = worker_dataset(config.preset.dataset, task.data_root, config.preset.split)
             for point in task.points:
                 result = train(
                     config,
