@@ -51,14 +51,18 @@ def run_in_workers(
     jobs: int,
     on_done: Callable[[T, R | None, BaseException | None, str], None],
     on_submit: Callable[[T], None] | None = None,
+    *,
+    disposable: bool = False,
 ) -> None:
     """Run ``worker(task)`` for every task on ``jobs`` worker processes.
 
     ``on_submit(task)`` follows each submission; ``on_done(task, result, error, job_id)`` each
     end, in the parent, as it happens: ``error`` is the exception the worker raised or that lost
     it (killed, out of memory; ``result`` None then), ``job_id`` ``local:<worker pid>``. When a
-    callback raises, or the parent is interrupted, the workers are stopped at once and the
-    exception propagates.
+    callback raises, or the parent is interrupted, the workers are stopped and the exception
+    propagates: with SIGTERM, which a training worker answers by saving ``last.pt`` after its
+    current iteration (a sweep resumes from it), or with SIGKILL when ``disposable`` (work that
+    nothing resumes, e.g. the gate's temporary runs: no reason to wait for a checkpoint).
     """
     context = multiprocessing.get_context(START_METHOD)
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_pinned_worker)
@@ -80,7 +84,10 @@ def run_in_workers(
                     on_done(futures[future], result, None, job_id)
     except BaseException:
         for process in list(getattr(pool, "_processes", {}).values()):
-            process.terminate()
+            if disposable:
+                process.kill()
+            else:
+                process.terminate()
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown(wait=True)

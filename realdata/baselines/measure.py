@@ -277,7 +277,7 @@ def measure_rows(
         if len(results[run.row]) == len(run_seeds(spec, spread=spread)):
             on_row(run.row, summarize(spec, results[run.row], spread=spread))
 
-    run_in_workers(run_seed, runs, jobs, finished)
+    run_in_workers(run_seed, runs, jobs, finished, disposable=True)  # temporary runs: nothing to resume
 
 
 def baseline_row(spec: RowSpec, measured: Measured) -> Baseline:
