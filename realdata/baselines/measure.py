@@ -145,6 +145,7 @@ class SeedRun:
     device: str
     threads: int | None
     data_root: str | None
+    scratch: str | None = None  # folder for the temporary run folder (None: the system's)
 
 
 @dataclass(frozen=True)
@@ -168,7 +169,7 @@ def run_seed(run: SeedRun) -> SeedResult:
     device = torch.device(run.device)
     with cpu_threads(run.threads):
         data = worker_dataset(config.preset.dataset, run.data_root, config.preset.split)
-        with tempfile.TemporaryDirectory(prefix="sharpmaml-baseline-") as folder:
+        with tempfile.TemporaryDirectory(prefix="sharpmaml-baseline-", dir=run.scratch) as folder:
             result = train(config, Path(folder), device=device, data=data, progress=False)
             if result.status != "completed":
                 return SeedResult(result.status, result.iteration, None, time.perf_counter() - started)
@@ -265,7 +266,6 @@ def measure_rows(
     trained in its own process on pinned threads, and rows are summarized in seed order). A
     worker's error is raised in the stage ``<action>, row <row id>``.
     """
-    runs = seed_runs(specs, data_root, spread=spread)
     results: dict[int, dict[int, SeedResult]] = {i: {} for i in range(len(specs))}
 
     def finished(run: SeedRun, result: SeedResult | None, error: BaseException | None, job: str) -> None:
@@ -277,7 +277,11 @@ def measure_rows(
         if len(results[run.row]) == len(run_seeds(spec, spread=spread)):
             on_row(run.row, summarize(spec, results[run.row], spread=spread))
 
-    run_in_workers(run_seed, runs, jobs, finished, disposable=True)  # temporary runs: nothing to resume
+    # The workers' run folders live in one scratch folder of this process, removed also when
+    # an interrupt kills the workers (disposable: nothing resumes them) before they clean up.
+    with tempfile.TemporaryDirectory(prefix="sharpmaml-gate-") as scratch:
+        runs = [dataclasses.replace(r, scratch=scratch) for r in seed_runs(specs, data_root, spread=spread)]
+        run_in_workers(run_seed, runs, jobs, finished, disposable=True)
 
 
 def baseline_row(spec: RowSpec, measured: Measured) -> Baseline:
