@@ -56,8 +56,10 @@ def stop_requests(finishing: str) -> Iterator[StopRequest]:
     does before it stops (``"finishing the current cell"``). A request that comes after the
     last stop point lets the work complete."""
     request = StopRequest(finishing)
-    try:
-        previous = {s: signal.signal(s, request.handle) for s in HANDLED}
+    try:  # a signal the process ignores stays ignored (a worker leaves SIGINT to its parent)
+        previous = {
+            s: signal.signal(s, request.handle) for s in HANDLED if signal.getsignal(s) != signal.SIG_IGN
+        }
     except ValueError:  # not the main thread
         yield request
         return

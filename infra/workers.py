@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any, TypeVar
@@ -35,10 +36,13 @@ def require_jobs(jobs: Any) -> int:
 
 
 def _pinned_worker() -> None:
-    """Worker initialiser: one intra-op thread."""
+    """Worker initialiser: one intra-op thread, and SIGINT ignored. Ctrl-C reaches the whole
+    process group; the parent alone answers it, by stopping the workers (see run_in_workers),
+    so that a worker's deferred stop is not cut short by the second signal."""
     import torch
 
     torch.set_num_threads(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _call(worker: Callable[[T], R], task: T) -> tuple[R, str]:

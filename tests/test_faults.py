@@ -24,6 +24,7 @@ from infra.codec import encode
 from infra.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Interrupted
 from infra.interrupts import stop_point, stop_requests
 from infra.store import atomic_write_bytes
+from infra.workers import run_in_workers
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -93,6 +94,31 @@ def test_a_signal_in_a_stop_requests_block_waits_for_the_next_stop_point(capsys)
     with stop_requests("x"), pytest.raises(Interrupted):  # a second signal stops at once
         os.kill(os.getpid(), signal.SIGINT)
         os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_an_ignored_signal_stays_ignored_in_a_stop_requests_block(capsys) -> None:
+    """A pool worker ignores SIGINT (the terminal sends it to the whole group; the parent then
+    stops the workers with SIGTERM), which must stay a first, deferred request for its run."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with stop_requests("saving a checkpoint") as stop:
+            os.kill(os.getpid(), signal.SIGINT)
+            assert not stop.requested
+            os.kill(os.getpid(), signal.SIGTERM)
+            assert stop.requested and stop.signal_name == "SIGTERM"
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def sigint_disposition(_task: int) -> bool:
+    return signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+
+
+def test_pool_workers_leave_ctrl_c_to_the_parent() -> None:
+    seen: list[bool | None] = []
+    run_in_workers(sigint_disposition, [0], 1, lambda task, result, error, job: seen.append(result))
+    assert seen == [True]
 
 
 def test_a_cell_cache_stops_after_storing_the_current_cell(tmp_path) -> None:
@@ -301,6 +327,7 @@ RACING_WRITER = """
 import sys, time
 from pathlib import Path
 from infra.store import atomic_write_bytes
+from infra.workers import run_in_workers
 path, go, byte, times = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 while not go.exists():
     time.sleep(0.005)
