@@ -30,8 +30,8 @@ def cell():
     problem = build_problem("Q1", seed=0)
     layout = [(T, s) for T in HORIZONS for s in range(SEEDS)]
     steps = np.asarray([T for T, _ in layout])
-    eta = lanes([rate_step_size(T, problem.constants["L_bar"]) for T in steps])
-    low, up = lane_radii(METHOD, np.asarray([rate_radius(T, "sqrt") for T in steps]))
+    eta = lanes([rate_step_size(T, problem.constants.L_bar) for T in steps])
+    low, up = lane_radii([METHOD] * len(steps), np.asarray([rate_radius(T, "sqrt") for T in steps]))
     return problem, method_config(problem, METHOD), steps, eta, low, up
 
 

@@ -4,12 +4,13 @@ the expected verdicts and exit codes it shares with ``sharpmaml generalization``
 from __future__ import annotations
 
 import argparse
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.config import require_int
-from infra.errors import stage
+from infra.errors import UsageError, stage
 from infra.paths import DEFAULT_RESULTS
 from infra.seeding import DEFAULT_SEED
 from infra.store import require_writable
@@ -30,6 +31,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_suite_arguments(parser, DEFAULT_RESULTS / "synthetic")
+    parser.add_argument(
+        "--family",
+        action="append",
+        metavar="NAME",
+        help="run only this problem family (repeatable; default: every registered family)",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="processes that compute cells (default: one per core; results are identical for any N)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -175,7 +189,25 @@ def update_expected(
     return 0
 
 
+def selected_families(names: list[str] | None) -> tuple[str, ...] | None:
+    """The --family names, validated against the registry (None: every family)."""
+    if names is None:
+        return None
+    from synthetic.problems.base import family_names
+
+    known = family_names()
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise UsageError(f"--family: unknown family {unknown[0]!r}; expected one of {known}")
+    return tuple(dict.fromkeys(names))
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.jobs is not None:
+        require_int(args.jobs, "jobs", minimum=1)
+    families = selected_families(args.family)
     from synthetic.suites import run_convergence_suite
 
-    return run_suite(args, run_convergence_suite, "convergence")
+    return run_suite(
+        args, functools.partial(run_convergence_suite, families=families, jobs=args.jobs), "convergence"
+    )

@@ -17,7 +17,7 @@ import torch
 from torch.func import grad
 
 from harness.config import MetaConfig
-from harness.meta import LossFn, task_meta_loss
+from harness.meta import LossFn, task_meta_grad_fn, task_meta_loss
 from harness.tasks import TaskBatch
 
 MatVec = Callable[[torch.Tensor], torch.Tensor]
@@ -135,3 +135,29 @@ def task_objective_fn(loss: LossFn, tasks: TaskBatch, index: int, cfg: MetaConfi
     """theta -> F_m(theta), the engine's meta-objective of task ``index`` alone."""
     support, query = tasks.task(index)
     return lambda theta: task_meta_loss(loss, {"theta": theta}, support, query, cfg)
+
+
+def task_meta_gradients(loss: LossFn, tasks: TaskBatch, cfg: MetaConfig, theta: torch.Tensor) -> torch.Tensor:
+    """grad F_m(theta) of every task by the engine's per-task meta-gradient, shape (M, d)."""
+    per_task = torch.func.vmap(task_meta_grad_fn(loss, cfg), in_dims=(None, 0, 0))
+    return per_task({"theta": theta}, tasks.support, tasks.query)[0]["theta"]
+
+
+@dataclass(frozen=True)
+class GradientSpread:
+    """Per-task meta-gradients at one point: sigma^2 = mean_m ||grad F_m - grad F||^2 (grad F
+    their mean) and max_m ||grad F_m||."""
+
+    variance: float
+    max_norm: float
+
+
+def meta_gradient_variance(
+    loss: LossFn, tasks: TaskBatch, cfg: MetaConfig, theta: torch.Tensor
+) -> GradientSpread:
+    """The spread of the engine's per-task meta-gradients at theta."""
+    grads = task_meta_gradients(loss, tasks, cfg, theta)
+    return GradientSpread(
+        float(((grads - grads.mean(0)) ** 2).sum(-1).mean()),
+        float(torch.linalg.vector_norm(grads, dim=-1).max()),
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from harness.config import MetaConfig
 from synthetic.checks.common import lanes
@@ -15,9 +16,10 @@ def method_config(problem: ProblemInstance, method: str) -> MetaConfig:
     return MetaConfig(method=method, inner_steps=base.inner_steps, inner_lr=base.inner_lr, executor="vmap")
 
 
-def lane_radii(method: str, alpha: np.ndarray) -> tuple:
-    """(alpha_low, alpha_up) lane tensors: the schedule's radius where the method uses one."""
-    zero = np.zeros_like(alpha)
-    low = alpha if method in ("sharp_low", "sharp_both") else zero
-    up = alpha if method in ("sharp_up", "sharp_both") else zero
+def lane_radii(methods: list[str], alpha: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """(alpha_low, alpha_up) lane tensors: lane i's radius alpha[i] at each level where its
+    method ``methods[i]`` perturbs (``MetaConfig``'s properties decide), else 0."""
+    configs = [MetaConfig(method=m) for m in methods]
+    low = [a if cfg.uses_lower_perturbation else 0.0 for cfg, a in zip(configs, alpha, strict=True)]
+    up = [a if cfg.uses_upper_perturbation else 0.0 for cfg, a in zip(configs, alpha, strict=True)]
     return lanes(low), lanes(up)

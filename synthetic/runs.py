@@ -22,6 +22,14 @@ from infra.codec import stored_value
 from synthetic.problems.base import ProblemInstance
 
 DIVERGENCE_NORM = 1e8
+# Why a lane stopped, by code (LaneResults.divergence_code); the step is divergence_step.
+DIVERGENCE_CAUSES = (
+    "",
+    "non-finite meta-loss",
+    "non-finite meta-gradient",
+    "non-finite ||grad F||^2",
+    f"||theta|| above {DIVERGENCE_NORM:g}",
+)
 
 
 @stored_value
@@ -35,6 +43,9 @@ class LaneResults:
     final_grad_norm: ||grad F|| at the last two iterates (T-1, T), for cycle checks.
     final_params: theta_T of every lane.
     diverged: True where the run left the finite range (recorded, never raised).
+    divergence_code / divergence_step: why (index into DIVERGENCE_CAUSES, 0 = none) and at
+    which step (-1 = none); ``divergence_cause(lane)`` says it in words.
+    All fields are numbers and arrays (plain data: cacheable, and sent between processes).
     """
 
     grad_norm2_avg: np.ndarray
@@ -44,6 +55,13 @@ class LaneResults:
     final_grad_norm: np.ndarray
     final_params: dict[str, np.ndarray]
     diverged: np.ndarray
+    divergence_code: np.ndarray
+    divergence_step: np.ndarray
+
+    def divergence_cause(self, lane: int) -> str:
+        """'non-finite meta-loss at step 12' and the like; '' for a lane that did not diverge."""
+        code = int(self.divergence_code[lane])
+        return f"{DIVERGENCE_CAUSES[code]} at step {int(self.divergence_step[lane])}" if code else ""
 
 
 def log_spaced_steps(steps: int, points: int = 40) -> np.ndarray:
@@ -103,8 +121,9 @@ def run_lanes(
     loss = problem.loss
     exact_grad = vmap(problem.meta_grad)
 
-    def lane_meta_gradient(p: Params, support, query, a_low, a_up) -> Params:
-        return meta_gradient(loss, p, TaskBatch(support, query), cfg, Radii(a_low, a_up)).grad
+    def lane_meta_gradient(p: Params, support, query, a_low, a_up) -> tuple[Params, torch.Tensor]:
+        step = meta_gradient(loss, p, TaskBatch(support, query), cfg, Radii(a_low, a_up))
+        return step.grad, step.loss
 
     batched_meta_gradient = vmap(lane_meta_gradient)
     full = problem.tasks
@@ -114,6 +133,8 @@ def run_lanes(
     total = torch.zeros(lanes, dtype=dtype)
     minimum = torch.full((lanes,), float("inf"), dtype=dtype)
     diverged = torch.zeros(lanes, dtype=torch.bool)
+    code = torch.zeros(lanes, dtype=torch.long)
+    at_step = torch.full((lanes,), -1, dtype=torch.long)
     before_last = torch.zeros(lanes, dtype=dtype)
     eta_b = eta.to(dtype)
     a_low, a_up = alpha_low.to(dtype), alpha_up.to(dtype)
@@ -132,10 +153,21 @@ def run_lanes(
         else:
             index = torch.randint(0, full.num_tasks, (n_rows, batch_size), generator=generator)
             support, query = _select_tasks(full, index[draw_rows])
-        g = batched_meta_gradient(theta, support, query, a_low, a_up)
+        g, meta_loss = batched_meta_gradient(theta, support, query, a_low, a_up)
         step = torch.where(active, eta_b, 0.0)
         theta = {k: v - step.view(-1, *[1] * (v.dim() - 1)) * g[k] for k, v in theta.items()}
-        diverged |= active & (~torch.isfinite(g2) | (_squared_norm(theta).sqrt() > DIVERGENCE_NORM))
+        causes = torch.stack(
+            [
+                ~torch.isfinite(meta_loss),
+                ~torch.isfinite(_squared_norm(g)),
+                ~torch.isfinite(g2),
+                _squared_norm(theta).sqrt() > DIVERGENCE_NORM,
+            ]
+        )
+        new = active & ~diverged & causes.any(0)
+        code = torch.where(new, 1 + causes.int().argmax(0), code)
+        at_step = torch.where(new, t, at_step)
+        diverged |= new
         if bool(diverged.all()):
             break
     nan = torch.tensor(float("nan"), dtype=dtype)
@@ -148,4 +180,6 @@ def run_lanes(
         final_grad_norm=torch.where(diverged[:, None], nan, torch.stack([before_last, final], 1)).numpy(),
         final_params={k: v.detach().numpy() for k, v in theta.items()},
         diverged=diverged.numpy(),
+        divergence_code=code.numpy(),
+        divergence_step=at_step.numpy(),
     )

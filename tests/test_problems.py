@@ -19,8 +19,14 @@ from harness.config import MetaConfig
 from harness.meta import plain_meta_gradient
 from synthetic.certify import certify_quadratic_minimum
 from synthetic.linalg import hessian_ritz, lanczos, meta_objective_fn, random_rotation
-from synthetic.problems import e2_two_basins, l2_logistic, q1_quadratic
-from synthetic.problems.base import FAMILIES, ProblemInstance, build_problem
+from synthetic.problems import e2_two_basins, h1_pseudo_huber, l2_logistic, linear_models, q1_quadratic
+from synthetic.problems.base import (
+    FamilySettingError,
+    NonFiniteFamilyError,
+    ProblemInstance,
+    build_problem,
+    family_names,
+)
 
 EXACT = 1e-10
 
@@ -46,8 +52,24 @@ def e2_embedded() -> ProblemInstance:
 
 
 @pytest.fixture(scope="module")
-def problems(q1, l2, e2, e2_embedded) -> dict[str, ProblemInstance]:
-    return {"Q1": q1, "L2": l2, "E2": e2, "E2/d=3": e2_embedded}
+def h1() -> ProblemInstance:
+    return build_problem("H1", 0)
+
+
+# Every registered family at its defaults (the registry decides, not this file), plus E2
+# embedded in 3 dimensions.
+CASES = [*family_names(), "E2/d=3"]
+
+
+@pytest.fixture(scope="module")
+def problems(q1, l2, e2, h1, e2_embedded) -> dict[str, ProblemInstance]:
+    built = {"Q1": q1, "L2": l2, "E2": e2, "H1": h1, "E2/d=3": e2_embedded}
+    return {name: built.get(name) or build_problem(name, 0) for name in CASES}
+
+
+def every_constant(problem: ProblemInstance) -> dict[str, float]:
+    """The typed constants and the reported numbers of a family, by name."""
+    return {**problem.constants.provided(), **problem.reported}
 
 
 def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -57,13 +79,13 @@ def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
 # --- every family -------------------------------------------------------------------------
 
 
-def test_registry_holds_the_three_families() -> None:
-    assert {"Q1", "L2", "E2"} <= set(FAMILIES)
-    with pytest.raises(ValueError, match="unknown 'Q9'"):
+def test_registry_holds_the_families() -> None:
+    assert {"Q1", "L2", "E2", "H1"} <= set(family_names())
+    with pytest.raises(FamilySettingError, match="unknown 'Q9'"):
         build_problem("Q9", 0)
 
 
-@pytest.mark.parametrize("name", ["Q1", "L2", "E2", "E2/d=3"])
+@pytest.mark.parametrize("name", CASES)
 def test_every_check_holds(problems, name: str) -> None:
     problem = problems[name]
     assert len(problem.checks) >= 6
@@ -71,17 +93,17 @@ def test_every_check_holds(problems, name: str) -> None:
     assert not failing, failing
 
 
-@pytest.mark.parametrize("name", ["Q1", "L2", "E2", "E2/d=3"])
+@pytest.mark.parametrize("name", CASES)
 def test_constants_are_finite_floats_and_settings_serialisable(problems, name: str) -> None:
     problem = problems[name]
-    for key, value in problem.constants.items():
+    for key, value in every_constant(problem).items():
         assert isinstance(value, float), key
         assert math.isfinite(value), key
     json.dumps(problem.settings)
     assert problem.meta_config.method == "maml" and problem.meta_config.inner_steps == 1
 
 
-@pytest.mark.parametrize("name", ["Q1", "L2", "E2", "E2/d=3"])
+@pytest.mark.parametrize("name", CASES)
 def test_meta_grad_is_vmappable_and_matches_the_engine(problems, name: str) -> None:
     problem = problems[name]
     theta0 = problem.init_params["theta"]
@@ -97,7 +119,7 @@ def test_meta_grad_is_vmappable_and_matches_the_engine(problems, name: str) -> N
 
 @pytest.mark.parametrize(
     ("name", "settings"),
-    [("Q1", {"verify": False}), ("L2", {"verify": False}), ("E2", {"verify": False, "d": 3})],
+    [*((name, {"verify": False}) for name in family_names()), ("E2", {"verify": False, "d": 3})],
 )
 def test_same_seed_same_problem_other_seed_other_problem(name: str, settings: dict) -> None:
     first, again, other = (build_problem(name, seed, **settings) for seed in (5, 5, 6))
@@ -129,10 +151,12 @@ def test_same_seed_same_problem_other_seed_other_problem(name: str, settings: di
         ("E2", {"beta": 0.0}, "'beta'"),
         ("E2", {"grid_points": 10}, "'grid_points'"),
         ("E2", {"stiffness": -1.0}, "'stiffness'"),
+        ("H1", {"delta": 0.0}, "'delta'"),
+        ("H1", {"outlier_prob": 2.0}, "'outlier_prob'"),
     ],
 )
-def test_bad_settings_raise_value_error_naming_the_setting(name: str, settings: dict, named: str) -> None:
-    with pytest.raises(ValueError, match=named):
+def test_bad_settings_raise_a_usage_error_naming_the_setting(name: str, settings: dict, named: str) -> None:
+    with pytest.raises(FamilySettingError, match=named):
         build_problem(name, 0, **settings)
 
 
@@ -140,7 +164,7 @@ def test_bad_settings_raise_value_error_naming_the_setting(name: str, settings: 
 
 
 def test_q1_closed_form_gradient_equals_engine_autodiff(q1: ProblemInstance) -> None:
-    closed = q1.extras["closed_form"]
+    closed = q1.details.closed_form
     g = torch.Generator().manual_seed(1)
     for theta in (q1.init_params["theta"], torch.randn(20, generator=g, dtype=torch.float64)):
         for executor in ("loop", "vmap"):
@@ -152,16 +176,16 @@ def test_q1_closed_form_gradient_equals_engine_autodiff(q1: ProblemInstance) -> 
 def test_q1_L_F_is_lambda_max_of_H_F(q1: ProblemInstance) -> None:
     F = meta_objective_fn(q1.loss, q1.tasks, q1.meta_config)
     ritz = hessian_ritz(F, q1.init_params["theta"], torch.Generator().manual_seed(2))
-    eigenvalues = torch.linalg.eigvalsh(q1.extras["H_F"])
-    assert abs(ritz.top - q1.constants["L_F"]) <= EXACT * q1.constants["L_F"]
-    assert abs(float(eigenvalues[-1]) - q1.constants["L_F"]) <= EXACT * q1.constants["L_F"]
-    assert abs(ritz.bottom - q1.constants["mu_F"]) <= EXACT * q1.constants["mu_F"]
-    v1 = q1.extras["v_1"]
-    assert relative_error(q1.extras["H_F"] @ v1, q1.constants["L_F"] * v1) <= EXACT
+    eigenvalues = torch.linalg.eigvalsh(q1.quadratic.hessian)
+    assert abs(ritz.top - q1.quadratic.top_eigenvalue) <= EXACT * q1.quadratic.top_eigenvalue
+    assert abs(float(eigenvalues[-1]) - q1.quadratic.top_eigenvalue) <= EXACT * q1.quadratic.top_eigenvalue
+    assert abs(ritz.bottom - q1.reported["mu_F"]) <= EXACT * q1.reported["mu_F"]
+    v1 = q1.quadratic.top_eigenvector
+    assert relative_error(q1.quadratic.hessian @ v1, q1.quadratic.top_eigenvalue * v1) <= EXACT
 
 
 def test_q1_constants_chain_and_prototype_ranges(q1: ProblemInstance) -> None:
-    c = q1.constants
+    c = every_constant(q1)
     assert c["L"] == 1.0 and c["rho"] == 0.0
     # beta = 0.3 < 1/(3 L): lambda (1 - beta lambda)^2 increases on [0, L], so L_bar = 0.49 exactly.
     assert c["L_bar"] == pytest.approx(0.49, abs=1e-12)
@@ -174,21 +198,21 @@ def test_q1_constants_chain_and_prototype_ranges(q1: ProblemInstance) -> None:
     assert 0.36 <= c["lambda_2"] <= 0.42
     assert 0.006 <= c["mu_F"] <= 0.009
     assert 1.1 <= c["F_star"] <= 1.5
-    theta_star = q1.extras["theta_star"]
+    theta_star = q1.quadratic.theta_star
     assert float(torch.linalg.vector_norm(q1.meta_grad({"theta": theta_star})["theta"])) <= 1e-12
     assert float(q1.meta_objective({"theta": theta_star})) == pytest.approx(c["F_star"], rel=1e-13)
     assert c["Delta"] == pytest.approx(c["F_theta0"] - c["F_star"])
 
 
 def test_q1_sigma2(q1: ProblemInstance) -> None:
-    sigma2_at = q1.extras["sigma2_at_theta"]
-    c = q1.constants
+    sigma2_at = q1.details.closed_form.sigma2_at_theta
+    c = every_constant(q1)
     assert float(sigma2_at(q1.init_params["theta"])) == pytest.approx(c["sigma2_theta0"], rel=1e-14)
-    assert float(sigma2_at(q1.extras["theta_star"])) == pytest.approx(c["sigma2_star"], rel=1e-14)
-    radius = float(torch.linalg.vector_norm(q1.init_params["theta"] - q1.extras["theta_star"]))
+    assert float(sigma2_at(q1.quadratic.theta_star)) == pytest.approx(c["sigma2_star"], rel=1e-14)
+    radius = float(torch.linalg.vector_norm(q1.init_params["theta"] - q1.quadratic.theta_star))
     directions = torch.randn(500, 20, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     directions = directions / torch.linalg.vector_norm(directions, dim=-1, keepdim=True)
-    inside = q1.extras["theta_star"] + radius * torch.rand(500, 1, dtype=torch.float64) * directions
+    inside = q1.quadratic.theta_star + radius * torch.rand(500, 1, dtype=torch.float64) * directions
     assert float(sigma2_at(inside).max()) <= c["sigma2"]
     assert max(c["sigma2_theta0"], c["sigma2_star"]) <= c["sigma2"]
 
@@ -207,15 +231,17 @@ def test_q1_beta_zero_is_the_mean_task_loss() -> None:
         [q1_quadratic.quadratic_loss({"theta": theta}, problem.tasks.task(m)[1]) for m in range(100)]
     ).mean()
     assert float(problem.meta_objective({"theta": theta})) == pytest.approx(float(mean_loss), rel=1e-13)
-    assert problem.constants["L_F"] == pytest.approx(float(torch.linalg.eigvalsh(problem.extras["H_F"])[-1]))
+    assert problem.quadratic.top_eigenvalue == pytest.approx(
+        float(torch.linalg.eigvalsh(problem.quadratic.hessian)[-1])
+    )
 
 
 def test_q1_cvxpy_certificate(q1: ProblemInstance) -> None:
-    cert = q1.extras["certificate"]
+    cert = q1.details.certificate
     assert cert.status == "optimal"
     assert cert.solver in cp.installed_solvers()
     assert cert.rel_gap < 1e-6
-    assert cert.F_star_closed_form == pytest.approx(q1.constants["F_star"], rel=1e-12)
+    assert cert.F_star_closed_form == pytest.approx(q1.reported["F_star"], rel=1e-12)
     assert cert.kkt_residual < 1e-8 and cert.suboptimality_bound < 1e-10
 
 
@@ -236,8 +262,8 @@ def test_certificate_of_a_random_quadratic_and_scs_gap() -> None:
 
 
 def test_q1_verification_catches_a_wrong_closed_form(q1: ProblemInstance) -> None:
-    closed = q1.extras["closed_form"]
-    v1 = q1.extras["v_1"]
+    closed = q1.details.closed_form
+    v1 = q1.quadratic.top_eigenvector
     args = (
         q1.tasks,
         q1.meta_config,
@@ -258,28 +284,28 @@ def test_q1_verification_catches_a_wrong_closed_form(q1: ProblemInstance) -> Non
 
 
 def test_l2_constants(l2: ProblemInstance) -> None:
-    c = l2.constants
+    c = every_constant(l2)
     assert c["L"] == 0.25 and c["G"] == 1.0
     assert c["rho"] == pytest.approx(1 / (6 * math.sqrt(3)))
     assert c["L_bar_generic"] == pytest.approx(0.3645, abs=5e-5)  # docs/theory.md#family-l2: 0.3645
     assert c["L_bar_convex"] == pytest.approx(0.2981, abs=5e-5)  # docs/theory.md#family-l2: 0.2981
     assert c["L_bar"] == c["L_bar_convex"]  # beta = 0.5 <= 2/L = 8
-    assert build_problem("L2", 0, beta=9.0, verify=False).constants["L_bar"] == pytest.approx(
+    assert build_problem("L2", 0, beta=9.0, verify=False).constants.L_bar == pytest.approx(
         (1 + 9 * 0.25) ** 2 * 0.25 + 9 * c["rho"]
     )
 
 
 def test_l2_sampled_hessian_norms_below_L_bar(l2: ProblemInstance) -> None:
-    measured = l2.extras["measured"]
+    measured = l2.details
     for key in ("hessian_F_theta0", "hessian_F_max", "hessian_F_m_max"):
-        assert 0 < measured[key] <= l2.constants["L_bar"]
+        assert 0 < measured[key] <= l2.constants.L_bar
     # At theta = 0 the logistic Hessian is E[x x^T]/4 = I/(4 d) = 0.025 for x uniform on the
     # unit sphere; finite samples push the top eigenvalue up by ~(1 + sqrt(d/n))^2, and the
     # meta-Hessian stays close: the prototype's 0.017 (other points) is of this size.
     assert 0.01 <= measured["hessian_F_theta0"] <= 0.05
     F = meta_objective_fn(l2.loss, l2.tasks, l2.meta_config)
-    theta = 3 * l2.extras["w_bar"] / float(torch.linalg.vector_norm(l2.extras["w_bar"]))
-    assert hessian_ritz(F, theta, torch.Generator().manual_seed(7)).norm <= l2.constants["L_bar"]
+    theta = 3 * l2.task_distribution.w_bar / float(torch.linalg.vector_norm(l2.task_distribution.w_bar))
+    assert hessian_ritz(F, theta, torch.Generator().manual_seed(7)).norm <= l2.constants.L_bar
 
 
 def test_l2_data_and_fresh_tasks(l2: ProblemInstance) -> None:
@@ -289,19 +315,19 @@ def test_l2_data_and_fresh_tasks(l2: ProblemInstance) -> None:
         torch.linalg.vector_norm(support["x"], dim=-1), torch.ones(100, 5, dtype=torch.float64)
     )
     assert set(torch.unique(query["y"]).tolist()) == {-1.0, 1.0}
-    sample = l2.extras["sample_tasks"]
+    sample = l2.task_distribution.sample
     fresh = sample(torch.Generator().manual_seed(8), 2000, m_tr=2)
     assert fresh.support["x"].shape == (2000, 2, 10) and fresh.query["x"].shape == (2000, 15, 10)
     again = sample(torch.Generator().manual_seed(8), 2000, m_tr=2)
     assert torch.equal(fresh.support["x"], again.support["x"])
     # Labels mostly follow w_bar's side: P(agree) = 0.9 P(same side) + 0.1 (1 - P(same side)).
-    agree = (torch.sign(fresh.query["x"] @ l2.extras["w_bar"]) == fresh.query["y"]).double().mean()
+    agree = (torch.sign(fresh.query["x"] @ l2.task_distribution.w_bar) == fresh.query["y"]).double().mean()
     assert 0.65 <= float(agree) <= 0.9
 
 
 def test_l2_bounded_losses(l2: ProblemInstance) -> None:
-    tasks = l2.extras["sample_tasks"](torch.Generator().manual_seed(9), 200)
-    theta = {"theta": l2.extras["w_bar"].clone()}
+    tasks = l2.task_distribution.sample(torch.Generator().manual_seed(9), 200)
+    theta = {"theta": l2.task_distribution.w_bar.clone()}
     zero_one = l2_logistic.bounded_meta_loss(l2, theta, tasks)
     clipped = l2_logistic.bounded_meta_loss(l2, theta, tasks, l2_logistic.clipped_logistic_loss)
     assert 0 <= float(zero_one) <= float(clipped) <= 1
@@ -320,10 +346,12 @@ def test_l2_bounded_losses(l2: ProblemInstance) -> None:
 
 
 def test_l2_verification_catches_a_wrong_bound(l2: ProblemInstance) -> None:
-    wrong = dict(l2.constants, L_bar=0.01)
+    wrong = dict(every_constant(l2), L_bar=0.01)
     settings = dict(l2.settings, hessian_points=0, task_checks=1)
-    checks, _ = l2_logistic.verify_constants(
+    checks, _ = linear_models.verify_linear_model(
+        l2_logistic.LOGISTIC_PROFILE,
         wrong,
+        l2.loss,
         l2.tasks,
         l2.meta_config,
         l2.init_params["theta"],
@@ -337,7 +365,7 @@ def test_l2_verification_catches_a_wrong_bound(l2: ProblemInstance) -> None:
 
 
 def test_e2_basins_match_theory(e2: ProblemInstance) -> None:
-    c = e2.constants
+    c = every_constant(e2)
     # prototype (docs/theory.md#prototype-values): sharp basin -0.0018 (F'' 29), flat basin 2.01 (F'' 0.87). Seeds 0-19
     # give sharp in [-0.005, 0.011] with F'' in [27.5, 34.7], flat in [1.84, 2.11] with F''
     # in [0.80, 0.86]; the sharp minimiser sits near mean(p_m) (sd 0.02/sqrt(20) = 0.0045),
@@ -348,28 +376,28 @@ def test_e2_basins_match_theory(e2: ProblemInstance) -> None:
     assert 0.7 <= c["F2_flat"] <= 1.0
     assert c["theta_sharp"] < c["theta_barrier"] < c["theta_flat"]
     assert c["theta_star"] == c["theta_sharp"] and c["F_star"] == c["F_sharp"] < c["F_flat"]
-    truth = e2.extras["ground_truth"]
+    truth = e2.two_basins.ground_truth
     assert c["F_star"] <= float(truth.values.min()) + 1e-12
-    model = e2.extras["model"]
+    model = e2.two_basins.model
     slopes = model.meta_1d(torch.tensor([c["theta_sharp"], c["theta_flat"]], dtype=torch.float64))[1]
     assert float(slopes.abs().max()) < 1e-12
 
 
 def test_e2_constants_and_grid_curvature(e2: ProblemInstance) -> None:
-    c, measured = e2.constants, e2.extras["measured"]
+    c, measured = every_constant(e2), e2.details
     assert c["L"] == pytest.approx(100.9)  # a / w_s^2 + b / w_f^2
     assert c["G"] == pytest.approx((10 + 0.9) / math.sqrt(math.e))
     u = math.sqrt(3 - math.sqrt(6))
     assert c["rho"] == pytest.approx(u * (3 - u * u) * math.exp(-u * u / 2) * (1000 + 0.9))
     assert measured["hessian_F_max"] <= c["L_bar"]
     assert measured["hessian_F_m_max"] <= c["L_bar"]
-    truth = e2.extras["ground_truth"]
+    truth = e2.two_basins.ground_truth
     assert float(truth.curvature.abs().max()) == measured["hessian_F_max"]
 
 
 def test_e2_robust_minimizer_switches_basin(e2: ProblemInstance) -> None:
-    truth = e2.extras["ground_truth"]
-    barrier = e2.constants["theta_barrier"]
+    truth = e2.two_basins.ground_truth
+    barrier = e2.reported["theta_barrier"]
     assert truth.robust_minimizer(0.05)[0] < barrier < truth.robust_minimizer(0.2)[0]
     radius = truth.switch_radius()
     assert 0.05 <= radius <= 0.2  # prototype: ~0.10; seeds 0-19 give 0.0996-0.112
@@ -377,7 +405,7 @@ def test_e2_robust_minimizer_switches_basin(e2: ProblemInstance) -> None:
 
 
 def test_e2_robust_objective_agrees_with_the_sliding_max(e2: ProblemInstance) -> None:
-    truth = e2.extras["ground_truth"]
+    truth = e2.two_basins.ground_truth
     theta, value = truth.robust_minimizer(0.07)
     # A minimiser up to the grid: |F'| <= 7 times the spacing 2.5e-5 bounds the discretisation.
     others = [truth.robust_objective(t, 0.07) for t in torch.linspace(-0.5, 3.0, 351).tolist()]
@@ -396,11 +424,11 @@ def test_sliding_max_matches_brute_force() -> None:
 
 
 def test_e2_embedding(e2: ProblemInstance, e2_embedded: ProblemInstance) -> None:
-    model = e2_embedded.extras["model"]
-    axis = e2_embedded.extras["axis"]
+    model = e2_embedded.two_basins.model
+    axis = e2_embedded.two_basins.model.axis
     assert float(torch.linalg.vector_norm(axis)) == pytest.approx(1.0)
-    assert e2_embedded.constants["theta_sharp"] == e2.constants["theta_sharp"]
-    theta_sharp = e2_embedded.extras["embed"](e2_embedded.constants["theta_sharp"])
+    assert e2_embedded.two_basins.theta_sharp == e2.two_basins.theta_sharp
+    theta_sharp = e2_embedded.two_basins.embed(e2_embedded.two_basins.theta_sharp)
     assert float(torch.linalg.vector_norm(e2_embedded.meta_grad({"theta": theta_sharp})["theta"])) < 1e-12
     assert model.stiff_curvature == pytest.approx(10 * (1 - 0.005 * 10) ** 2)
     offset = torch.linalg.svd(axis[None]).Vh[1]  # a unit vector orthogonal to the axis
@@ -412,12 +440,12 @@ def test_e2_embedding(e2: ProblemInstance, e2_embedded: ProblemInstance) -> None
 def test_e2_verification_catches_a_wrong_model(e2: ProblemInstance) -> None:
     """The engine checks pass for the model as built and fail, on F and grad F at the probes
     (not on the basin curvatures, which the shift of p leaves alone), for a slightly wrong one."""
-    model = e2.extras["model"]
+    model = e2.two_basins.model
 
     def failed(candidate: object) -> list[str]:
         checks = e2_two_basins.engine_checks(
             candidate,
-            e2.constants,
+            every_constant(e2),
             e2.tasks,
             e2.meta_config,
             e2.init_params["theta"],
@@ -454,3 +482,51 @@ def test_lanczos_is_exact_with_clustered_and_repeated_eigenvalues() -> None:
 def test_engine_config_is_maml_with_beta() -> None:
     problem = build_problem("E2", 0, beta=0.01, verify=False)
     assert problem.meta_config == MetaConfig(method="maml", inner_steps=1, inner_lr=0.01)
+
+
+# --- H1 and every linear-model family --------------------------------------------------------
+
+
+def test_h1_constants_in_closed_form() -> None:
+    problem = build_problem("H1", 0, R=0.5, delta=2.0, beta=1.0, verify=False)
+    c = every_constant(problem)
+    factor = 1.5 * 0.8**2.5  # max_s 3 s (1 + s^2)^(-5/2), at s = 1/2
+    assert c["L"] == 0.25 and c["G"] == 1.0  # R^2 sup phi'' = R^2; R sup |phi'| = R delta
+    assert c["rho"] == pytest.approx(0.125 * factor / 2.0, rel=1e-15)
+    assert c["L_bar"] == pytest.approx(0.25 + 1.0 * c["rho"] * 1.0, rel=1e-15)  # beta <= 2/L
+    assert c["sigma2"] == 1.0 and c["Delta"] == c["F_theta0"] > 0
+    s = torch.tensor([0.5], dtype=torch.float64, requires_grad=True)
+    (d3,) = linear_models.elementwise_derivatives(lambda r: h1_pseudo_huber.pseudo_huber(r, 1.0), s, 3)[2:]
+    assert abs(float(d3)) == pytest.approx(factor, rel=1e-12)  # the sup is attained at s = 1/2
+
+
+@pytest.mark.parametrize(
+    ("family", "profile_of"), [("H1", "pseudo_huber_profile"), ("L2", "LOGISTIC_PROFILE")]
+)
+def test_a_planted_wrong_L_fails_exactly_the_tight_rows(monkeypatch, family: str, profile_of: str) -> None:
+    """L halved in the family's closed form: the grid row of sup phi'' fails; every sampled
+    bound (slack >= 2 here) still holds, which is why docs/families.md calls only the grid
+    rows tight."""
+    module = h1_pseudo_huber if family == "H1" else l2_logistic
+    original = getattr(module, profile_of)
+
+    def halved(profile):
+        return dataclasses.replace(profile, sup_d2=profile.sup_d2 / 2)
+
+    if callable(original) and not isinstance(original, linear_models.ScalarProfile):
+        monkeypatch.setattr(module, profile_of, lambda delta: halved(original(delta)))
+    else:
+        monkeypatch.setattr(module, profile_of, halved(original))
+    problem = build_problem(family, 0, hessian_points=1, task_checks=2)
+    failing = {c.name for c in problem.checks if not c.holds}
+    assert failing == {next(c.name for c in problem.checks if c.name.endswith("= L"))}
+
+
+def test_a_non_finite_family_is_refused_naming_the_quantity(monkeypatch) -> None:
+    with pytest.raises(FamilySettingError, match=r"H1 with settings \{'theta0': 1e\+200\}: task loss"):
+        build_problem("H1", 0, theta0=1e200, verify=False)
+    monkeypatch.setattr(
+        h1_pseudo_huber, "pseudo_huber_loss", lambda params, batch: params["theta"].sum() * torch.nan
+    )
+    with pytest.raises(NonFiniteFamilyError, match="problem family H1: task loss at theta0"):
+        build_problem("H1", 0)

@@ -1,7 +1,9 @@
-"""Small shared pieces of the checks: lane tensors, tidy rows, the problem cache."""
+"""Small shared pieces of the checks: the cell a check asks the suite to compute, what a check
+returns, lane tensors and tidy rows."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,20 +12,41 @@ import pandas as pd
 import torch
 
 from infra.verdicts import Prediction
+from synthetic.problems.base import ProblemInstance
+from synthetic.runs import LaneResults
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One unit of compute a check asks for: ``compute()`` (a batched run) under a cache name
+    and key. ``cost`` (lane-steps) orders the work across processes, largest first."""
+
+    name: str
+    key: dict[str, Any]
+    compute: Callable[[], LaneResults]
+    cost: float = 1.0
 
 
 @dataclass
 class CheckOutput:
-    """What a check returns: prediction rows plus tidy run and curve rows."""
+    """What a check returns: prediction rows, tidy run and curve rows, and any problem instance
+    it built besides the one it was given (their constants go to the tables)."""
 
     predictions: list[Prediction] = field(default_factory=list)
     runs: list[dict[str, Any]] = field(default_factory=list)
     curves: list[pd.DataFrame] = field(default_factory=list)
+    instances: list[ProblemInstance] = field(default_factory=list)
 
     def extend(self, other: CheckOutput) -> None:
         self.predictions += other.predictions
         self.runs += other.runs
         self.curves += other.curves
+        self.instances += other.instances
+
+
+# A running check: it yields the cells it needs (all at once, so the suite can compute them in
+# parallel), receives their results in the same order, and returns its output.
+CheckRun = Generator[list[Cell], list[LaneResults], CheckOutput]
 
 
 def lanes(values: np.ndarray | list[float], dtype: torch.dtype = torch.float64) -> torch.Tensor:
@@ -34,6 +57,11 @@ def lanes(values: np.ndarray | list[float], dtype: torch.dtype = torch.float64) 
 def filled(n: int, value: float) -> torch.Tensor:
     """n lanes that share one value."""
     return torch.full((n,), float(value), dtype=torch.float64)
+
+
+def lane_status(result: LaneResults, lane: int) -> str:
+    """'ok', or 'diverged: <cause>' (non-finite loss or gradient at step t, or the norm bound)."""
+    return f"diverged: {result.divergence_cause[lane]}" if result.diverged[lane] else "ok"
 
 
 def curve_frame(run_id: str, steps: np.ndarray, curve: np.ndarray) -> pd.DataFrame:

@@ -17,23 +17,27 @@ coordinate chatters instead. Failures are findings: rows say FAIL where the clai
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from infra.verdicts import INFO, LITERATURE, PAPER_SHAPE, Prediction, verdict
-from synthetic.checks.common import CheckOutput, curve_frame, filled, lanes
-from synthetic.checks.rate import CellRunner
+from synthetic.checks.common import Cell, CheckOutput, CheckRun, curve_frame, filled, lane_status, lanes
 from synthetic.methods import method_config
-from synthetic.problems.base import ProblemInstance
-from synthetic.runs import run_lanes
+from synthetic.problems.base import ProblemInstance, build_problem
+from synthetic.runs import LaneResults, run_lanes
 
 PROTOTYPE_SWITCH_RADIUS = (0.10, 0.03)
 # "Ends at the robust minimiser": within this fraction of the basin separation of it.
 NEAR_FRACTION = 0.1
 STALL_TOLERANCE = 1e-6
 STATIONARY_GRAD_NORM2 = 1e-10
+# The runs need the two basins' ground truth (minimisers, robust objective, basin axis) and,
+# for the embedded instances, a family setting ``d``.
+NEEDS = ("two_basins",)
 
 
 @dataclass(frozen=True)
@@ -47,28 +51,14 @@ class FlatGrid:
     dims: tuple[int, ...] = (1, 5)
 
 
-def problem_label(problem: ProblemInstance) -> str:
-    """E2 in 1-D is "E2"; embedded in d dimensions it is "E2-d<d>"."""
-    d = problem.settings.get("d", 1)
-    return problem.family if d == 1 else f"{problem.family}-d{d}"
-
-
-def embedded_starts(problem: ProblemInstance, starts: np.ndarray) -> torch.Tensor:
-    """Starting points (n, d): basin coordinate z0 along u, the stiff directions as at theta0."""
-    rotation = problem.extras["rotation"]
-    d = rotation.shape[0]
-    coordinates = torch.full((len(starts), d), float(problem.settings["stiff_init"]), dtype=torch.float64)
-    coordinates[:, 0] = torch.as_tensor(starts, dtype=torch.float64)
-    return coordinates @ rotation.T
-
-
 def switch_radius_prediction(problem: ProblemInstance) -> Prediction:
     """The alpha-robust objective's minimiser leaves the sharp basin near alpha = 0.10."""
-    truth = problem.extras["ground_truth"]
+    basins = problem.two_basins
+    truth = basins.ground_truth
     measured = truth.switch_radius()
     expected, tol = PROTOTYPE_SWITCH_RADIUS
     return Prediction(
-        id=f"flat.switch_radius/{problem_label(problem)}",
+        id=f"flat.switch_radius/{problem.label}",
         prediction="the exact alpha-robust objective max_|eps|<=alpha F(theta+eps) has its minimiser in the flat basin for alpha above ~0.10",
         source=PAPER_SHAPE,
         predicted=expected,
@@ -77,39 +67,76 @@ def switch_radius_prediction(problem: ProblemInstance) -> Prediction:
         verdict=verdict(abs(measured - expected) <= tol),
         details=f"grid ground truth, bisection to 1e-4; robust minimiser at alpha=0.05: "
         f"{truth.robust_minimizer(0.05)[0]:.4f}, at alpha=0.3: {truth.robust_minimizer(0.3)[0]:.4f}; "
-        f"theta_sharp {problem.constants['theta_sharp']:.4f}, theta_flat {problem.constants['theta_flat']:.4f}",
+        f"theta_sharp {basins.theta_sharp:.4f}, theta_flat {basins.theta_flat:.4f}",
     )
 
 
-def run_flat_check(problem: ProblemInstance, grid: FlatGrid, cell: CellRunner) -> CheckOutput:
-    """Deterministic Sharp-MAML_up (alpha_up = 0 is MAML exactly) from every start and radius."""
-    out = CheckOutput()
-    label = problem_label(problem)
-    model, truth = problem.extras["model"], problem.extras["ground_truth"]
+def run_flat_check(problem: ProblemInstance, grid: FlatGrid, global_seed: int) -> CheckRun:
+    """The switch radius on the problem, then deterministic Sharp-MAML_up (alpha_up = 0 is MAML
+    exactly) from every start and radius, on the problem and on the same family embedded in
+    every other dimension of ``grid.dims`` (setting ``d``; built from the same seed)."""
+    out = CheckOutput(predictions=[switch_radius_prediction(problem)])
+    own = problem.two_basins.dimension
+    instances = [
+        problem if d == own else build_problem(problem.family, global_seed, **{**problem.settings, "d": d})
+        for d in grid.dims
+    ]
+    out.instances += [p for p in instances if p is not problem]
+    plans = [flat_cell(p, grid) for p in instances]
+    results = yield [cell for cell, _ in plans]
+    for (_, judge), result in zip(plans, results, strict=True):
+        out.extend(judge(result))
+    return out
+
+
+def flat_cell(problem: ProblemInstance, grid: FlatGrid) -> tuple[Cell, Callable[[LaneResults], CheckOutput]]:
+    """The batched run of one instance and the function that judges its result."""
     alphas, starts = np.asarray(grid.alphas), np.asarray(grid.starts)
     lane_alpha = np.repeat(alphas, len(starts))
     lane_start = np.tile(starts, len(alphas))
     n = len(lane_alpha)
-    eta = 1.0 / problem.constants["L_F"]
+    eta = 1.0 / problem.two_basins.L_F
     cfg = method_config(problem, "sharp_up")
-    init = {"theta": embedded_starts(problem, lane_start)}
-    key = {"check": "flat", "grid": [grid.alphas, grid.starts, grid.steps], "problem": problem.settings}
-    run_id = f"flat/{label}/sharp_up"
-    result = cell(
-        run_id,
-        key,
-        lambda: run_lanes(
-            problem,
-            cfg,
-            filled(n, eta),
-            filled(n, 0.0),
-            lanes(lane_alpha),
-            grid.steps,
-            None,
-            torch.Generator(),
-            init=init,
-        ),
+    init = {"theta": problem.two_basins.starts(torch.as_tensor(lane_start))}
+    key = {
+        "check": "flat",
+        "family": problem.family,
+        "grid": [grid.alphas, grid.starts, grid.steps],
+        "problem": problem.settings,
+    }
+    run_id = f"flat/{problem.label}/sharp_up"
+    compute = functools.partial(
+        run_lanes,
+        problem,
+        cfg,
+        filled(n, eta),
+        filled(n, 0.0),
+        lanes(lane_alpha),
+        grid.steps,
+        None,
+        torch.Generator(),
+        init=init,
     )
+    judge = functools.partial(judge_flat, problem, grid, run_id, lane_alpha, lane_start, eta)
+    return Cell(run_id, key, compute, float(n * grid.steps)), judge
+
+
+def judge_flat(
+    problem: ProblemInstance,
+    grid: FlatGrid,
+    run_id: str,
+    lane_alpha: np.ndarray,
+    lane_start: np.ndarray,
+    eta: float,
+    result: LaneResults,
+) -> CheckOutput:
+    """The rows of one instance from its run."""
+    out = CheckOutput()
+    label = problem.label
+    basins = problem.two_basins
+    model, truth = basins.model, basins.ground_truth
+    alphas = np.asarray(grid.alphas)
+    n = len(lane_alpha)
     out.curves.append(curve_frame(run_id, result.curve_steps, result.curve))
     z_end, _ = model.split(torch.as_tensor(result.final_params["theta"]))
     curvature = model.meta_1d(z_end)[2].numpy()
@@ -132,7 +159,7 @@ def run_flat_check(problem: ProblemInstance, grid: FlatGrid, cell: CellRunner) -
                 "grad_norm2_end": float(grad2[i]),
                 "curvature_end": float(curvature[i]),
                 "basin_end": "flat" if flat_side[i] else "sharp",
-                "status": "diverged" if result.diverged[i] else "ok",
+                "status": lane_status(result, i),
             }
         )
     maml = lane_alpha == 0
@@ -141,7 +168,7 @@ def run_flat_check(problem: ProblemInstance, grid: FlatGrid, cell: CellRunner) -
             id=f"flat.maml_reference/{label}",
             prediction="MAML ends at the sharp minimiser from every start (the reference)",
             source=PAPER_SHAPE,
-            predicted=problem.constants["theta_sharp"],
+            predicted=basins.theta_sharp,
             measured=float(np.median(z_end[maml])),
             tolerance="report",
             verdict=INFO,
@@ -176,9 +203,10 @@ def radius_predictions(
     maml_curvature: float,
 ) -> list[Prediction]:
     """Rows for one radius: follows the robust minimiser? flatter minimiser? stall point?"""
-    truth, constants = problem.extras["ground_truth"], problem.constants
+    basins = problem.two_basins
+    truth = basins.ground_truth
     robust, _ = truth.robust_minimizer(alpha)
-    near = NEAR_FRACTION * (constants["theta_flat"] - constants["theta_sharp"])
+    near = NEAR_FRACTION * (basins.theta_flat - basins.theta_sharp)
     fraction = float((np.abs(z_end - robust) <= near).mean())
     where = f"end z {np.array2string(z_end, precision=4)}; ||grad F||^2 {np.array2string(grad2, precision=2)}"
     rows = [
@@ -208,12 +236,12 @@ def radius_predictions(
             tolerance=f"every end stationary (||grad F||^2 <= {STATIONARY_GRAD_NORM2:g}) with 0 < F'' < MAML's",
             verdict=verdict(flatter),
             details=f"F'' at the ends from {curvature.min():.4f} to {curvature.max():.4f} (flat minimiser "
-            f"{constants['F2_flat']:.4f}); {int(stationary.sum())}/{len(grad2)} ends stationary",
+            f"{basins.F2_flat:.4f}); {int(stationary.sum())}/{len(grad2)} ends stationary",
         )
     )
-    stall = constants["theta_sharp"] + alpha
-    stall_slope = float(problem.extras["model"].meta_1d(torch.tensor([stall], dtype=torch.float64))[1])
-    if problem.settings["d"] == 1 and stall > truth.barrier and stall_slope < 0:
+    stall = basins.theta_sharp + alpha
+    stall_slope = float(basins.model.meta_1d(torch.tensor([stall], dtype=torch.float64))[1])
+    if basins.dimension == 1 and stall > truth.barrier and stall_slope < 0:
         error = float(np.abs(z_end - stall).max())
         rows.append(
             Prediction(

@@ -11,7 +11,9 @@ affine map, where MAML's stationarity measure ||grad F(theta_FO)||^2 is a floor 
 
 from __future__ import annotations
 
+import functools
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,15 +21,17 @@ import torch
 
 from harness.meta import plain_meta_gradient
 from infra.verdicts import DERIVED, Prediction, verdict
-from synthetic.checks.common import CheckOutput, curve_frame, filled, lanes
-from synthetic.checks.rate import CellRunner
+from synthetic.checks.common import Cell, CheckOutput, CheckRun, curve_frame, filled, lane_status, lanes
 from synthetic.methods import method_config
 from synthetic.problems.base import ProblemInstance
-from synthetic.runs import run_lanes
+from synthetic.runs import LaneResults, run_lanes
 from synthetic.theory import r2_cycle_gradient_norm
 
 CYCLE_TOLERANCE = 1e-6
 ALIGNMENT_MIN = 0.999
+# R2 needs a quadratic F's top eigenpair (simple top eigenvalue), FO needs quadratic tasks
+# (FO-MAML's meta-gradient is affine only there) and L_bar for its step size.
+NEEDS = ("quadratic", "L_bar")
 
 
 @dataclass(frozen=True)
@@ -40,31 +44,38 @@ class FloorGrid:
     fo_steps: int = 8000
 
 
-def run_floor_check(problem: ProblemInstance, grid: FloorGrid, cell: CellRunner) -> CheckOutput:
-    """R2 on every (eta, alpha) lane of one batched deterministic run."""
+def run_floor_check(problem: ProblemInstance, grid: FloorGrid, global_seed: int) -> CheckRun:
+    """R2 on every (eta, alpha) lane of one batched deterministic run, and the FO floor."""
     out = CheckOutput()
-    lambda1 = problem.constants["L_F"]
-    v1 = problem.extras["v_1"].numpy()
+    label = problem.label
+    lambda1 = problem.quadratic.top_eigenvalue
+    v1 = problem.quadratic.top_eigenvector.numpy()
     layout = [(eta, alpha) for eta, alpha in itertools.product(grid.etas, grid.alphas) if eta * lambda1 < 2]
     eta = [e for e, _ in layout]
     alpha = [a for _, a in layout]
     cfg = method_config(problem, "sharp_up")
-    key = {"check": "floor", "layout": layout, "steps": grid.steps, "problem": problem.settings}
-    result = cell(
-        "floor/sharp_up",
-        key,
-        lambda: run_lanes(
-            problem,
-            cfg,
-            lanes(eta),
-            filled(len(layout), 0.0),
-            lanes(alpha),
-            grid.steps,
-            None,
-            torch.Generator(),
-        ),
+    key = {
+        "check": "floor",
+        "family": problem.family,
+        "layout": layout,
+        "steps": grid.steps,
+        "problem": problem.settings,
+    }
+    compute = functools.partial(
+        run_lanes,
+        problem,
+        cfg,
+        lanes(eta),
+        filled(len(layout), 0.0),
+        lanes(alpha),
+        grid.steps,
+        None,
+        torch.Generator(),
     )
-    out.curves.append(curve_frame("floor/sharp_up", result.curve_steps, result.curve))
+    run_id = f"floor/{label}/sharp_up"
+    fo_cell, fo_judge = first_order_cell(problem, grid)
+    result, fo_result = yield [Cell(run_id, key, compute, float(len(layout) * grid.steps)), fo_cell]
+    out.curves.append(curve_frame(run_id, result.curve_steps, result.curve))
     grads = torch.func.vmap(problem.meta_grad)(
         {k: torch.as_tensor(v) for k, v in result.final_params.items()}
     )
@@ -81,7 +92,7 @@ def run_floor_check(problem: ProblemInstance, grid: FloorGrid, cell: CellRunner)
         )
         out.predictions.append(
             Prediction(
-                id=f"floor/eta={e:g}/alpha={a:g}",
+                id=f"floor/{label}/eta={e:g}/alpha={a:g}",
                 prediction="deterministic Sharp-MAML_up, constant alpha: 2-cycle with ||grad F|| = eta l1^2 alpha/(2 - eta l1)",
                 source=DERIVED,
                 predicted=predicted,
@@ -95,8 +106,8 @@ def run_floor_check(problem: ProblemInstance, grid: FloorGrid, cell: CellRunner)
         out.runs.append(
             {
                 "check": "floor",
-                "run_id": "floor/sharp_up",
-                "family": problem.family,
+                "run_id": run_id,
+                "family": label,
                 "method": "sharp_up",
                 "lane": lane,
                 "eta": e,
@@ -105,10 +116,10 @@ def run_floor_check(problem: ProblemInstance, grid: FloorGrid, cell: CellRunner)
                 "final_grad_norm": float(last),
                 "predicted_grad_norm": predicted,
                 "alignment_v1": alignment,
-                "status": "diverged" if result.diverged[lane] else "ok",
+                "status": lane_status(result, lane),
             }
         )
-    out.extend(run_fo_check(problem, grid, cell))
+    out.extend(fo_judge(fo_result))
     return out
 
 
@@ -130,35 +141,56 @@ def first_order_fixed_point(problem: ProblemInstance) -> torch.Tensor:
     return torch.linalg.solve(torch.stack(columns, dim=1), -origin)
 
 
-def run_fo_check(problem: ProblemInstance, grid: FloorGrid, cell: CellRunner) -> CheckOutput:
-    """Deterministic FO-MAML reaches theta_FO and stalls at ||grad F(theta_FO)||^2 > 0."""
-    out = CheckOutput()
+def first_order_cell(
+    problem: ProblemInstance, grid: FloorGrid
+) -> tuple[Cell, Callable[[LaneResults], CheckOutput]]:
+    """Deterministic FO-MAML reaches theta_FO and stalls at ||grad F(theta_FO)||^2 > 0: the cell
+    and the function that judges its result."""
     theta_fo = first_order_fixed_point(problem)
     floor = float(problem.meta_grad({"theta": theta_fo})["theta"].pow(2).sum())
-    eta = 1.0 / problem.constants["L_bar"]
+    eta = 1.0 / problem.constants.L_bar
     cfg = method_config(problem, "fomaml")
-    key = {"check": "fo", "steps": grid.fo_steps, "eta": eta, "problem": problem.settings}
-    result = cell(
-        "fo/fomaml",
-        key,
-        lambda: run_lanes(
-            problem,
-            cfg,
-            filled(1, eta),
-            filled(1, 0.0),
-            filled(1, 0.0),
-            grid.fo_steps,
-            None,
-            torch.Generator(),
-        ),
+    key = {
+        "check": "fo",
+        "family": problem.family,
+        "steps": grid.fo_steps,
+        "eta": eta,
+        "problem": problem.settings,
+    }
+    run_id = f"fo/{problem.label}/fomaml"
+    compute = functools.partial(
+        run_lanes,
+        problem,
+        cfg,
+        filled(1, eta),
+        filled(1, 0.0),
+        filled(1, 0.0),
+        grid.fo_steps,
+        None,
+        torch.Generator(),
     )
-    out.curves.append(curve_frame("fo/fomaml", result.curve_steps, result.curve))
+    return Cell(run_id, key, compute, float(grid.fo_steps)), functools.partial(
+        judge_first_order, problem, grid, run_id, theta_fo, floor
+    )
+
+
+def judge_first_order(
+    problem: ProblemInstance,
+    grid: FloorGrid,
+    run_id: str,
+    theta_fo: torch.Tensor,
+    floor: float,
+    result: LaneResults,
+) -> CheckOutput:
+    """The fo.floor row from the FO-MAML run."""
+    out = CheckOutput()
+    out.curves.append(curve_frame(run_id, result.curve_steps, result.curve))
     measured = float(result.final_grad_norm[0, 1] ** 2)
     rel_err = abs(measured - floor) / floor
     distance = float(np.linalg.norm(result.final_params["theta"][0] - theta_fo.numpy()))
     out.predictions.append(
         Prediction(
-            id="fo.floor/deterministic",
+            id=f"fo.floor/{problem.label}/deterministic",
             prediction="deterministic FO-MAML stalls at theta_FO with ||grad F(theta_FO)||^2 > 0",
             source=DERIVED,
             predicted=floor,
@@ -166,8 +198,9 @@ def run_fo_check(problem: ProblemInstance, grid: FloorGrid, cell: CellRunner) ->
             tolerance="relative error <= 1e-6 and floor > 0",
             verdict=verdict(rel_err <= 1e-6 and floor > 0),
             details=f"relative error {rel_err:.2e}; ||theta_T - theta_FO|| = {distance:.2e}; "
-            f"||theta_FO - theta*|| = {float(torch.linalg.vector_norm(theta_fo - problem.extras['theta_star'])):.4f}; "
-            f"eta = 1/L_bar, {grid.fo_steps} steps",
+            f"||theta_FO - theta*|| = {float(torch.linalg.vector_norm(theta_fo - problem.quadratic.theta_star)):.4f}; "
+            f"eta = 1/L_bar, {grid.fo_steps} steps"
+            + (f"; {result.divergence_cause(0)}" if result.diverged[0] else ""),
         )
     )
     return out

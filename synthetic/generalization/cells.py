@@ -83,7 +83,7 @@ def method_name(alpha: float) -> str:
 def training_tasks(problem: ProblemInstance, global_seed: int, m_tr: int, seed: int, M: int) -> TaskBatch:
     """The first M training tasks of a seed, drawn in blocks of TASK_BLOCK from their own
     generators, so that a smaller M is a prefix of a larger one (common random numbers in M)."""
-    sample = problem.extras["sample_tasks"]
+    sample = problem.task_distribution.sample
     blocks = [
         sample(generator(global_seed, TRACK, "L2", "train", m_tr, seed, b), TASK_BLOCK, m_tr=m_tr)
         for b in range(M // TASK_BLOCK)
@@ -95,7 +95,7 @@ def fresh_tasks(
     problem: ProblemInstance, global_seed: int, m_tr: int, n: int
 ) -> tuple[TaskBatch, torch.Tensor]:
     """The fresh tasks of the true risk and the standard normal draws of the premise (n, d)."""
-    tasks = problem.extras["sample_tasks"](generator(global_seed, TRACK, "L2", "fresh", m_tr), n, m_tr=m_tr)
+    tasks = problem.task_distribution.sample(generator(global_seed, TRACK, "L2", "fresh", m_tr), n, m_tr=m_tr)
     d = problem.init_params["theta"].numel()
     noise = torch.randn(
         n, d, generator=generator(global_seed, TRACK, "L2", "premise", m_tr), dtype=torch.float64
@@ -294,7 +294,7 @@ def e2_cell(grid: GenGrid, global_seed: int) -> dict[str, list[dict[str, Any]]]:
     ]
     first, alphas = problems[0], [0.0, *grid.e2_alphas]
     tasks = stack_tasks([p.tasks for p in problems])
-    eta = 1.0 / max(p.constants["L_F"] for p in problems)
+    eta = 1.0 / max(p.two_basins.L_F for p in problems)
     theta = train_lanes(
         first.loss,
         method_config(first, "sharp_up"),
@@ -310,8 +310,8 @@ def e2_cell(grid: GenGrid, global_seed: int) -> dict[str, list[dict[str, Any]]]:
         first, theta, tasks, generator(global_seed, TRACK, "E2", "hessian")
     )
     per_seed = lambda fn: np.stack([fn(p, theta[s]) for s, p in enumerate(problems)])  # noqa: E731
-    z = per_seed(lambda p, th: p.extras["model"].split(th)[0].numpy())
-    barrier = per_seed(lambda p, th: np.full(len(alphas), p.constants["theta_barrier"]))
+    z = per_seed(lambda p, th: p.two_basins.model.split(th)[0].numpy())
+    barrier = per_seed(lambda p, th: np.full(len(alphas), p.two_basins.ground_truth.barrier))
     columns: Columns = {
         "eta": np.full(z.shape, eta),
         "steps": np.full(z.shape, grid.e2_steps),
@@ -324,7 +324,7 @@ def e2_cell(grid: GenGrid, global_seed: int) -> dict[str, list[dict[str, Any]]]:
         ),
         "hessian_top": top.numpy(),
         "hessian_residual": residual.numpy(),
-        "F2_sharp": per_seed(lambda p, th: np.full(len(alphas), p.constants["F2_sharp"])),
-        "F2_flat": per_seed(lambda p, th: np.full(len(alphas), p.constants["F2_flat"])),
+        "F2_sharp": per_seed(lambda p, th: np.full(len(alphas), p.two_basins.F2_sharp)),
+        "F2_flat": per_seed(lambda p, th: np.full(len(alphas), p.two_basins.F2_flat)),
     }
     return {"runs": _rows({"family": "E2", "M": first.num_tasks}, alphas, columns, finite), "sharpness": []}

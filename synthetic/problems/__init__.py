@@ -1,3 +1,5 @@
-"""Problem families with known constants; importing this package registers every family."""
+"""Problem families with known constants; importing this package registers every family.
 
-from synthetic.problems import e2_two_basins, l2_logistic, q1_quadratic  # noqa: F401
+A new family is one module here and one name in the import below (README "Extending")."""
+
+from synthetic.problems import e2_two_basins, h1_pseudo_huber, l2_logistic, q1_quadratic  # noqa: F401

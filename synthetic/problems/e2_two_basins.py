@@ -27,6 +27,7 @@ from infra.seeding import generator
 from synthetic.linalg import hessian_ritz, meta_objective_fn, random_rotation
 from synthetic.problems.base import (
     ConstantCheck,
+    Constants,
     ProblemInstance,
     bool_setting,
     bound_check,
@@ -39,6 +40,7 @@ from synthetic.problems.base import (
 )
 
 FAMILY = "E2"
+TYPED_CONSTANTS = ("L", "rho", "G", "L_bar", "Delta")
 SHARP_HEIGHT, SHARP_WIDTH, SHARP_SPREAD = 1.0, 0.1, 0.02
 FLAT_HEIGHT, FLAT_WIDTH, FLAT_CENTER, FLAT_SPREAD = 0.9, 1.0, 2.0, 0.2
 GRID_RANGE = (-1.0, 4.0)
@@ -197,7 +199,7 @@ class TwoBasinGroundTruth:
         return 0.5 * (low + high)
 
 
-@register_family(FAMILY)
+@register_family(FAMILY, SETTINGS)
 def build_e2(seed: int, **settings: Any) -> ProblemInstance:
     """E2 with the defaults of docs/theory.md#family-e2 (M=20, beta=0.005, d=1)."""
     s = resolve_settings(FAMILY, SETTINGS, settings)
@@ -237,20 +239,56 @@ def build_e2(seed: int, **settings: Any) -> ProblemInstance:
         tasks=tasks,
         init_params={"theta": theta0},
         meta_config=cfg,
-        constants=constants,
+        constants=Constants(**{k: constants[k] for k in TYPED_CONSTANTS}),
         checks=checks,
         settings=s,
         exact_objective=lambda params: model.objective(params["theta"]),
         exact_gradient=lambda params: {"theta": model.gradient(params["theta"])},
-        extras={
-            "model": model,
-            "ground_truth": truth,
-            "rotation": rotation,
-            "axis": model.axis,
-            "embed": lambda z: z * model.axis,
-            "measured": measured,
-        },
+        reported={k: v for k, v in constants.items() if k not in TYPED_CONSTANTS},
+        two_basins=TwoBasins(
+            model,
+            truth,
+            rotation,
+            float(s["stiff_init"]),
+            **{k: constants[k] for k in ("theta_sharp", "theta_flat", "F2_sharp", "F2_flat", "L_F")},
+        ),
+        details=measured,
     )
+
+
+@dataclass(frozen=True)
+class TwoBasins:
+    """What E2 provides to the checks about its two basins (coordinates z on the basin axis).
+
+    ``model`` the closed-form F; ``ground_truth`` the grid ground truth and robust objective;
+    ``rotation`` the Haar rotation whose first column is the basin axis u; ``stiff_init`` the
+    starting coordinate of every stiff direction; the minimisers, F'' there, and L_F = max ||Hess F||
+    on the grid.
+    """
+
+    model: TwoBasinModel
+    ground_truth: TwoBasinGroundTruth
+    rotation: torch.Tensor
+    stiff_init: float
+    theta_sharp: float
+    theta_flat: float
+    F2_sharp: float
+    F2_flat: float
+    L_F: float
+
+    @property
+    def dimension(self) -> int:
+        return self.rotation.shape[0]
+
+    def embed(self, z: float | torch.Tensor) -> torch.Tensor:
+        """theta = z u: the point of basin coordinate z with every stiff coordinate 0."""
+        return torch.as_tensor(z, dtype=torch.float64)[..., None] * self.model.axis
+
+    def starts(self, z0: torch.Tensor) -> torch.Tensor:
+        """Starting points (n, d): basin coordinate z0 along u, the stiff directions at stiff_init."""
+        coordinates = torch.full((len(z0), self.dimension), self.stiff_init, dtype=torch.float64)
+        coordinates[:, 0] = torch.as_tensor(z0, dtype=torch.float64)
+        return coordinates @ self.rotation.T
 
 
 @dataclass(frozen=True)

@@ -11,32 +11,33 @@ objective is L_bar-smooth with L_bar = L + beta rho G when beta <= 2/L (convex t
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as nnf
-from torch.func import grad, vmap
+from torch.func import vmap
 
 from harness.config import MetaConfig
 from harness.meta import LossFn, adapt
 from harness.tasks import TaskBatch
 from harness.tree import Params
 from infra.seeding import generator
-from synthetic.linalg import hessian_ritz, meta_objective_fn, random_unit_vector, task_objective_fn
+from synthetic.linalg import meta_objective_fn, random_unit_vector
 from synthetic.problems.base import (
     ConstantCheck,
+    Constants,
     ProblemInstance,
     bool_setting,
-    bound_check,
     float_setting,
     int_setting,
     register_family,
     resolve_settings,
 )
+from synthetic.problems.linear_models import ScalarProfile, linear_model_constants, verify_linear_model
 
 FAMILY = "L2"
+TYPED_CONSTANTS = ("L", "rho", "G", "L_bar", "Delta", "sigma2")
 SETTINGS = {
     "d": int_setting(10, minimum=1),
     "M": int_setting(100, minimum=1),
@@ -52,6 +53,15 @@ SETTINGS = {
     "task_checks": int_setting(8, minimum=0),
     "verify": bool_setting(True),
 }
+
+
+LOGISTIC_PROFILE = ScalarProfile(
+    "softplus(-z)",
+    lambda z: nnf.softplus(-z),
+    sup_d1=1.0,
+    sup_d2=0.25,
+    sup_d3=1 / (6 * math.sqrt(3)),
+)
 
 
 def logistic_loss(params: Params, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -125,21 +135,11 @@ class LogisticTaskDistribution:
 
 
 def logistic_constants(R: float, beta: float) -> dict[str, float]:
-    """L = R^2/4, rho = R^3/(6 sqrt 3), G = R and the two L_bar bounds of docs/theory.md."""
-    L, rho, G = R**2 / 4, R**3 / (6 * math.sqrt(3)), R
-    generic = (1 + beta * L) ** 2 * L + beta * rho * G
-    convex = L + beta * rho * G
-    return {
-        "L": L,
-        "rho": rho,
-        "G": G,
-        "L_bar_generic": generic,
-        "L_bar_convex": convex,
-        "L_bar": convex if beta <= 2 / L else generic,
-    }
+    """L = R^2/4, rho = R^3/(6 sqrt 3), G = R and the MAML constants (docs/theory.md, docs/families.md)."""
+    return linear_model_constants(LOGISTIC_PROFILE, R, beta)
 
 
-@register_family(FAMILY)
+@register_family(FAMILY, SETTINGS)
 def build_l2(seed: int, **settings: Any) -> ProblemInstance:
     """L2 with the defaults of docs/theory.md#family-l2 (d=10, M=100, m_tr=5, m_val=15, beta=0.5, R=1)."""
     s = resolve_settings(FAMILY, SETTINGS, settings)
@@ -151,11 +151,20 @@ def build_l2(seed: int, **settings: Any) -> ProblemInstance:
     cfg = MetaConfig(method="maml", inner_steps=1, inner_lr=float(s["beta"]))
     theta0 = torch.full((s["d"],), float(s["theta0"]), dtype=torch.float64)
     constants = logistic_constants(float(s["R"]), float(s["beta"]))
+    constants["F_theta0"] = float(meta_objective_fn(logistic_loss, tasks, cfg)(theta0))
+    constants["Delta"] = constants["F_theta0"]  # the loss is >= 0, so inf F >= 0
     checks: list[ConstantCheck] = []
     measured: dict[str, float] = {}
     if s["verify"]:
-        checks, measured = verify_constants(
-            constants, tasks, cfg, theta0, s, generator(seed, FAMILY, "verify")
+        checks, measured = verify_linear_model(
+            LOGISTIC_PROFILE,
+            constants,
+            logistic_loss,
+            tasks,
+            cfg,
+            theta0,
+            s,
+            generator(seed, FAMILY, "verify"),
         )
     return ProblemInstance(
         family=FAMILY,
@@ -163,96 +172,10 @@ def build_l2(seed: int, **settings: Any) -> ProblemInstance:
         tasks=tasks,
         init_params={"theta": theta0},
         meta_config=cfg,
-        constants=constants,
+        constants=Constants(**{k: constants[k] for k in TYPED_CONSTANTS}),
         checks=checks,
         settings=s,
-        extras={
-            "task_distribution": distribution,
-            "sample_tasks": distribution.sample,
-            "w_bar": w_bar,
-            "measured": measured,
-        },
+        reported={k: v for k, v in constants.items() if k not in TYPED_CONSTANTS},
+        task_distribution=distribution,
+        details=measured,
     )
-
-
-def verify_constants(
-    constants: dict[str, float],
-    tasks: TaskBatch,
-    cfg: MetaConfig,
-    theta0: torch.Tensor,
-    s: dict[str, Any],
-    g: torch.Generator,
-) -> tuple[list[ConstantCheck], dict[str, float]]:
-    """Sampled Hessian norms and gradient norms (``measure``) against the closed-form bounds."""
-    measured = measure(tasks, cfg, theta0, s, g)
-    L_bar, n_points, n_tasks = constants["L_bar"], s["hessian_points"] + 1, s["task_checks"]
-    lanczos = "Lanczos on autodiff HVPs"
-    rows = [
-        ("||Hess F(theta0)|| <= L_bar", L_bar, "hessian_F_theta0", f"{lanczos} of F"),
-        (
-            "max sampled ||Hess F|| <= L_bar",
-            L_bar,
-            "hessian_F_max",
-            f"{n_points} points, {lanczos}",
-        ),
-        (
-            "max sampled ||Hess F_m|| <= L_bar",
-            L_bar,
-            "hessian_F_m_max",
-            f"{n_tasks} tasks x {n_points} points, {lanczos}",
-        ),
-        (
-            "max sampled ||Hess l_m|| <= L",
-            constants["L"],
-            "hessian_l_max",
-            f"support losses, {lanczos}",
-        ),
-        (
-            "max sampled ||grad l_m|| <= G",
-            constants["G"],
-            "grad_l_max",
-            "support losses, autodiff gradients",
-        ),
-    ]
-    checks = [bound_check(name, bound, measured[key], method) for name, bound, key, method in rows]
-    checks.append(
-        bound_check(
-            "L_bar <= L_bar_generic",
-            constants["L_bar_generic"],
-            L_bar,
-            "convex refinement L + beta rho G vs (1+beta L)^2 L + beta rho G",
-        )
-    )
-    return checks, measured
-
-
-def measure(
-    tasks: TaskBatch, cfg: MetaConfig, theta0: torch.Tensor, s: dict[str, Any], g: torch.Generator
-) -> dict[str, float]:
-    """Hessian norms (Lanczos on exact autodiff HVPs) and gradient norms at sampled points.
-
-    Points: theta0 and ``hessian_points`` draws of N(0, I). F: the engine's meta-objective
-    over all M tasks; per task, on ``task_checks`` random tasks at every point: F_m, and the
-    support loss l_m (for L and G).
-    """
-    points = [theta0] + [
-        torch.randn(theta0.shape, generator=g, dtype=theta0.dtype) for _ in range(s["hessian_points"])
-    ]
-    pairs = [(m, p) for m in torch.randperm(s["M"], generator=g)[: s["task_checks"]].tolist() for p in points]
-    F = meta_objective_fn(logistic_loss, tasks, cfg)
-    hess_F = [hessian_ritz(F, p, g).norm for p in points]
-    hess_Fm = [hessian_ritz(task_objective_fn(logistic_loss, tasks, m, cfg), p, g).norm for m, p in pairs]
-    hess_l = [hessian_ritz(_support_loss(tasks, m), p, g).norm for m, p in pairs]
-    grad_l = [float(torch.linalg.vector_norm(grad(_support_loss(tasks, m))(p))) for m, p in pairs]
-    return {
-        "hessian_F_theta0": hess_F[0],
-        "hessian_F_max": max(hess_F),
-        "hessian_F_m_max": max(hess_Fm, default=0.0),
-        "hessian_l_max": max(hess_l, default=0.0),
-        "grad_l_max": max(grad_l, default=0.0),
-    }
-
-
-def _support_loss(tasks: TaskBatch, m: int) -> Callable[[torch.Tensor], torch.Tensor]:
-    support = tasks.task(m)[0]
-    return lambda theta: logistic_loss({"theta": theta}, support)

@@ -9,6 +9,7 @@ diagonal in the basis Q, which makes the spectra exact. See docs/families.md.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -16,15 +17,23 @@ from typing import Any
 import torch
 
 from harness.config import MetaConfig
-from harness.meta import plain_meta_gradient, task_meta_grad_fn
+from harness.meta import plain_meta_gradient
 from harness.tasks import TaskBatch
 from harness.tree import Params
 from infra.seeding import generator
 from synthetic.certify import QuadraticCertificate, certify_quadratic_minimum
-from synthetic.linalg import hessian_ritz, meta_objective_fn, random_rotation, task_objective_fn
+from synthetic.linalg import (
+    hessian_ritz,
+    meta_gradient_variance,
+    meta_objective_fn,
+    random_rotation,
+    task_objective_fn,
+)
 from synthetic.problems.base import (
     ConstantCheck,
+    Constants,
     ProblemInstance,
+    QuadraticObjective,
     bool_setting,
     bound_check,
     equality_check,
@@ -104,7 +113,19 @@ class QuadraticClosedForm:
         return (Q * meta_curvature(self.task_eigenvalues, self.beta).unsqueeze(-2)) @ Q.T
 
 
-@register_family(FAMILY)
+@dataclass(frozen=True)
+class Q1Details:
+    """Q1's own tensors: the closed form, theta*, the spectrum of H_F (descending, eigenvectors
+    as columns with a fixed sign) and the cvxpy certificate of F* (None without verification)."""
+
+    closed_form: QuadraticClosedForm
+    theta_star: torch.Tensor
+    eigenvalues_F: torch.Tensor
+    eigenvectors_F: torch.Tensor
+    certificate: QuadraticCertificate | None = None
+
+
+@register_family(FAMILY, SETTINGS)
 def build_q1(seed: int, **settings: Any) -> ProblemInstance:
     """Q1 with the defaults of docs/theory.md#family-q1 (d=20, M=100, beta=0.3, L=1, kappa from 1 to 1e-2)."""
     s = resolve_settings(FAMILY, SETTINGS, settings)
@@ -112,25 +133,31 @@ def build_q1(seed: int, **settings: Any) -> ProblemInstance:
     tasks = make_tasks(closed)
     cfg = maml_config(s["beta"])
     theta0 = torch.full((s["d"],), float(s["theta0"]), dtype=torch.float64)
-    constants, extras = derived_quantities(closed, theta0)
+    constants, details = derived_quantities(closed, theta0)
     checks: list[ConstantCheck] = []
     if s["verify"]:
         g = generator(seed, FAMILY, "verify")
         checks = verify_closed_form(closed, tasks, cfg, theta0, task_sample(seed, s), g)
-        extras["certificate"] = certify_quadratic_minimum(closed.H_F, closed.b, closed.c0)
-        checks.append(certificate_check(extras["certificate"]))
+        details = dataclasses.replace(
+            details, certificate=certify_quadratic_minimum(closed.H_F, closed.b, closed.c0)
+        )
+        checks.append(certificate_check(details.certificate))
     return ProblemInstance(
         family=FAMILY,
         loss=quadratic_loss,
         tasks=tasks,
         init_params={"theta": theta0},
         meta_config=cfg,
-        constants=constants,
+        constants=Constants(**{k: constants[k] for k in ("L", "rho", "L_bar", "Delta", "sigma2")}),
         checks=checks,
         settings=s,
         exact_objective=lambda p: closed.objective(p["theta"]),
         exact_gradient=lambda p: {"theta": closed.gradient(p["theta"])},
-        extras=extras,
+        reported={k: v for k, v in constants.items() if k not in ("L", "rho", "L_bar", "Delta", "sigma2")},
+        quadratic=QuadraticObjective(
+            closed.H_F, details.theta_star, details.eigenvalues_F, details.eigenvectors_F, closed.beta
+        ),
+        details=details,
     )
 
 
@@ -177,8 +204,8 @@ def make_tasks(closed: QuadraticClosedForm) -> TaskBatch:
 
 def derived_quantities(
     closed: QuadraticClosedForm, theta0: torch.Tensor
-) -> tuple[dict[str, float], dict[str, Any]]:
-    """Closed-form constants (floats) and the tensors the suites read (see docs/families.md)."""
+) -> tuple[dict[str, float], Q1Details]:
+    """Closed-form constants (floats) and the tensors behind them (see docs/families.md)."""
     beta = closed.beta
     eigenvalues, eigenvectors = torch.linalg.eigh(closed.H_F)
     eigenvalues, eigenvectors = eigenvalues.flip(0), eigenvectors.flip(1)
@@ -193,7 +220,7 @@ def derived_quantities(
         "L_bar": float(meta_curvature(closed.task_eigenvalues, beta).max()),
         "generic_bound": (1 + beta * L) ** 2 * L,
         "L_F": float(eigenvalues[0]),
-        "lambda_2": float(eigenvalues[1]) if len(eigenvalues) > 1 else float("nan"),
+        **({"lambda_2": float(eigenvalues[1])} if len(eigenvalues) > 1 else {}),
         "mu_F": float(eigenvalues[-1]),
         "F_star": F_star,
         "F_theta0": float(closed.objective(theta0)),
@@ -204,21 +231,8 @@ def derived_quantities(
         "sigma2_star": sigma2_star,
         "sigma2_theta0": float(closed.sigma2_at_theta(theta0)),
     }
-    extras = {
-        "closed_form": closed,
-        "H_F": closed.H_F,
-        "b": closed.b,
-        "c0": closed.c0,
-        "theta_star": theta_star,
-        "eigenvalues_F": eigenvalues,
-        "eigenvectors_F": eigenvectors,
-        "v_1": eigenvectors[:, 0],
-        "rotation": closed.rotation,
-        "task_eigenvalues": closed.task_eigenvalues,
-        "centers": closed.centers,
-        "sigma2_at_theta": closed.sigma2_at_theta,
-    }
-    return constants, extras
+    details = Q1Details(closed, theta_star, eigenvalues, eigenvectors)
+    return constants, details
 
 
 def sigma2_region_bound(closed: QuadraticClosedForm, theta_star: torch.Tensor, radius: float) -> float:
@@ -254,7 +268,7 @@ def verify_closed_form(
     Spectra: Lanczos on exact HVPs of ``harness.meta.task_meta_loss``; gradients: the engine's
     ``plain_meta_gradient``. A wrong closed form (e.g. a perturbed H_F) fails these rows.
     """
-    constants, extras = derived_quantities(closed, theta0)
+    constants, details = derived_quantities(closed, theta0)
     ritz = hessian_ritz(meta_objective_fn(quadratic_loss, tasks, cfg), theta0, g)
     checks = [
         _close(
@@ -283,7 +297,7 @@ def verify_closed_form(
         ),
     ]
     checks += [_task_check(closed, tasks, cfg, m, theta0, g) for m in sampled_tasks]
-    probe = extras["theta_star"] + torch.randn(theta0.shape, generator=g, dtype=theta0.dtype)
+    probe = details.theta_star + torch.randn(theta0.shape, generator=g, dtype=theta0.dtype)
     checks += [
         _gradient_check(closed, tasks, cfg, theta, label)
         for theta, label in ((theta0, "theta0"), (probe, "random"))
@@ -296,7 +310,7 @@ def verify_closed_form(
             "engine meta-loss over all tasks",
         )
     )
-    checks += _sigma2_checks(closed, tasks, cfg, theta0, extras["theta_star"], constants["sigma2"], g)
+    checks += _sigma2_checks(closed, tasks, cfg, theta0, details.theta_star, constants["sigma2"], g)
     return checks
 
 
@@ -351,9 +365,7 @@ def _sigma2_checks(
     g: torch.Generator,
 ) -> list[ConstantCheck]:
     """sigma2_at_theta against engine per-task gradients; the region constant against samples."""
-    per_task = torch.func.vmap(task_meta_grad_fn(quadratic_loss, cfg), in_dims=(None, 0, 0))
-    grads = per_task({"theta": theta0}, tasks.support, tasks.query)[0]["theta"]
-    engine = float(((grads - grads.mean(0)) ** 2).sum(-1).mean())
+    engine = meta_gradient_variance(quadratic_loss, tasks, cfg, theta0).variance
     radius = torch.linalg.vector_norm(theta0 - theta_star)
     directions = torch.randn(64, theta0.numel(), generator=g, dtype=theta0.dtype)
     points = theta_star + radius * directions / torch.linalg.vector_norm(directions, dim=-1, keepdim=True)

@@ -1,0 +1,88 @@
+"""synthetic.runs.run_lanes: batched lanes against a hand-written gradient-descent loop, frozen
+lanes, common task draws, and divergence with its cause."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from harness.meta import plain_meta_gradient
+from synthetic.checks.common import filled, lane_status, lanes
+from synthetic.methods import lane_radii, method_config
+from synthetic.problems.base import ProblemInstance, build_problem
+from synthetic.runs import run_lanes
+
+
+@pytest.fixture(scope="module")
+def q1() -> ProblemInstance:
+    return build_problem("Q1", 0, d=4, M=6, verify=False)
+
+
+def test_deterministic_lanes_match_a_plain_loop_and_freeze_after_their_steps(q1) -> None:
+    cfg = method_config(q1, "maml")
+    etas, steps = [0.5, 1.5], np.asarray([3, 5])
+    result = run_lanes(q1, cfg, lanes(etas), filled(2, 0.0), filled(2, 0.0), steps, None, torch.Generator())
+    for lane, (eta, T) in enumerate(zip(etas, steps, strict=True)):
+        theta, norms = q1.init_params["theta"].clone(), []
+        for _ in range(T):
+            norms.append(float(q1.meta_grad({"theta": theta})["theta"].pow(2).sum()))
+            step = plain_meta_gradient(q1.loss, {"theta": theta}, q1.tasks, cfg).grad["theta"]
+            theta = theta - eta * step
+        assert np.allclose(result.final_params["theta"][lane], theta.numpy(), rtol=1e-12, atol=1e-14)
+        assert result.grad_norm2_avg[lane] == pytest.approx(np.mean(norms), rel=1e-12)
+        assert result.grad_norm2_min[lane] == pytest.approx(min(norms), rel=1e-12)
+        final = float(q1.meta_grad({"theta": theta})["theta"].norm())
+        assert result.final_grad_norm[lane, 1] == pytest.approx(final, rel=1e-12)
+        assert result.final_grad_norm[lane, 0] == pytest.approx(np.sqrt(norms[-1]), rel=1e-12)
+    recorded = dict(zip(result.curve_steps.tolist(), result.curve[0], strict=True))
+    assert np.isnan(recorded[5]) and np.isfinite(recorded[3])  # lane 0 stops after 3 steps
+    assert not result.diverged.any() and lane_status(result, 0) == "ok"
+
+
+def test_lanes_sharing_a_draw_row_see_the_same_tasks(q1) -> None:
+    cfg = method_config(q1, "sharp_both")
+    low, up = lane_radii(["maml", "maml", "sharp_both"], np.asarray([0.0, 0.0, 0.05]))
+    result = run_lanes(
+        q1,
+        cfg,
+        filled(3, 0.2),
+        low,
+        up,
+        20,
+        2,
+        torch.Generator().manual_seed(1),
+        draw_rows=np.asarray([0, 0, 1]),
+    )
+    assert np.array_equal(result.final_params["theta"][0], result.final_params["theta"][1])
+    assert not np.array_equal(result.final_params["theta"][0], result.final_params["theta"][2])
+    # sharp_both at radii (0, 0) is MAML exactly: the same numbers as a MAML run (two draw rows,
+    # so that both runs draw the same task indices).
+    maml = run_lanes(
+        q1,
+        method_config(q1, "maml"),
+        filled(2, 0.2),
+        filled(2, 0.0),
+        filled(2, 0.0),
+        20,
+        2,
+        torch.Generator().manual_seed(1),
+        draw_rows=np.asarray([0, 1]),
+    )
+    assert np.array_equal(maml.final_params["theta"][0], result.final_params["theta"][0])
+
+
+def test_a_diverging_lane_is_recorded_with_its_cause(q1) -> None:
+    cfg = method_config(q1, "maml")
+    result = run_lanes(
+        q1, cfg, lanes([0.1, 1e6]), filled(2, 0.0), filled(2, 0.0), 50, None, torch.Generator()
+    )
+    assert list(result.diverged) == [False, True]
+    assert np.isnan(result.grad_norm2_avg[1]) and np.isfinite(result.grad_norm2_avg[0])
+    assert lane_status(result, 1).startswith("diverged: ||theta|| above 1e+08 at step ")
+    nan_tasks = build_problem("Q1", 0, d=4, M=6, verify=False)
+    nan_tasks.loss = lambda params, batch: q1.loss(params, batch) * torch.nan
+    result = run_lanes(
+        nan_tasks, cfg, lanes([0.1]), filled(1, 0.0), filled(1, 0.0), 5, None, torch.Generator()
+    )
+    assert lane_status(result, 0) == "diverged: non-finite meta-loss at step 0"
