@@ -10,6 +10,7 @@ figures, so building twice from the same results gives the same bytes.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -255,11 +256,19 @@ def synthetic_section(reader: ResultsReader, tracks: list[Track]) -> Section:
             section.items.append(unavailable(reader, path, f"synthetic {name} ({path})", command))
     runs = runs if runs is not None else pd.DataFrame()
     curves = curves if curves is not None else pd.DataFrame(columns=["run_id", "lane", "step", "grad_norm2"])
-    family_constants = constants_of(constants, runs)
     fo = predictions[predictions["id"].astype(str).str.startswith("fo.floor")]["predicted"].dropna()
+    families = rate_families(runs)
     builders: list[Callable[[], Any]] = [
-        lambda: figures.rate_figure(runs, family_constants),
-        lambda: figures.iteration_figure(curves, runs),
+        lambda f=family: family_figure(
+            figures.rate_figure(of_family(runs, f), constants_of(constants, f)), f, len(families)
+        )
+        for family in families
+    ]
+    builders += [
+        lambda f=family: family_figure(figures.iteration_figure(curves, of_family(runs, f)), f, len(families))
+        for family in families
+    ]
+    builders += [
         lambda: figures.floor_figure(curves, runs, float(fo.iloc[0]) if len(fo) else None),
         lambda: figures.bias_figure(runs),
     ]
@@ -286,12 +295,30 @@ def synthetic_section(reader: ResultsReader, tracks: list[Track]) -> Section:
     return section
 
 
-def constants_of(constants: pd.DataFrame | None, runs: pd.DataFrame) -> dict[str, float]:
-    """Closed-form constants of the family the rate runs use (for R1)."""
-    if constants is None or runs.empty or "family" not in runs or "check" not in runs:
+def rate_families(runs: pd.DataFrame) -> list[str]:
+    """The families the rate check ran on, in the order of the runs table."""
+    if runs.empty or "family" not in runs or "check" not in runs:
+        return []
+    return list(dict.fromkeys(figures.runs_of(runs, "rate")["family"]))
+
+
+def of_family(runs: pd.DataFrame, family: str) -> pd.DataFrame:
+    """The runs of one family (a rate figure shows one family: its R1 needs its constants)."""
+    return runs[runs["family"] == family]
+
+
+def family_figure(figure: Any, family: str, families: int) -> Any:
+    """One family's figure, with the family in its id and title when several families have one."""
+    if figure is None or families == 1:
+        return figure
+    return dataclasses.replace(figure, id=f"{figure.id}-{family}", title=f"{figure.title} ({family})")
+
+
+def constants_of(constants: pd.DataFrame | None, family: str) -> dict[str, float]:
+    """Closed-form constants of one family (for its R1 bound)."""
+    if constants is None:
         return {}
-    families = figures.runs_of(runs, "rate")["family"].unique()
-    part = constants[(constants["family"].isin(families)) & ~constants["constant"].str.startswith("check:")]
+    part = constants[(constants["family"] == family) & ~constants["constant"].str.startswith("check:")]
     return {str(k): float(v) for k, v in zip(part["constant"], part["value"])}
 
 

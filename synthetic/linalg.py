@@ -1,11 +1,12 @@
 """Linear-algebra helpers of the synthetic families: rotations and Hessian spectra from HVPs.
 
-Hessian spectra are measured, never assumed: ``hessian_ritz`` runs Lanczos (the Krylov
-generalisation of power iteration, with full reorthogonalisation) on exact Hessian-vector
-products of an autodiff objective, then Rayleigh-Ritz on the Krylov basis. With as many
-steps as dimensions the Krylov space is the whole space and the Ritz values are the
-eigenvalues to rounding error, also where the top eigenvalues are nearly equal and plain
-power iteration would stall.
+Hessian spectra are measured, never assumed: ``hessian_ritz`` applies exact Hessian-vector
+products of an autodiff objective to every basis vector at once (one vmapped HVP) and takes the
+eigendecomposition of the (symmetrised) Hessian: Rayleigh-Ritz on the whole space, so the Ritz
+values are the eigenvalues to rounding error, also where the top eigenvalues are nearly equal
+and plain power iteration would stall. With ``steps`` below the dimension it runs Lanczos (the
+Krylov generalisation of power iteration, with full reorthogonalisation) instead, for
+dimensions where the whole Hessian would not fit.
 """
 
 from __future__ import annotations
@@ -113,8 +114,14 @@ def _ritz(basis: torch.Tensor, images: torch.Tensor) -> RitzPairs:
 def hessian_ritz(
     fn: FlatObjective, x: torch.Tensor, generator: torch.Generator, steps: int | None = None
 ) -> RitzPairs:
-    """Ritz pairs of the Hessian of fn at x from exact Hessian-vector products."""
-    return lanczos(hvp_operator(fn, x), x.numel(), generator, steps, x.dtype)
+    """Ritz pairs of the Hessian of fn at x from exact Hessian-vector products: the whole
+    space (all HVPs in one vmap, exact eigenpairs) unless ``steps`` < dim asks for Lanczos
+    (which draws its start vector from ``generator``)."""
+    dim = x.numel()
+    if steps is not None and steps < dim:
+        return lanczos(hvp_operator(fn, x), dim, generator, steps, x.dtype)
+    basis = torch.eye(dim, dtype=x.dtype, device=x.device)
+    return _ritz(basis, torch.func.vmap(hvp_operator(fn, x))(basis).detach())
 
 
 def meta_objective_fn(loss: LossFn, tasks: TaskBatch, cfg: MetaConfig) -> FlatObjective:

@@ -36,7 +36,21 @@ def test_r1_r2_r3_against_hand_computed_values() -> None:
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("conv")
-    code = main(["convergence", "--quick", "--out", str(out), "--seed", "3", "--no-progress"])
+    families = ["--family", "Q1", "--family", "E2", "--family", "H1"]
+    code = main(
+        [
+            "convergence",
+            "--quick",
+            "--out",
+            str(out),
+            "--seed",
+            "3",
+            "--no-progress",
+            "--jobs",
+            "2",
+            *families,
+        ]
+    )
     return code, out
 
 
@@ -46,18 +60,21 @@ def test_quick_suite_end_to_end(quick_run, capsys) -> None:
     predictions = pd.read_parquet(out / "predictions.parquet")
     assert code == (1 if (predictions["verdict"] == FAIL).any() else 0)
     assert {
-        "rate.bound/maml/B8",
-        "floor/eta=4/alpha=0.1",
-        "bias.shift_slope",
-        "fo.floor/deterministic",
+        "rate.bound/Q1/maml/B8",
+        "floor/Q1/eta=4/alpha=0.1",
+        "bias.shift_slope/Q1",
+        "fo.floor/Q1/deterministic",
+        "rate.slope/H1/maml/B8",  # the new family gets the rate rows without any list naming it
+        "rate.bound/H1/sharp_up:sqrt/B8",
     } <= set(predictions["id"])
-    floor = predictions.set_index("id").loc["floor/eta=4/alpha=0.1"]
+    floor = predictions.set_index("id").loc["floor/Q1/eta=4/alpha=0.1"]
     assert floor["verdict"] == "PASS" and abs(floor["ratio"] - 1) < 1e-6
     runs = pd.read_parquet(out / "runs.parquet")
     assert {"git_sha", "versions", "device", "seed", "config_hash", "status"} <= set(runs.columns)
-    assert len(runs[runs["check"] == "rate"]) == 4 * 3 * (
-        2 + 3 * 2
-    )  # seeds x T x (maml, fo, 3 sharp x 2 schedules)
+    rate_runs = runs[runs["check"] == "rate"]
+    for family in ("Q1", "H1"):  # seeds x T x (maml, fo, 3 sharp x 2 schedules)
+        assert (rate_runs["family"] == family).sum() == 4 * 3 * (2 + 3 * 2)
+    assert set(rate_runs["status"]) == {"ok"}
     assert pd.read_parquet(out / "curves.parquet")["grad_norm2"].notna().any()
 
 
@@ -85,24 +102,45 @@ def test_flat_findings_on_e2(quick_run) -> None:
 def test_rerun_is_bit_identical_and_resumes_from_cells(quick_run, tmp_path) -> None:
     _, out = quick_run
     first = pd.read_parquet(out / "runs.parquet")
-    main(["convergence", "--quick", "--out", str(tmp_path), "--seed", "3", "--no-progress", "--fresh"])
+    families = ["--family", "Q1", "--family", "E2", "--family", "H1"]
+    argv = ["convergence", "--quick", "--out", str(tmp_path), "--seed", "3", "--no-progress", "--fresh"]
+    main([*argv, "--jobs", "1", *families])  # one process: the same numbers as two
     second = pd.read_parquet(tmp_path / "runs.parquet")
-    numeric = ["grad_norm2_avg", "grad_norm2_min", "final_grad_norm", "shift", "gap2"]
+    numeric = ["grad_norm2_avg", "grad_norm2_min", "final_grad_norm", "shift", "gap2", "z_end"]
     pd.testing.assert_frame_equal(first[numeric], second[numeric], check_exact=True)
+    columns = ["id", "predicted", "measured", "verdict", "details"]
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(out / "predictions.parquet")[columns],
+        pd.read_parquet(tmp_path / "predictions.parquet")[columns],
+        check_exact=True,
+    )
+
+
+@pytest.mark.slow
+def test_checks_a_family_cannot_run_are_one_na_row_naming_what_it_lacks(quick_run) -> None:
+    _, out = quick_run
+    rows = pd.read_parquet(out / "predictions.parquet").set_index("id")
+    na = rows[rows["verdict"] == "N/A"]
+    assert "quadratic" in na.loc["floor/H1", "details"] and "two_basins" in na.loc["flat/Q1", "details"]
+    assert "sigma2" in na.loc["rate/E2", "details"] and "L_bar" not in na.loc["rate/E2", "details"]
+    assert not any(i.startswith("rate.") and "/E2/" in i for i in rows.index)
+    assert [i for i in na.index if i.startswith("floor/")] == ["floor/E2", "floor/H1"]
 
 
 def test_a_wrong_prediction_fails_the_gate_naming_its_rows(monkeypatch, tmp_path, capsys) -> None:
     """A deliberately wrong R2 formula: its rows FAIL where the expected verdicts (stored for the
-    quick run at the default seed) say PASS, so the run exits 1 and its last lines name them;
-    the known E2 findings stay FINDING."""
+    quick run at the default seed) say PASS, so a run of Q1 alone exits 1 and its last lines name
+    them; Q1's known findings stay FINDING."""
     from synthetic.checks import floor
 
     monkeypatch.setattr(
         floor, "r2_cycle_gradient_norm", lambda eta, l1, a: 1.1 * eta * l1**2 * a / (2 - eta * l1)
     )
-    code = main(["convergence", "--quick", "--out", str(tmp_path), "--no-progress"])
+    argv = ["convergence", "--quick", "--out", str(tmp_path), "--no-progress", "--family", "Q1"]
+    code = main(argv)
     predictions = pd.read_parquet(tmp_path / "predictions.parquet").set_index("id")
     assert code == 1
+    assert set(predictions.index.str.split("/").str[1]) == {"Q1"}
     wrong = predictions[predictions.index.str.startswith("floor/")]
     assert len(wrong) and (wrong["verdict"] == FAIL).all() and (wrong["outcome"] == FAIL).all()
     assert (predictions.loc[~predictions.index.str.startswith("floor/"), "outcome"] != FAIL).all()
@@ -118,6 +156,8 @@ def test_a_wrong_prediction_fails_the_gate_naming_its_rows(monkeypatch, tmp_path
     [
         (["--seed", "-1"], "seed (--seed): expected an integer >= 0, got -1"),
         (["--quick", "--full"], "not allowed with"),
+        (["--family", "Q9"], "--family: unknown family 'Q9'; expected one of ['E2', 'H1', 'L2', 'Q1']"),
+        (["--jobs", "0"], "jobs (--jobs): expected an integer >= 1, got 0"),
     ],
 )
 def test_bad_flags_exit_4(argv, message, capsys, tmp_path) -> None:
@@ -185,3 +225,16 @@ def test_code_fingerprint_covers_untracked_source_files_but_not_results(tmp_path
     assert edited != first
     (tmp_path / "core.py").write_text("A = 2\n")
     assert code_fingerprint(tmp_path) not in (clean, first, edited)
+
+
+def test_a_family_that_raises_exits_3_naming_it(monkeypatch, tmp_path, capsys) -> None:
+    from infra.errors import EXIT_INTERNAL
+    from synthetic.problems import h1_pseudo_huber
+
+    monkeypatch.setattr(
+        h1_pseudo_huber, "pseudo_huber_loss", lambda params, batch: params["theta"].sum() * math.nan
+    )
+    code = main(["convergence", "--quick", "--out", str(tmp_path), "--no-progress", "--family", "H1"])
+    assert code == EXIT_INTERNAL
+    err = capsys.readouterr().err
+    assert "building family H1" in err and "problem family H1: task loss at theta0" in err

@@ -61,7 +61,7 @@ def filled(n: int, value: float) -> torch.Tensor:
 
 def lane_status(result: LaneResults, lane: int) -> str:
     """'ok', or 'diverged: <cause>' (non-finite loss or gradient at step t, or the norm bound)."""
-    return f"diverged: {result.divergence_cause[lane]}" if result.diverged[lane] else "ok"
+    return f"diverged: {result.divergence_cause(lane)}" if result.diverged[lane] else "ok"
 
 
 def curve_frame(run_id: str, steps: np.ndarray, curve: np.ndarray) -> pd.DataFrame:

@@ -11,7 +11,7 @@
   risk met at any iterate. A lower estimate of the maximum, so the Foret bound built on it is
   smaller than the true one: the check is conservative.
 - ``top_hessian_eigenvalues``: lambda_max of the Hessian of the training meta-objective F at
-  theta, by Lanczos (the Krylov form of power iteration) on exact Hessian-vector products.
+  theta, from exact Hessian-vector products (synthetic.linalg.hessian_ritz).
 """
 
 from __future__ import annotations

@@ -353,7 +353,7 @@ def hessian_rows(runs: pd.DataFrame, seeds: int) -> list[Prediction]:
             rows.append(
                 Prediction(
                     id=f"gen.hessian/{family}/alpha={alpha:g}",
-                    prediction=f"top Hessian eigenvalue of F at the end (Lanczos on exact HVPs): Sharp-MAML_up's is smaller than "
+                    prediction=f"top Hessian eigenvalue of F at the end (eigenvalues of the exact Hessian): Sharp-MAML_up's is smaller than "
                     f"MAML's and positive in >= {need}/{seeds} seeds"
                     + (", in every (M, m_tr) cell" if cell else ""),
                     source=PAPER_SHAPE,

@@ -486,7 +486,7 @@ def engine_checks(
     for basin in ("sharp", "flat"):
         ritz = hessian_ritz(F, constants[f"theta_{basin}"] * model.axis, g)
         expected = [constants[f"F2_{basin}"]] + ([model.stiff_curvature] if model.axis.numel() > 1 else [])
-        method = f"Lanczos on autodiff HVPs at the {basin} minimiser"
+        method = f"eigenvalues of the autodiff Hessian (vmapped HVPs) at the {basin} minimiser"
         checks.append(
             equality_check(f"lambda_max(Hess F) {basin}", max(expected), ritz.top, method, EXACT_RTOL)
         )

@@ -265,7 +265,7 @@ def verify_closed_form(
 ) -> list[ConstantCheck]:
     """Check every closed-form constant against the engine's autodiff meta-objective.
 
-    Spectra: Lanczos on exact HVPs of ``harness.meta.task_meta_loss``; gradients: the engine's
+    Spectra: eigenvalues of the exact Hessian (vmapped HVPs) of ``harness.meta.task_meta_loss``; gradients: the engine's
     ``plain_meta_gradient``. A wrong closed form (e.g. a perturbed H_F) fails these rows.
     """
     constants, details = derived_quantities(closed, theta0)
@@ -275,13 +275,13 @@ def verify_closed_form(
             "L_F",
             float(torch.linalg.eigvalsh(closed.H_F)[-1]),
             ritz.top,
-            "lambda_max(H_F), Lanczos on autodiff HVPs",
+            "lambda_max(H_F), eigenvalues of the autodiff Hessian",
         ),
         _close(
             "mu_F",
             float(torch.linalg.eigvalsh(closed.H_F)[0]),
             ritz.bottom,
-            "lambda_min(H_F), Lanczos on autodiff HVPs",
+            "lambda_min(H_F), eigenvalues of the autodiff Hessian",
         ),
         _bound(
             "L_F <= L_bar",
@@ -336,7 +336,7 @@ def _task_check(
         f"L_F_m[{m}]",
         closed_form,
         ritz.norm,
-        "max_j lambda(1-beta lambda)^2 vs Lanczos on task meta-objective",
+        "max_j lambda(1-beta lambda)^2 vs the autodiff Hessian of the task meta-objective",
     )
 
 
