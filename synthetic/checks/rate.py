@@ -17,7 +17,7 @@ import numpy as np
 from harness.config import METHODS, MetaConfig
 from infra.seeding import derive_seed, generator
 from infra.verdicts import DERIVED, INFO, LITERATURE, NOT_APPLICABLE, PAPER_SHAPE, Prediction, verdict
-from synthetic.checks.common import Cell, CheckOutput, CheckRun, curve_frame, lane_status, lanes
+from synthetic.checks.common import Cell, CheckOutput, CheckRun, curve_frame, filled, lane_status
 from synthetic.methods import lane_radii, method_config
 from synthetic.problems.base import ProblemInstance
 from synthetic.runs import run_lanes
@@ -26,7 +26,7 @@ from synthetic.theory import bootstrap_slope_ci, loglog_slope, r1_bound, rate_ra
 SLOPE_LIMIT = -0.40
 RATIO_RANGE = (0.8, 1.25)
 SE_ALLOWANCE = 3.0
-# The second-order methods share one run (``run_rate_check``); FO-MAML runs on its own.
+# The methods whose rows the check writes (FO-MAML is recorded as INFO only).
 SECOND_ORDER = tuple(m for m in METHODS if not MetaConfig(method=m).first_order)
 SCHEDULES = ("sqrt", "quarter")
 # What R1 takes from a family (grad F is always exact: closed form or autodiff over all tasks).
@@ -45,15 +45,31 @@ class RateGrid:
     step_scale: float = 0.25
 
 
-def rate_lanes(grid: RateGrid) -> list[tuple[str, str, int, int]]:
-    """(method, schedule, T, seed index) of every lane of the second-order cell: MAML (no
-    schedule), then each Sharp-MAML variant under each radius schedule."""
+def rate_groups() -> list[tuple[str, tuple[str, ...]]]:
+    """(runner, members): the methods of ``harness.config.METHODS`` grouped by whether they are
+    first order and whether they perturb the meta-level; each group runs as lanes of one run
+    of the member that perturbs the most (a zero radius makes a perturbation exactly 0, so a
+    member's lanes compute exactly that member)."""
+    groups: dict[tuple[bool, bool], list[str]] = {}
+    for method in METHODS:
+        cfg = MetaConfig(method=method)
+        groups.setdefault((cfg.first_order, cfg.uses_upper_perturbation), []).append(method)
+
+    def perturbations(method: str) -> int:
+        cfg = MetaConfig(method=method)
+        return int(cfg.uses_lower_perturbation) + int(cfg.uses_upper_perturbation)
+
+    return [(max(members, key=perturbations), tuple(members)) for members in groups.values()]
+
+
+def rate_lanes(members: tuple[str, ...], seeds: int) -> list[tuple[str, str, int]]:
+    """(method, schedule, seed index) of the lanes of one cell: each member under each radius
+    schedule where it perturbs (no schedule where not), every seed."""
     return [
-        (method, schedule, int(T), s)
-        for method in SECOND_ORDER
+        (method, schedule, s)
+        for method in members
         for schedule in (SCHEDULES if _perturbs(method) else ("",))
-        for T in grid.horizons
-        for s in range(grid.seeds)
+        for s in range(seeds)
     ]
 
 
@@ -63,64 +79,57 @@ def _perturbs(method: str) -> bool:
 
 
 def run_rate_check(problem: ProblemInstance, grid: RateGrid, global_seed: int) -> CheckRun:
-    """Per batch size two batched runs over (method, schedule, T, seed) lanes, then the rows.
+    """One batched run per (B, T, method group) over (method, schedule, seed) lanes, then the rows.
 
-    Every second-order method is one lane set of a single Sharp-MAML_both run: its radii per
-    lane are (alpha_low, alpha_up) = (alpha, alpha) where the method perturbs at that level and
-    0 where not, and a zero radius makes the perturbation exactly 0, so MAML, _low and _up
-    lanes compute exactly their own method. FO-MAML (first order) is a run of its own. All
-    lanes at the same (B, T, seed) see the same task draws, so ratios compare like with like.
+    The groups (``rate_groups``): MAML with Sharp-MAML_low, Sharp-MAML_up with _both, FO-MAML.
+    All lanes at the same (B, T, seed) see the same task draws (draw row = seed), so ratios
+    compare like with like; each (B, T) has its own task stream.
     """
     label = problem.label
-    l_bar = problem.constants.L_bar
-    horizons = list(grid.horizons)
-    cells, layouts = [], []
+    cells, plans = [], []
     for batch in grid.batch_sizes:
-        gen_seed = derive_seed(global_seed, "rate", batch)
-        for method, layout in (
-            ("sharp_both", rate_lanes(grid)),
-            ("fomaml", [("fomaml", "", int(T), s) for T in horizons for s in range(grid.seeds)]),
-        ):
-            eta = [rate_step_size(T, l_bar, grid.step_scale) for _, _, T, _ in layout]
-            alpha = np.asarray(
-                [rate_radius(T, sch, grid.radius_scale) if sch else 0.0 for _, sch, T, _ in layout]
-            )
-            low, up = lane_radii([m for m, _, _, _ in layout], alpha)
-            draw_rows = np.asarray([horizons.index(T) * grid.seeds + s for _, _, T, s in layout])
-            steps = np.asarray([T for _, _, T, _ in layout])
-            cfg = method_config(problem, method)
-            key = {
-                "check": "rate",
-                "family": problem.family,
-                "method": method,
-                "batch": batch,
-                "lanes": layout,
-                "eta": eta,
-                "alpha": alpha.tolist(),
-                "problem": problem.settings,
-            }
-            compute = functools.partial(
-                run_lanes,
-                problem,
-                cfg,
-                lanes(eta),
-                low,
-                up,
-                steps,
-                batch,
-                generator(gen_seed, "tasks"),
-                draw_rows=draw_rows,
-            )
-            cells.append(
-                Cell(f"rate/{label}/{method}/B{batch}", key, compute, float(len(layout) * max(horizons)))
-            )
-            layouts.append((batch, gen_seed, layout, eta, alpha))
+        for T in grid.horizons:
+            gen_seed = derive_seed(global_seed, "rate", batch, T)
+            eta = rate_step_size(T, problem.constants.L_bar, grid.step_scale)
+            for runner, members in rate_groups():
+                layout = rate_lanes(members, grid.seeds)
+                alpha = np.asarray(
+                    [rate_radius(T, sch, grid.radius_scale) if sch else 0.0 for _, sch, _ in layout]
+                )
+                low, up = lane_radii([m for m, _, _ in layout], alpha)
+                key = {
+                    "check": "rate",
+                    "family": problem.family,
+                    "method": runner,
+                    "batch": batch,
+                    "T": int(T),
+                    "lanes": layout,
+                    "eta": eta,
+                    "alpha": alpha.tolist(),
+                    "problem": problem.settings,
+                }
+                compute = functools.partial(
+                    run_lanes,
+                    problem,
+                    method_config(problem, runner),
+                    filled(len(layout), eta),
+                    low,
+                    up,
+                    int(T),
+                    batch,
+                    generator(gen_seed, "tasks"),
+                    draw_rows=np.asarray([s for _, _, s in layout]),
+                )
+                name = f"rate/{label}/{runner}/B{batch}/T{T}"
+                cells.append(Cell(name, key, compute, float(len(layout) * T)))
+                plans.append((batch, int(T), gen_seed, layout, eta, alpha))
     results = yield cells
     out = CheckOutput()
     g_avg: dict[tuple[str, int], np.ndarray] = {}
-    for cell, result, (batch, gen_seed, layout, eta, alpha) in zip(cells, results, layouts, strict=True):
+    for cell, result, (batch, T, gen_seed, layout, eta, alpha) in zip(cells, results, plans, strict=True):
         out.curves.append(curve_frame(cell.name, result.curve_steps, result.curve))
-        for lane, (method, sch, T, s) in enumerate(layout):
+        column = list(grid.horizons).index(T)
+        for lane, (method, sch, s) in enumerate(layout):
             out.runs.append(
                 {
                     "check": "rate",
@@ -133,20 +142,16 @@ def run_rate_check(problem: ProblemInstance, grid: RateGrid, global_seed: int) -
                     "lane": lane,
                     "seed_index": s,
                     "task_seed": gen_seed,
-                    "eta": eta[lane],
+                    "eta": eta,
                     "alpha": float(alpha[lane]),
                     "grad_norm2_avg": result.grad_norm2_avg[lane],
                     "grad_norm2_min": result.grad_norm2_min[lane],
                     "status": lane_status(result, lane),
                 }
             )
-        runs = sorted(
-            {(m, sch) for m, sch, _, _ in layout},
-            key=lambda r: [(m, sch) for m, sch, _, _ in layout].index(r),
-        )
-        per_lane = result.grad_norm2_avg.reshape(len(runs), len(horizons), grid.seeds)
-        for i, (method, sch) in enumerate(runs):
-            g_avg[(f"{method}:{sch}" if sch else method, batch)] = per_lane[i].T  # (seeds, horizons)
+            name = f"{method}:{sch}" if sch else method
+            g_avg.setdefault((name, batch), np.full((grid.seeds, len(grid.horizons)), np.nan))
+            g_avg[(name, batch)][s, column] = result.grad_norm2_avg[lane]
     for batch in grid.batch_sizes:
         out.predictions += _predictions_for_batch(problem, grid, g_avg, batch, global_seed)
     return out
