@@ -6,6 +6,12 @@ their cells form one round of independent work: cached cells are read, the other
 computed in ``jobs`` forked worker processes, largest first, and each result is stored in
 the cell cache by the worker that computed it.
 
+Signals stay with the parent: a worker ignores SIGINT (a terminal sends it to the whole process
+group) and keeps SIGTERM's default action, so ``Pool.terminate`` ends it (a worker that
+inherited the parent's deferred handler, ``infra.interrupts``, would wait for a next cell
+forever). The parent stops at the next finished cell when asked (``stop_point``): the cells
+finished by then are stored, the ones in progress are given up.
+
 Bit-identical to one process: a cell is a deterministic function of its inputs (every random
 draw from a generator the cell carries, one intra-op thread in every process), so which
 process computes it changes nothing. Workers are forked (they inherit the built problems and
@@ -16,6 +22,7 @@ plain data (``LaneResults``: numbers and arrays).
 from __future__ import annotations
 
 import multiprocessing
+import signal
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +30,7 @@ import torch
 from tqdm import tqdm
 
 from infra.errors import stage
+from infra.interrupts import stop_point
 from synthetic.checks.common import Cell, CheckOutput, CheckRun
 
 CellCacheFn = Callable[[str, dict[str, Any], Callable[[], Any]], Any]
@@ -81,15 +89,17 @@ def compute_cells(cells: list[Cell], cache: CellCacheFn, jobs: int, bar: tqdm | 
             if bar is not None:
                 bar.update(1)
         return results
+    stop_point()
     _ROUND[:] = cells
     _CACHE[:] = [cache]
     largest_first = sorted(range(len(cells)), key=lambda i: -cells[i].cost)
     try:
-        with multiprocessing.get_context("fork").Pool(workers, initializer=_single_threaded) as pool:
+        with multiprocessing.get_context("fork").Pool(workers, initializer=_worker_init) as pool:
             for i, result in pool.imap_unordered(_compute, largest_first):
                 results[i] = result
                 if bar is not None:
                     bar.update(1)
+                stop_point()
     finally:
         _ROUND.clear()
         _CACHE.clear()
@@ -101,8 +111,11 @@ def _cached(cache: CellCacheFn, cell: Cell) -> Any:
         return cache(cell.name, cell.key, cell.compute)
 
 
-def _single_threaded() -> None:
+def _worker_init() -> None:
+    """One intra-op thread; SIGINT ignored and SIGTERM at its default (see the module's docstring)."""
     torch.set_num_threads(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _compute(i: int) -> tuple[int, Any]:

@@ -128,3 +128,55 @@ def test_cells_in_two_processes_equal_one_process_bit_for_bit(q1, tmp_path) -> N
     assert len(list(tmp_path.iterdir())) == len(cells)  # each worker stored its cell
     again = compute_cells(make_cells(), CellCache(tmp_path, False, None, seed=0), jobs=2)
     assert np.array_equal(again[3].grad_norm2_avg, serial[3].grad_norm2_avg)
+
+
+PARALLEL_SIGNALS = """
+import os, signal, sys, time
+from infra.errors import Interrupted
+from infra.interrupts import stop_requests
+from synthetic.checks.common import Cell
+from synthetic.parallel import compute_cells
+
+def cache(name, key, compute):
+    value = compute()
+    open(os.path.join(sys.argv[1], name), "w").close()
+    return value
+
+def cell(i, compute, round_=1):
+    return Cell(f"r{round_}c{i}", {"i": i}, compute, cost=float(-i))
+
+def signal_parent():
+    os.kill(os.getppid(), signal.SIGTERM)
+    return 0
+
+with stop_requests("finishing the current cell"):
+    print("done", compute_cells([cell(i, lambda i=i: i * i) for i in range(4)], cache, jobs=2))
+    cells = [cell(0, signal_parent, 2)] + [cell(i, lambda i=i: time.sleep(0.2) or i, 2) for i in range(1, 40)]
+    try:
+        compute_cells(cells, cache, jobs=2)
+    except Interrupted as stop:
+        print("stopped", stop.signal_name, len(os.listdir(sys.argv[1])))
+"""
+
+
+def test_parallel_cells_leave_signals_to_the_parent(tmp_path) -> None:
+    """Inside the CLI's stop_requests block a parallel round ends (its workers do not inherit
+    the deferred SIGTERM that Pool.terminate sends, which left the suite waiting forever), and a
+    SIGTERM to the parent stops it at the next finished cell, the finished cells stored."""
+    import subprocess
+    import sys
+
+    from infra.paths import repo_root
+
+    script = subprocess.run(
+        [sys.executable, "-c", PARALLEL_SIGNALS, str(tmp_path)],
+        cwd=repo_root(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    lines = script.stdout.splitlines()
+    assert lines[0] == "done [0, 1, 4, 9]", script.stderr
+    word, name, stored = lines[1].split()
+    assert (word, name) == ("stopped", "SIGTERM")
+    assert 4 < int(stored) < 4 + 40  # the first round's 4 cells, then the signalling one, not all 40
