@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -116,7 +117,9 @@ SUITES = {
 def fake_suite(verdicts: dict[str, str]) -> Callable[..., pd.DataFrame]:
     """A suite that computes nothing and returns one row per (id, verdict)."""
 
-    def suite(scale: str, out: Path, seed: int, fresh: bool, progress: bool) -> pd.DataFrame:
+    def suite(
+        scale: str, out: Path, seed: int, fresh: bool, progress: bool, **selection: Any
+    ) -> pd.DataFrame:
         rows = [
             {"id": i, "source": "derived here", "predicted": 1.0, "measured": 1.0, "ratio": 1.0, "verdict": v}
             for i, v in verdicts.items()
