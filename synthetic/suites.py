@@ -175,10 +175,7 @@ def run_convergence_suite(
     processes (default: one per core) and write its runs, curves and constants; returns the
     predictions table, which the command prints, compares and then writes."""
     grids = SCALES[scale]
-    problems = []
-    for name in families or family_names():
-        with stage(f"building family {name}"):
-            problems.append(build_problem(name, seed=seed))
+    problems = [build_problem(name, seed=seed) for name in families or family_names()]
     result = CheckOutput()
     started: list[tuple[str, CheckRun]] = []
     for problem in problems:

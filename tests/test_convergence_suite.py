@@ -237,4 +237,4 @@ def test_a_family_that_raises_exits_3_naming_it(monkeypatch, tmp_path, capsys) -
     code = main(["convergence", "--quick", "--out", str(tmp_path), "--no-progress", "--family", "H1"])
     assert code == EXIT_INTERNAL
     err = capsys.readouterr().err
-    assert "building family H1" in err and "problem family H1: task loss at theta0" in err
+    assert "family H1 (build, seed 20220606)" in err and "problem family H1: task loss at theta0" in err
