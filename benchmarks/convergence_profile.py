@@ -29,7 +29,7 @@ def main() -> None:
     from infra.seeding import DEFAULT_SEED
     from infra.threads import single_threaded
     from synthetic.problems.base import build_problem, family_names, missing_capabilities
-    from synthetic.suites import CHECKS, SCALES
+    from synthetic.suites import CHECKS, CONVERGENCE_GRIDS
 
     print(f"imports: {time.process_time() - start:.1f} s CPU")
     costs: dict[tuple[str, str], float] = {}
@@ -41,7 +41,7 @@ def main() -> None:
             for check in CHECKS:
                 if missing_capabilities(problem, check.needs):
                     continue
-                for cell in next(check.start(problem, SCALES[args.scale], DEFAULT_SEED)):
+                for cell in next(check.start(problem, CONVERGENCE_GRIDS[args.scale], DEFAULT_SEED)):
                     seconds = cell_seconds(cell.compute, args.steps)
                     costs[(problem.label, check.name)] = costs.get((problem.label, check.name), 0.0) + seconds
                     print(f"  cell {cell.name:36s} ~{seconds:6.1f} s CPU")

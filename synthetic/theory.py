@@ -85,10 +85,10 @@ def bootstrap_slope_ci(
     (noisy differences such as a generalization gap); with positive data none is. NaN when
     no resample has a slope.
     """
-    seeds = per_seed_y.shape[0]
+    n_seeds = per_seed_y.shape[0]
     slopes = np.full(n_boot, np.nan)
     for b in range(n_boot):
-        pick = rng.integers(0, seeds, seeds)
+        pick = rng.integers(0, n_seeds, n_seeds)
         mean = per_seed_y[pick].mean(axis=0)
         if np.all(mean > 0):
             slopes[b] = loglog_slope(x, mean)

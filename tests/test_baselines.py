@@ -44,7 +44,7 @@ from realdata.baselines.format import (
     write_baselines,
 )
 from realdata.baselines.measure import (
-    SCALES,
+    BASELINE_SCALES,
     RowSpec,
     Scale,
     defined_rows,
@@ -127,7 +127,7 @@ def toy_patches() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("CI", raising=False)
         mp.setitem(PRESETS, "toy", TOY_PRESET)
-        mp.setitem(SCALES, "toy", TOY_SCALE)
+        mp.setitem(BASELINE_SCALES, "toy", TOY_SCALE)
         mp.setitem(DATASET_LOADERS, "omniglot", lambda options, split: splits)
         mp.setattr(infra.workers, "START_METHOD", "fork")
         yield
@@ -251,14 +251,14 @@ def test_committed_baselines_are_valid_canonical_and_describe_the_current_code()
             assert "revised arXiv 2206.03996" in row.source and "v1 numbers are not used" in row.source
     ci = [r for r in rows if r.scale == "ci"]
     assert sorted(r.method for r in ci) == sorted(METHODS)
-    assert {s.row_id for s in defined_rows(SCALES["ci"])} == {r.row_id for r in ci}
+    assert {s.row_id for s in defined_rows(BASELINE_SCALES["ci"])} == {r.row_id for r in ci}
     for row in ci:
         spec = row_spec(row, DEFAULT_BASELINES)
         assert spec.config_hash() == row.config_hash, (
             f"{row.row_id}: the ci preset or engine settings changed since the row was stored; "
             "re-measure with `sharpmaml baselines update --scale ci`"
         )
-        assert row.n_seeds == len(SCALES["ci"].seeds) and row.tolerance() > 0
+        assert row.n_seeds == len(BASELINE_SCALES["ci"].seeds) and row.tolerance() > 0
         assert row.device.endswith(", 1 thread") and row.git_sha and row.date  # pinned thread
 
 

@@ -18,7 +18,7 @@ from infra.threads import DEFAULT_CPU_THREADS, MAX_THREADS, threads_for
 from realdata.baselines.commands import _with_threads
 from realdata.baselines.format import load_baselines
 from realdata.baselines.measure import measured_device, row_spec
-from realdata.baselines.scales import SCALES
+from realdata.baselines.scales import BASELINE_SCALES
 from realdata.train import TrainResult
 
 
@@ -97,6 +97,10 @@ def test_baselines_threads_replace_the_scales_count_and_the_device_column_says_s
     spec = row_spec(stored, DEFAULT_BASELINES)
     assert _with_threads([spec], None) == [spec]
     (two,) = _with_threads([spec], 2)
-    assert two.scale.threads == 2 and two.config == spec.config and spec.scale.threads == SCALES["ci"].threads
+    assert (
+        two.scale.threads == 2
+        and two.config == spec.config
+        and spec.scale.threads == BASELINE_SCALES["ci"].threads
+    )
     assert measured_device(two.scale).endswith(", 2 threads")
     assert measured_device(spec.scale).endswith(", 1 thread")

@@ -234,10 +234,10 @@ def test_quick_suite_end_to_end(quick_run) -> None:
     assert {"git_sha", "versions", "device", "seed", "config_hash"} <= set(predictions.columns)
 
     runs = pd.read_parquet(out / "runs.parquet")
-    grid = suite.SCALES["quick"]
-    l2_runs = len(grid.tasks) * len(grid.samples) * grid.seeds * (1 + len(grid.alphas))
+    grid = suite.GENERALIZATION_GRIDS["quick"]
+    l2_runs = len(grid.tasks) * len(grid.samples) * grid.n_seeds * (1 + len(grid.alphas))
     assert (runs["family"] == "L2").sum() == l2_runs
-    assert (runs["family"] == "E2").sum() == grid.seeds * (1 + len(grid.e2_alphas))
+    assert (runs["family"] == "E2").sum() == grid.n_seeds * (1 + len(grid.e2_alphas))
     l2 = runs[runs["family"] == "L2"]
     assert (l2["status"] == "ok").all()
     assert l2[["true_risk", "train_risk", "foret_rhs", "pac_bayes_kl_rhs", "hessian_top"]].notna().all().all()
@@ -245,13 +245,13 @@ def test_quick_suite_end_to_end(quick_run) -> None:
     assert (l2["gap"] == l2["true_risk"] - l2["train_risk"]).all()
     assert (l2.loc[l2["foret_vacuous"].astype(bool), "foret_rhs"] >= 1).all()
     assert runs["config_hash"].nunique() == len(runs)
-    assert sorted(l2["seed_index"].unique()) == list(range(grid.seeds)) and (runs["seed"] == 3).all()
+    assert sorted(l2["seed_index"].unique()) == list(range(grid.n_seeds)) and (runs["seed"] == 3).all()
     summary = pd.read_parquet(out / "predictions.parquet").set_index("id").loc["gen.gap_vs_m_tr", "details"]
     assert "nan" not in summary  # the seed-level SEs are defined
     sharpness = pd.read_parquet(out / "sharpness.parquet")
     assert len(sharpness) == l2_runs * len(grid.alphas)
     gaps = pd.read_parquet(out / "gaps.parquet")
-    assert (gaps["seeds"] == grid.seeds).all() and "gap_se" in gaps.columns
+    assert (gaps["seeds"] == grid.n_seeds).all() and "gap_se" in gaps.columns
 
 
 @pytest.mark.slow
@@ -277,8 +277,10 @@ def _kl_inverse_lower(q, c, tol=bounds.KL_INVERSE_TOL):
 
 def test_a_wrong_bound_fails_the_suite(monkeypatch, tmp_path) -> None:
     """The PAC-Bayes-kl bound inverted on the wrong side of q must produce FAIL rows and exit 1."""
-    tiny = dataclasses.replace(suite.SCALES["quick"], tasks=(25,), samples=(2,), seeds=3, e2_steps=20)
-    monkeypatch.setitem(suite.SCALES, "quick", tiny)
+    tiny = dataclasses.replace(
+        suite.GENERALIZATION_GRIDS["quick"], tasks=(25,), samples=(2,), n_seeds=3, e2_steps=20
+    )
+    monkeypatch.setitem(suite.GENERALIZATION_GRIDS, "quick", tiny)
     monkeypatch.setattr(bounds, "kl_inverse_upper", _kl_inverse_lower)
     code = main(["generalization", "--quick", "--out", str(tmp_path), "--no-progress"])
     verdicts = pd.read_parquet(tmp_path / "predictions.parquet").set_index("id")["verdict"]

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from infra.errors import UsageError
 from infra.paths import DEFAULT_BASELINES, DEFAULT_RESULTS
 from infra.threads import add_threads_argument
-from realdata.baselines.scales import SCALES
+from realdata.baselines.scales import BASELINE_SCALES
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -111,7 +111,7 @@ def _add_selection(parser: argparse.ArgumentParser, required: bool = False) -> N
     group.add_argument(
         "--scale",
         action="append",
-        choices=list(SCALES),
+        choices=list(BASELINE_SCALES),
         help="only the rows of this scale; repeatable"
         + ("" if required else " (default: every measured row)"),
     )
@@ -316,7 +316,7 @@ def run_update(args: argparse.Namespace) -> int:
     if not args.dry_run:
         require_writable(path, "--baselines", folder=False)
     old = _load(path) if path.exists() else []
-    specs = [spec for scale in SCALES.values() for spec in defined_rows(scale)]
+    specs = [spec for scale in BASELINE_SCALES.values() for spec in defined_rows(scale)]
     chosen = _chosen([(s.row_id, s.scale.name, s) for s in specs], args.scale, args.rows, "row of a scale")
     chosen = _with_threads(chosen, args.threads)
     unavailable = sorted({s.scale.unavailable() for s in chosen} - {""})

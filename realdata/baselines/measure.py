@@ -30,7 +30,7 @@ from infra.seeding import DEFAULT_SEED
 from infra.threads import cpu_threads
 from infra.workers import run_in_workers
 from realdata.baselines.format import SEED_RULE, Baseline, BaselinesError, Measured, error_at
-from realdata.baselines.scales import SCALES, Scale
+from realdata.baselines.scales import BASELINE_SCALES, Scale
 from realdata.defaults import MIN_TEST_EPISODES
 from realdata.evaluate import evaluate_checkpoint
 from realdata.presets import EVAL_INNER_LOOPS, PRESETS, TrainConfig, train_config
@@ -92,8 +92,10 @@ def row_spec(row: Baseline, path: Path) -> RowSpec:
     def row_error(column: str, message: str) -> BaselinesError:
         return error_at(path, row.line, column, message)
 
-    if row.scale not in SCALES:
-        raise row_error("scale", f"unknown scale {row.scale!r}; expected one of {list(SCALES)} or 'paper'")
+    if row.scale not in BASELINE_SCALES:
+        raise row_error(
+            "scale", f"unknown scale {row.scale!r}; expected one of {list(BASELINE_SCALES)} or 'paper'"
+        )
     if row.preset not in PRESETS:
         raise row_error("preset", f"unknown preset {row.preset!r}; expected one of {list(PRESETS)}")
     preset = PRESETS[row.preset]
@@ -122,7 +124,7 @@ def row_spec(row: Baseline, path: Path) -> RowSpec:
         )
     except ConfigError as exc:
         raise row_error("method", f"not a valid run ({exc})") from None
-    return RowSpec(SCALES[row.scale], config, row.seeds, row.n_episodes, row.test_seed)
+    return RowSpec(BASELINE_SCALES[row.scale], config, row.seeds, row.n_episodes, row.test_seed)
 
 
 def measured_device(scale: Scale) -> str:

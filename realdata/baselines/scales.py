@@ -42,7 +42,7 @@ class Scale:
         return ""
 
 
-SCALES: dict[str, Scale] = {
+BASELINE_SCALES: dict[str, Scale] = {
     s.name: s
     for s in (
         Scale(

@@ -38,7 +38,7 @@ class RateGrid:
     """Which runs the rate check makes."""
 
     horizons: tuple[int, ...]
-    seeds: int
+    n_seeds: int
     batch_sizes: tuple[int, ...]
     slope_from: int = 1000
     radius_scale: float = 0.5
@@ -62,14 +62,14 @@ def rate_groups() -> list[tuple[str, tuple[str, ...]]]:
     return [(max(members, key=perturbations), tuple(members)) for members in groups.values()]
 
 
-def rate_lanes(members: tuple[str, ...], seeds: int) -> list[tuple[str, str, int]]:
+def rate_lanes(members: tuple[str, ...], n_seeds: int) -> list[tuple[str, str, int]]:
     """(method, schedule, seed index) of the lanes of one cell: each member under each radius
     schedule where it perturbs (no schedule where not), every seed."""
     return [
         (method, schedule, s)
         for method in members
         for schedule in (SCHEDULES if _perturbs(method) else ("",))
-        for s in range(seeds)
+        for s in range(n_seeds)
     ]
 
 
@@ -92,7 +92,7 @@ def run_rate_check(problem: ProblemInstance, grid: RateGrid, global_seed: int) -
             gen_seed = derive_seed(global_seed, "rate", batch, T)
             eta = rate_step_size(T, problem.constants.L_bar, grid.step_scale)
             for runner, members in rate_groups():
-                layout = rate_lanes(members, grid.seeds)
+                layout = rate_lanes(members, grid.n_seeds)
                 alpha = np.asarray(
                     [rate_radius(T, sch, grid.radius_scale) if sch else 0.0 for _, sch, _ in layout]
                 )
@@ -150,7 +150,7 @@ def run_rate_check(problem: ProblemInstance, grid: RateGrid, global_seed: int) -
                 }
             )
             name = f"{method}:{sch}" if sch else method
-            g_avg.setdefault((name, batch), np.full((grid.seeds, len(grid.horizons)), np.nan))
+            g_avg.setdefault((name, batch), np.full((grid.n_seeds, len(grid.horizons)), np.nan))
             g_avg[(name, batch)][s, column] = result.grad_norm2_avg[lane]
     for batch in grid.batch_sizes:
         out.predictions += _predictions_for_batch(problem, grid, g_avg, batch, global_seed)

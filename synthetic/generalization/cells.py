@@ -1,9 +1,9 @@
 """One cell of the generalization track: train every (seed, method) lane, measure, evaluate bounds.
 
-An L2 cell is one (M, m_tr): ``seeds`` training sets of M tasks, MAML and Sharp-MAML_up at
+An L2 cell is one (M, m_tr): ``n_seeds`` training sets of M tasks, MAML and Sharp-MAML_up at
 every radius of the grid, each lane measured (empirical and true 0-1 meta-risk, max-in-ball
 risks, Gibbs risks, the premise, the top Hessian eigenvalue) and given its two bounds. The E2
-cell trains the same methods on ``seeds`` E2 instances for the Hessian comparison. A cell
+cell trains the same methods on ``n_seeds`` E2 instances for the Hessian comparison. A cell
 returns plain row dicts, so it can be cached and resumed (``synthetic.suites.CellCache``).
 """
 
@@ -56,7 +56,7 @@ class GenGrid:
 
     tasks: tuple[int, ...]
     samples: tuple[int, ...]
-    seeds: int
+    n_seeds: int
     alphas: tuple[float, ...]
     eta: float = 30.0
     steps: int = 40
@@ -235,7 +235,7 @@ def l2_cell(
     fresh: tuple[TaskBatch, torch.Tensor],
 ) -> dict[str, list[dict[str, Any]]]:
     """Train and measure every (seed, method) lane of one (M, m_tr); rows for runs and sharpness."""
-    S, alphas = grid.seeds, [0.0, *grid.alphas]
+    S, alphas = grid.n_seeds, [0.0, *grid.alphas]
     tasks = stack_tasks([training_tasks(problem, global_seed, m_tr, s, M) for s in range(S)])
     theta = train_lanes(
         problem.loss,
@@ -287,10 +287,10 @@ def l2_cell(
 
 
 def e2_cell(grid: GenGrid, global_seed: int) -> dict[str, list[dict[str, Any]]]:
-    """MAML and Sharp-MAML_up on ``seeds`` E2 instances from theta0: lambda_max of F at the end."""
+    """MAML and Sharp-MAML_up on ``n_seeds`` E2 instances from theta0: lambda_max of F at the end."""
     problems = [
         build_problem("E2", seed=derive_seed(global_seed, TRACK, "E2", s), verify=False, grid_points=20_001)
-        for s in range(grid.seeds)
+        for s in range(grid.n_seeds)
     ]
     first, alphas = problems[0], [0.0, *grid.e2_alphas]
     tasks = stack_tasks([p.tasks for p in problems])

@@ -278,8 +278,8 @@ def vacuity_rows(runs: pd.DataFrame) -> list[Prediction]:
     return rows
 
 
-def _threshold(seeds: int) -> int:
-    return math.ceil(SEED_FRACTION * seeds)
+def _threshold(n_seeds: int) -> int:
+    return math.ceil(SEED_FRACTION * n_seeds)
 
 
 def _paired(table: pd.DataFrame, value: str, alpha: float, cell: list[str]) -> tuple[pd.Series, pd.Series]:
@@ -311,9 +311,9 @@ def _cell_summary(counts: pd.Series, need: int) -> str:
     return f"{text}; seeds smaller per cell: {listing}"
 
 
-def sharpness_rows(sharpness: pd.DataFrame, seeds: int) -> list[Prediction]:
+def sharpness_rows(sharpness: pd.DataFrame, n_seeds: int) -> list[Prediction]:
     """Sharp-MAML's sharpness term at rho = alpha_up is below MAML's in >= 7/10 seeds per cell."""
-    rows, need = [], _threshold(seeds)
+    rows, need = [], _threshold(n_seeds)
     for alpha in sorted(sharpness.loc[sharpness["alpha_up"] > 0, "alpha_up"].unique()):
         sharp, maml = _paired(sharpness[sharpness["rho"] == alpha], "sharpness", alpha, ["M", "m_tr"])
         counts = _per_cell(sharp < maml, ["M", "m_tr"])
@@ -321,11 +321,11 @@ def sharpness_rows(sharpness: pd.DataFrame, seeds: int) -> list[Prediction]:
             Prediction(
                 id=f"gen.sharpness/alpha={alpha:g}",
                 prediction=f"Sharp-MAML_up's sharpness term max_(|eps|<=rho) L_S(theta+eps) - L_S(theta) at rho = alpha_up is "
-                f"smaller than MAML's in >= {need}/{seeds} seeds, in every (M, m_tr) cell",
+                f"smaller than MAML's in >= {need}/{n_seeds} seeds, in every (M, m_tr) cell",
                 source=PAPER_SHAPE,
                 predicted=float(maml.median()),
                 measured=float(sharp.median()),
-                tolerance=f">= {need}/{seeds} seeds per cell (predicted/measured: median MAML / Sharp sharpness)",
+                tolerance=f">= {need}/{n_seeds} seeds per cell (predicted/measured: median MAML / Sharp sharpness)",
                 verdict=verdict(bool((counts >= need).all())),
                 details=f"{_cell_summary(counts, need)}; {int((sharp == maml).sum())} ties (not smaller)",
             )
@@ -333,9 +333,9 @@ def sharpness_rows(sharpness: pd.DataFrame, seeds: int) -> list[Prediction]:
     return rows
 
 
-def hessian_rows(runs: pd.DataFrame, seeds: int) -> list[Prediction]:
+def hessian_rows(runs: pd.DataFrame, n_seeds: int) -> list[Prediction]:
     """lambda_max of F at the end: Sharp-MAML_up's below MAML's (and > 0) in >= 7/10 seeds per cell."""
-    rows, need = [], _threshold(seeds)
+    rows, need = [], _threshold(n_seeds)
     for family, g in runs.groupby("family"):
         cell = ["M", "m_tr"] if family == "L2" else []
         for alpha in sorted(g.loc[g["alpha_up"] > 0, "alpha_up"].unique()):
@@ -354,12 +354,12 @@ def hessian_rows(runs: pd.DataFrame, seeds: int) -> list[Prediction]:
                 Prediction(
                     id=f"gen.hessian/{family}/alpha={alpha:g}",
                     prediction=f"top Hessian eigenvalue of F at the end (eigenvalues of the exact Hessian): Sharp-MAML_up's is smaller than "
-                    f"MAML's and positive in >= {need}/{seeds} seeds"
+                    f"MAML's and positive in >= {need}/{n_seeds} seeds"
                     + (", in every (M, m_tr) cell" if cell else ""),
                     source=PAPER_SHAPE,
                     predicted=float(maml.median()),
                     measured=float(sharp.median()),
-                    tolerance=f">= {need}/{seeds} seeds per cell (predicted/measured: median MAML / Sharp lambda_max)",
+                    tolerance=f">= {need}/{n_seeds} seeds per cell (predicted/measured: median MAML / Sharp lambda_max)",
                     verdict=verdict(bool((counts >= need).all())),
                     details=f"{_cell_summary(counts, need)}{extra}",
                 )
@@ -381,5 +381,7 @@ def generalization_predictions(
         + gap_slope_rows(l2, global_seed)
         + [gap_vs_m_row(l2)]
     )
-    rows += sharpness_rows(sharpness[sharpness["status"] == "ok"], grid.seeds) + hessian_rows(ok, grid.seeds)
+    rows += sharpness_rows(sharpness[sharpness["status"] == "ok"], grid.n_seeds) + hessian_rows(
+        ok, grid.n_seeds
+    )
     return rows

@@ -21,17 +21,17 @@ from synthetic.generalization.cells import GenGrid, e2_cell, fresh_tasks, l2_cel
 from synthetic.generalization.predictions import add_bound_columns, generalization_predictions
 from synthetic.problems.base import build_problem
 
-SCALES: dict[str, GenGrid] = {
+GENERALIZATION_GRIDS: dict[str, GenGrid] = {
     "quick": GenGrid(
-        tasks=(25, 100), samples=(2, 5), seeds=4, alphas=(0.1, 0.5), gibbs_evaluations=5_000, e2_steps=300
+        tasks=(25, 100), samples=(2, 5), n_seeds=4, alphas=(0.1, 0.5), gibbs_evaluations=5_000, e2_steps=300
     ),
     "default": GenGrid(
-        tasks=(25, 50, 100, 200, 400, 800, 1600), samples=(2, 5, 20), seeds=10, alphas=(0.1, 0.5)
+        tasks=(25, 50, 100, 200, 400, 800, 1600), samples=(2, 5, 20), n_seeds=10, alphas=(0.1, 0.5)
     ),
     "full": GenGrid(
         tasks=(25, 50, 100, 200, 400, 800, 1600, 3200),
         samples=(2, 5, 20),
-        seeds=10,
+        n_seeds=10,
         alphas=(0.05, 0.1, 0.2, 0.5),
         fresh_tasks=50_000,
         gibbs_evaluations=20_000,
@@ -75,7 +75,7 @@ def run_generalization_suite(
 ) -> pd.DataFrame:
     """Run the suite at ``scale`` and write its runs, sharpness and gaps; returns the
     predictions table, which the command prints, compares and then writes."""
-    grid = SCALES[scale]
+    grid = GENERALIZATION_GRIDS[scale]
     problem = build_problem("L2", seed=seed, verify=False)
     bar = tqdm(total=len(grid.tasks) * len(grid.samples) + 1, disable=not progress, unit="cell")
     cache = CellCache(out / "cells", fresh, bar, seed)

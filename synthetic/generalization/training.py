@@ -103,9 +103,9 @@ def train_lanes(
     the finite range stays non-finite (the suite records it as diverged).
     """
     grad_fn = meta_gradient_lanes(loss, cfg, chunk_for(tasks, per_seed=True))
-    seeds = pytree.tree_leaves(tasks.support)[0].shape[0]
-    theta = init.expand(seeds, alpha_up.numel(), *init.shape).clone()
-    alpha = alpha_up.to(theta).expand(seeds, -1)
+    n_seeds = pytree.tree_leaves(tasks.support)[0].shape[0]
+    theta = init.expand(n_seeds, alpha_up.numel(), *init.shape).clone()
+    alpha = alpha_up.to(theta).expand(n_seeds, -1)
     for _ in range(steps):
         theta = theta - eta * grad_fn(theta, alpha, tasks)[0]
     return theta
