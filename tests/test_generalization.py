@@ -164,7 +164,7 @@ def test_training_sets_are_nested_in_M(l2) -> None:
 def test_risks_noise_free_equals_clean_and_max_in_ball_is_a_valid_lower_estimate(l2) -> None:
     tasks = stack_tasks([training_tasks(l2, 4, 5, s, 25) for s in range(2)])
     offset = torch.randn(2, 3, 10, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    theta = l2.extras["w_bar"].expand(2, 3, -1) + 0.3 * offset
+    theta = l2.task_distribution.w_bar.expand(2, 3, -1) + 0.3 * offset
     clean = estimates.task_risks(l2, theta, tasks, per_seed=True)
     noise = torch.randn(2, 4, 25, 10, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     noisy = estimates.noisy_task_risks(
@@ -181,10 +181,10 @@ def test_risks_noise_free_equals_clean_and_max_in_ball_is_a_valid_lower_estimate
 
 def test_top_hessian_eigenvalue_is_exact_on_quadratic_tasks() -> None:
     q1 = build_problem("Q1", seed=2, verify=False)
-    theta = torch.stack([q1.init_params["theta"], q1.extras["theta_star"]])[None]
+    theta = torch.stack([q1.init_params["theta"], q1.quadratic.theta_star])[None]
     tasks = stack_tasks([q1.tasks])
     top, residual = estimates.top_hessian_eigenvalues(q1, theta, tasks, torch.Generator().manual_seed(0))
-    exact = float(torch.linalg.eigvalsh(q1.extras["H_F"]).max())
+    exact = float(torch.linalg.eigvalsh(q1.quadratic.hessian).max())
     assert torch.allclose(top, torch.full_like(top, exact), rtol=1e-10)
     assert float(residual.max()) < 1e-10
 
@@ -195,7 +195,7 @@ def test_top_hessian_eigenvalue_of_e2_is_the_closed_form_curvature() -> None:
     top, _ = estimates.top_hessian_eigenvalues(
         e2, z, stack_tasks([e2.tasks]), torch.Generator().manual_seed(0)
     )
-    assert torch.allclose(top[0], e2.extras["model"].meta_1d(z[0, :, 0])[2], rtol=1e-10)
+    assert torch.allclose(top[0], e2.two_basins.model.meta_1d(z[0, :, 0])[2], rtol=1e-10)
     assert seed_slice(stack_tasks([e2.tasks]), 0).num_tasks == e2.num_tasks
 
 
