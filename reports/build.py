@@ -272,7 +272,11 @@ def synthetic_section(reader: ResultsReader, tracks: list[Track]) -> Section:
         lambda: figures.floor_figure(curves, runs, float(fo.iloc[0]) if len(fo) else None),
         lambda: figures.bias_figure(runs),
     ]
+    profiles = reader.table("synthetic/profiles.parquet")
     covered = {"rate", "floor", "fo", "bias"}
+    if profiles is not None and not runs.empty and "z_robust" in runs:
+        builders.append(lambda: figures.flat_figure(runs, profiles))
+        covered.add("flat")  # its convergence curves say nothing the end points do not
     for group in sorted(set(curves["run_id"].map(group_of)) - covered):
         builders.append(
             lambda g=group: figures.curve_group_figure(curves[curves["run_id"].map(group_of) == g], runs, g)
@@ -628,8 +632,13 @@ def run_status(last_row: dict, diverged: bool) -> str:
     return "done"
 
 
+SPEED_PROVENANCE = ("git_sha", "threads", "load", "date")
+
+
 def speed_table(speed: pd.DataFrame, implementations: dict[str, str]) -> Table:
-    """The speed benchmark: median ms and peak memory per implementation, ratio to MAML."""
+    """The speed benchmark: median ms and peak memory per implementation, ratio to MAML, and the
+    provenance the benchmark stored (git sha, threads, load) where it did."""
+    provenance = [c for c in SPEED_PROVENANCE if c in speed]
     rows = []
     for r in speed.to_dict("records"):
         maml = speed[(speed["name"] == r["name"]) & (speed["method"] == "maml")]
@@ -646,6 +655,7 @@ def speed_table(speed: pd.DataFrame, implementations: dict[str, str]) -> Table:
                     ratio,
                     "not measured (CPU)" if is_missing(peak) else peak,
                     r.get("device_name", r.get("device")),
+                    *[r.get(c) for c in provenance],
                 ]
             )
     return make_table(
@@ -658,6 +668,7 @@ def speed_table(speed: pd.DataFrame, implementations: dict[str, str]) -> Table:
             "× MAML",
             "peak memory (MiB)",
             "device",
+            *provenance,
         ],
         rows,
         caption="Speed benchmark: time and memory per meta-iteration",

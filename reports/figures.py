@@ -11,6 +11,7 @@ import base64
 import functools
 import io
 import re
+import textwrap
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,13 +69,15 @@ PANEL_WIDTH, PANEL_HEIGHT = 5.0, 3.3
 
 @dataclass(frozen=True)
 class Figure:
-    """One rendered figure with its alt text (the finding) and the numbers behind it."""
+    """One rendered figure: its alt text (what it draws), its finding (the caption's numbers)
+    and the table of the numbers behind it."""
 
     id: str
     title: str
     alt: str
     svg_base64: str
     table: Table
+    finding: str
     kind: str = field(default="figure", init=False)
 
     @property
@@ -123,12 +126,42 @@ def shared_legend(fig: MplFigure) -> None:
         )
 
 
-def finish(fig: MplFigure, fid: str, title: str, alt: str, table: Table, legend: bool = True) -> Figure:
-    """Render a figure (with the shared legend) to a Figure record."""
+def _axis(label: str, scale: str) -> str:
+    return label + (f" ({scale} scale)" if scale in ("log", "symlog") else "")
+
+
+def describe(fig: MplFigure) -> str:
+    """Alt text of what a figure draws, read from the figure itself: its panels (titles), axes
+    (labels, log scales) and series (legend entries); the caption states the numbers."""
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    titles = [ax.get_title() or ax.get_title(loc="left") for ax in panels]
+    axes = list(
+        dict.fromkeys(
+            f"x: {_axis(ax.get_xlabel(), ax.get_xscale())}; y: {_axis(ax.get_ylabel(), ax.get_yscale())}"
+            for ax in panels
+            if ax.get_xlabel() or ax.get_ylabel()
+        )
+    )
+    labels = [t.get_text() for legend in fig.legends for t in legend.get_texts()]
+    for ax in panels:
+        labels += [label for label in ax.get_legend_handles_labels()[1] if not label.startswith("_")]
+    series = list(dict.fromkeys(labels))
+    text = f"{'Chart' if len(panels) == 1 else f'{len(panels)} panels'}"
+    if any(titles):
+        text += " (" + "; ".join(t for t in titles if t) + ")"
+    text += ". " + " | ".join(axes) + "."
+    if series:
+        text += " Drawn: " + ", ".join(series) + "."
+    return text
+
+
+def finish(fig: MplFigure, fid: str, title: str, finding: str, table: Table, legend: bool = True) -> Figure:
+    """Render a figure (with the shared legend) to a Figure record: the finding for its caption,
+    a description of what it draws for its alt text."""
     if legend:
         shared_legend(fig)
     data = base64.b64encode(svg_bytes(fig)).decode("ascii")
-    return Figure(fid, title, alt, data, table)
+    return Figure(fid, title, describe(fig), data, table, finding)
 
 
 def value_ticks(ax: Axes, values: Iterable[float]) -> None:
@@ -667,6 +700,14 @@ def generalization_figure(runs: pd.DataFrame) -> Figure | None:
                         *[med[idx] for med in medians],
                     ]
                 )
+        if "train_risk" in panel:
+            ax.axhline(
+                float((1 - panel["train_risk"]).median()),
+                color="0.45",
+                linestyle=(0, (1, 1)),
+                linewidth=1.2,
+                label="vacuity: a bound on the gap above 1 − train risk (RHS ≥ 1) says nothing",
+            )
         for b, line in zip(bounds, ("--", ":")):
             lowest = panel.groupby("M", sort=True)[f"_bound_{b}"].min()
             ax.plot(
@@ -745,7 +786,7 @@ def accuracy_figure(entries: pd.DataFrame) -> Figure | None:
     settings = list(dict.fromkeys(entries["setting"]))
     heights = [max(1.6, 0.45 * entries[entries["setting"] == s]["label"].nunique() + 1.0) for s in settings]
     fig = MplFigure(figsize=(2 * PANEL_WIDTH, sum(heights)), layout="constrained")
-    axes = fig.subplots(len(settings), 1, squeeze=False, gridspec_kw={"height_ratios": heights})
+    axes = fig.subplots(len(settings), 1, squeeze=False, sharex=True, gridspec_kw={"height_ratios": heights})
     rows = []
     for ax, setting in zip(axes[:, 0], settings):
         part = entries[entries["setting"] == setting]
@@ -838,9 +879,150 @@ def cost_figure(speed: pd.DataFrame, implementations: dict[str, str]) -> Figure 
             for p, label, value in zip(implementations, implementations.values(), ms):
                 peak = part.loc[method].get(f"{p}_peak_mib", float("nan"))
                 rows.append([case, method_label(method), label, value, peak])
-        ax.set_xticks(xs, list(implementations.values()))
+        ax.set_xticks(xs, [textwrap.fill(label, 16) for label in implementations.values()])
         ax.margins(y=0.12)
         ax.set(ylabel="ms per meta-iteration (median)", title=case)
     table = make_table(["case", "method", "implementation", "ms / meta-iteration", "peak memory (MiB)"], rows)
     alt = "; ".join(findings) + "." if findings else "Time per meta-iteration of each method."
     return finish(fig, "fig-cost", "Time per meta-iteration (speed benchmark)", alt, table)
+
+
+# ----- synthetic: flat minima (E2) -----------------------------------------------------------
+
+
+def robust_profile(z: np.ndarray, f: np.ndarray, alpha: float) -> np.ndarray:
+    """max_{|eps| <= alpha} F(z + eps) on an even grid (NaN where the window leaves it)."""
+    half = int(round(alpha / (z[1] - z[0])))
+    if half == 0:
+        return f.copy()
+    windows = np.lib.stride_tricks.sliding_window_view(f, 2 * half + 1)
+    out = np.full_like(f, np.nan)
+    out[half : len(f) - half] = windows.max(axis=1)
+    return out
+
+
+def basin_minima(z: np.ndarray, f: np.ndarray, barrier: float) -> tuple[float, float]:
+    """(sharp, flat) minimisers of the profile: the lowest point on each side of the barrier."""
+    sharp, flat = z < barrier, z > barrier
+    return float(z[sharp][np.argmin(f[sharp])]), float(z[flat][np.argmin(f[flat])])
+
+
+@styled
+def flat_figure(runs: pd.DataFrame, profiles: pd.DataFrame) -> Figure | None:
+    """F along E2's basin axis per radius: both minima, the alpha-robust minimiser and its
+    objective, the barrier, and where every run starts and ends (per instance: 1-D, embedded)."""
+    flat = runs_of(runs, "flat")
+    if flat.empty or profiles.empty or not {"z_end", "z_robust", "start"} <= set(flat.columns):
+        return None
+    profile = profiles[profiles["family"] == profiles["family"].iloc[0]].sort_values("z")
+    z, f = profile["z"].to_numpy(float), profile["F"].to_numpy(float)
+    barrier = float(profile["barrier"].iloc[0])
+    sharp, flat_min = basin_minima(z, f, barrier)
+    at = lambda points: np.interp(points, z, f)  # noqa: E731
+    alphas = sorted(flat["alpha"].unique())
+    families = list(dict.fromkeys(flat["family"]))
+    fig = MplFigure(figsize=(2 * PANEL_WIDTH, 1.75 * len(alphas) + 0.8), layout="constrained")
+    axes = fig.subplots(len(alphas), 1, sharex=True, squeeze=False)[:, 0]
+    rows, findings = [], []
+    for ax, alpha in zip(axes, alphas):
+        part = flat[flat["alpha"] == alpha]
+        ax.plot(z, f, color="black", linewidth=1.3, label="F along the basin axis")
+        if alpha > 0:
+            ax.plot(
+                z,
+                robust_profile(z, f, alpha),
+                color="0.45",
+                linestyle="--",
+                linewidth=1.1,
+                label="α-robust objective max F(z + ε), |ε| ≤ α",
+            )
+        ax.axvline(barrier, color="0.45", linestyle=":", linewidth=1.0, label="barrier between the basins")
+        ax.plot(
+            [sharp, flat_min],
+            at([sharp, flat_min]),
+            linestyle="",
+            marker="^",
+            markersize=8,
+            color="black",
+            markerfacecolor="white",
+            label="sharp and flat minimum",
+        )
+        robust = float(part["z_robust"].iloc[0])
+        ax.plot(
+            [robust],
+            at([robust]),
+            linestyle="",
+            marker="*",
+            markersize=13,
+            color=line_style("maml")["color"],
+            label="α-robust minimiser",
+        )
+        starts = np.sort(part["start"].unique())
+        ax.plot(
+            starts,
+            at(starts),
+            linestyle="",
+            marker="o",
+            markersize=5,
+            color="0.45",
+            markerfacecolor="white",
+            label="starts",
+        )
+        for k, family in enumerate(families):
+            ends = part[part["family"] == family]
+            st = line_style(None, k + 1)
+            ax.plot(
+                ends["z_end"],
+                at(ends["z_end"].to_numpy(float)),
+                linestyle="",
+                marker=st["marker"],
+                markersize=max(9 - 3 * k, 4),
+                color=st["color"],
+                label=f"end of a run, {family}",
+            )
+            for r in ends.to_dict("records"):
+                rows.append(
+                    [
+                        alpha,
+                        family,
+                        r["start"],
+                        r["z_end"],
+                        r.get("basin_end"),
+                        r.get("curvature_end"),
+                        r.get("grad_norm2_end"),
+                        robust,
+                    ]
+                )
+        method = "MAML" if alpha == 0 else "Sharp-MAML_up"
+        beyond = int((part["z_end"] > barrier).sum())
+        ax.set_title(
+            f"α = {fmt(alpha)} ({method}): {beyond} of {len(part)} runs end beyond the barrier", loc="left"
+        )
+        ax.set_ylabel("F(z)")
+        ax.margins(x=0.01)
+        where = "flat basin" if robust > barrier else "sharp basin"
+        findings.append(
+            f"α = {fmt(alpha)}: robust minimiser z = {fmt(robust, 3)} ({where}), runs end at z = "
+            f"{span(part['z_end'])} ({beyond} of {len(part)} beyond the barrier)"
+        )
+    axes[-1].set_xlabel("z, the coordinate along the basin axis")
+    table = make_table(
+        [
+            "alpha",
+            "instance",
+            "start z",
+            "end z",
+            "end basin",
+            "F'' at end",
+            "||grad F||² at end",
+            "α-robust minimiser",
+        ],
+        rows,
+    )
+    alt = (
+        f"Sharp minimum z = {fmt(sharp, 3)}, flat minimum z = {fmt(flat_min, 3)}, barrier z = {fmt(barrier, 3)}. "
+        + "; ".join(findings)
+        + "."
+    )
+    title = "Flat minima (E2): where the runs end on F, next to the α-robust minimiser"
+    return finish(fig, "fig-flat", title, alt, table)

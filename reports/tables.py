@@ -47,6 +47,8 @@ def fmt(value: Any, digits: int = 4) -> str:
     if isinstance(value, numbers.Integral):
         return str(int(value))
     if isinstance(value, numbers.Real):
+        if 10**digits <= abs(float(value)) < 1e15:  # 21934.2 -> "21934", not "2.193e+04"
+            return f"{float(value):.0f}"
         return f"{float(value):.{digits}g}"
     return str(value)
 

@@ -200,6 +200,8 @@ def run_convergence_suite(
     write_table(runs, out / "runs.parquet")
     write_table(pd.concat(result.curves, ignore_index=True).assign(**stamp), out / "curves.parquet")
     write_table(constants_table(problems + result.instances).assign(**stamp), out / "constants.parquet")
+    if result.profiles:
+        write_table(pd.concat(result.profiles, ignore_index=True).assign(**stamp), out / "profiles.parquet")
     return predictions
 
 

@@ -346,8 +346,8 @@ def test_every_figure_has_alt_with_numbers_and_a_table(report) -> None:
         "fig-cost",
     ]
     for f in report.figures:
-        assert re.search(r"\d", f.alt), f.id
-        assert f.alt in f.caption
+        assert re.search(r"\d", f.caption), f.id  # the finding, with its numbers
+        assert re.match(r"(Chart|\d+ panels)", f.alt) and f.alt not in f.caption  # what is drawn
         assert f.tables == 1
         assert f.src.startswith("data:image/svg+xml;base64,")
         svg = base64.b64decode(f.src.split(",", 1)[1])
@@ -355,31 +355,57 @@ def test_every_figure_has_alt_with_numbers_and_a_table(report) -> None:
 
 
 def test_figure_findings_state_the_data(report) -> None:
-    rate = report.figure("fig-rate").alt
+    rate = report.figure("fig-rate").caption
     assert "slope -0.5 over T = 100 to 1000" in rate and "every mean is below R1" in rate
-    assert "in 2 of 2 (eta, alpha) lanes" in report.figure("fig-floor").alt
-    bias = report.figure("fig-bias").alt
+    assert "in 2 of 2 (eta, alpha) lanes" in report.figure("fig-floor").caption
+    bias = report.figure("fig-bias").caption
     assert "slope 1 in alpha_low" in bias and "slope 2 (predicted 2)" in bias
-    gen = report.figure("fig-generalization").alt
+    gen = report.figure("fig-generalization").caption
     assert "Foret-style bound holds in 36 of 36 runs" in gen and "slope in M is -0.5" in gen
     two_seeds = [acc for m, _, _, _, acc, _ in fx.EVALUATIONS if m == "maml"]
     ci = stats.t.ppf(0.975, 1) * np.std(two_seeds, ddof=1) / np.sqrt(2)
-    assert f"MAML measured (ci) {np.mean(two_seeds):.2f} ± {ci:.2f}%" in report.figure("fig-accuracy").alt
-    assert "×2.50 (engine, vmap)" in report.figure("fig-cost").alt
+    assert f"MAML measured (ci) {np.mean(two_seeds):.2f} ± {ci:.2f}%" in report.figure("fig-accuracy").caption
+    assert "×2.50 (engine, vmap)" in report.figure("fig-cost").caption
 
 
 def test_generalization_finding_counts_a_planted_violation() -> None:
     runs = fx.generalization_runs()
     runs.loc[runs.index[0], "gap"] = 5.0  # above both right-hand sides
-    alt = figures.generalization_figure(runs).alt
+    alt = figures.generalization_figure(runs).finding
     assert "Foret-style bound holds in 35 of 36 runs" in alt
     assert "PAC-Bayes-kl bound holds in 35 of 36 runs" in alt
     l2 = runs[runs["family"] == "L2"]
     flagged = l2.assign(foret_holds=True, foret_vacuous=l2["M"] < 100)  # the suite's own columns win
     assert (
         "Foret-style bound holds in 36 of 36 runs (vacuous, RHS ≥ 1, in 12)"
-        in figures.generalization_figure(flagged).alt
+        in figures.generalization_figure(flagged).finding
     )
+
+
+def test_flat_figure_shows_where_runs_end_against_both_minima_and_the_robust_one() -> None:
+    z = np.linspace(-0.5, 2.5, 601)
+    f = -np.exp(-(z**2) / (2 * 0.1**2)) - 0.9 * np.exp(-((z - 2) ** 2) / 2)  # sharp at 0, flat at 2
+    barrier = float(z[(z > 0) & (z < 2)][np.argmax(f[(z > 0) & (z < 2)])])
+    profiles = pd.DataFrame({"family": "E2", "z": z, "F": f, "barrier": barrier})
+    runs = pd.DataFrame(
+        [
+            {"check": "flat", "family": fam, "alpha": a, "start": s, "z_end": end, "z_robust": rob}
+            for fam in ("E2", "E2-d5")
+            for a, end, rob in ((0.0, 0.0, 0.0), (0.3, 0.25, 2.0))
+            for s in (-0.2, 0.1)
+        ]
+    )
+    figure = figures.flat_figure(runs, profiles)
+    assert figure.finding.startswith("Sharp minimum z = 0, flat minimum z = 2,")
+    assert (
+        "α = 0.3: robust minimiser z = 2 (flat basin), runs end at z = 0.25 (0 of 4 beyond the barrier)"
+        in (figure.finding)
+    )
+    assert figure.alt.startswith("2 panels (α = 0 (MAML): 0 of 4 runs end beyond the barrier;")
+    assert "end of a run, E2-d5" in figure.alt and "α-robust minimiser" in figure.alt
+    assert len(figure.table) == 8
+    robust = figures.robust_profile(z, f, 0.3)
+    assert z[np.nanargmin(robust)] == pytest.approx(2.0, abs=0.01)  # the flat basin wins at alpha 0.3
 
 
 def test_other_curve_groups_get_one_band_per_distinct_lane_setting() -> None:
@@ -463,7 +489,7 @@ def test_each_setting_puts_the_paper_next_to_the_measurement(report) -> None:
     assert [r["accuracy % ± 95% CI"] for r in stored] == ["91.50 ± 0.70"]
     assert report.table("Regression gate").column("verdict")[0] == FAIL
     assert "reptile" in report.table("Stored baselines").column("method")  # another paper's method:
-    assert not any("reptile" in row for row in report.figure("fig-accuracy").alt.split(";"))  # table only
+    assert not any("reptile" in row for row in report.figure("fig-accuracy").caption.split(";"))  # table only
 
 
 def test_paired_difference_over_common_seeds() -> None:

@@ -29,19 +29,22 @@ class Cell:
 
 @dataclass
 class CheckOutput:
-    """What a check returns: prediction rows, tidy run and curve rows, and any problem instance
-    it built besides the one it was given (their constants go to the tables)."""
+    """What a check returns: prediction rows, tidy run and curve rows, any problem instance it
+    built besides the one it was given (their constants go to the tables), and the profiles of
+    the objective along an axis that the report draws the runs on (``profiles.parquet``)."""
 
     predictions: list[Prediction] = field(default_factory=list)
     runs: list[dict[str, Any]] = field(default_factory=list)
     curves: list[pd.DataFrame] = field(default_factory=list)
     instances: list[ProblemInstance] = field(default_factory=list)
+    profiles: list[pd.DataFrame] = field(default_factory=list)
 
     def extend(self, other: CheckOutput) -> None:
         self.predictions += other.predictions
         self.runs += other.runs
         self.curves += other.curves
         self.instances += other.instances
+        self.profiles += other.profiles
 
 
 # A running check: it yields the cells it needs (all at once, so the suite can compute them in

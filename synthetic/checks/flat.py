@@ -22,17 +22,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import torch
 
 from infra.verdicts import INFO, LITERATURE, PAPER_SHAPE, Prediction, verdict
 from synthetic.checks.common import Cell, CheckOutput, CheckRun, curve_frame, filled, lane_status, lanes
 from synthetic.methods import method_config
 from synthetic.problems.base import ProblemInstance, build_problem
+from synthetic.problems.e2_two_basins import TwoBasinGroundTruth
 from synthetic.runs import LaneResults, run_lanes
 
 PROTOTYPE_SWITCH_RADIUS = (0.10, 0.03)
 # "Ends at the robust minimiser": within this fraction of the basin separation of it.
 NEAR_FRACTION = 0.1
+# The objective along the basin axis, as stored for the report's figure: this many points of
+# the ground-truth grid over PROFILE_RANGE (the starts, both basins and the largest stall).
+PROFILE_POINTS = 1601
+PROFILE_RANGE = (-0.6, 2.8)
 STALL_TOLERANCE = 1e-6
 STATIONARY_GRAD_NORM2 = 1e-10
 # The runs need the two basins' ground truth (minimisers, robust objective, basin axis) and,
@@ -49,6 +55,15 @@ class FlatGrid:
     starts: tuple[float, ...] = (-0.3, -0.15, 0.1, 0.2, 0.28)
     steps: int = 2000
     dims: tuple[int, ...] = (1, 5)
+
+
+def basin_profile(truth: TwoBasinGroundTruth, label: str) -> pd.DataFrame:
+    """F along the basin axis (the 1-D ground truth; embedded instances share it along their
+    axis), PROFILE_POINTS grid points over PROFILE_RANGE, with the barrier between the basins."""
+    grid, values = truth.grid.numpy(), truth.values.numpy()
+    inside = np.flatnonzero((grid >= PROFILE_RANGE[0]) & (grid <= PROFILE_RANGE[1]))
+    pick = inside[np.linspace(0, len(inside) - 1, PROFILE_POINTS).round().astype(int)]
+    return pd.DataFrame({"family": label, "z": grid[pick], "F": values[pick], "barrier": truth.barrier})
 
 
 def switch_radius_prediction(problem: ProblemInstance) -> Prediction:
@@ -143,6 +158,8 @@ def judge_flat(
     grad2 = result.final_grad_norm[:, 1] ** 2
     z_end = z_end.numpy()
     flat_side = z_end > truth.barrier
+    robust = {float(a): truth.robust_minimizer(float(a))[0] for a in alphas}
+    out.profiles.append(basin_profile(truth, label))
     for i in range(n):
         out.runs.append(
             {
@@ -159,6 +176,7 @@ def judge_flat(
                 "grad_norm2_end": float(grad2[i]),
                 "curvature_end": float(curvature[i]),
                 "basin_end": "flat" if flat_side[i] else "sharp",
+                "z_robust": robust[float(lane_alpha[i])],
                 "status": lane_status(result, i),
             }
         )
