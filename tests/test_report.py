@@ -631,7 +631,11 @@ def test_report_of_the_real_quick_suite(tmp_path) -> None:
     assert build(root, tmp_path / "r.html", tmp_path / "absent.csv") == 0
     report = parse((tmp_path / "r.html").read_text(encoding="utf-8"))
     assert not report.unusable
-    assert {"fig-rate", "fig-iterations", "fig-floor", "fig-bias"} <= {f.id for f in report.figures}
+    runs = pd.read_parquet(root / "synthetic" / "runs.parquet")
+    families = sorted(runs.loc[runs["check"] == "rate", "family"].unique())
+    assert len(families) >= 3  # Q1, L2, H1: one rate and one iterations figure each
+    expected = {f"fig-{kind}-{family}" for kind in ("rate", "iterations") for family in families}
+    assert expected | {"fig-floor", "fig-bias", "fig-flat"} <= {f.id for f in report.figures}
     predictions = pd.read_parquet(root / "synthetic" / "predictions.parquet")
     synthetic = next(r for r in report.table("Verdicts per track").records() if r["track"] == "synthetic")
     assert synthetic["rows"] == str(len(predictions))
