@@ -24,7 +24,6 @@ from typing import Any
 import torch
 
 from harness.config import MetaConfig
-from harness.tasks import TaskBatch
 from harness.tree import Params
 from infra.seeding import generator
 from synthetic.linalg import meta_objective_fn, random_unit_vector
@@ -38,7 +37,12 @@ from synthetic.problems.base import (
     register_family,
     resolve_settings,
 )
-from synthetic.problems.linear_models import ScalarProfile, linear_model_constants, verify_linear_model
+from synthetic.problems.linear_models import (
+    LinearTaskDistribution,
+    ScalarProfile,
+    linear_model_constants,
+    verify_linear_model,
+)
 
 FAMILY = "H1"
 TYPED_CONSTANTS = ("L", "rho", "G", "L_bar", "Delta", "sigma2")
@@ -85,39 +89,24 @@ def pseudo_huber_loss(params: Params, batch: dict[str, torch.Tensor]) -> torch.T
     return pseudo_huber(batch["x"] @ params["theta"] - batch["y"], batch["delta"]).mean()
 
 
-@dataclass(frozen=True)
-class RegressionTaskDistribution:
-    """The task distribution of H1 (w_bar fixed by the seed); ``sample`` draws fresh tasks."""
+@dataclass(frozen=True, kw_only=True)
+class RegressionTaskDistribution(LinearTaskDistribution):
+    """The task distribution of H1 (w_bar fixed by the seed): targets x^T w plus Gaussian noise,
+    and with probability ``outlier_prob`` a jump of scale ``outlier_scale``."""
 
-    w_bar: torch.Tensor
-    radius: float
     delta: float
-    task_std: float
     noise_std: float
     outlier_prob: float
     outlier_scale: float
-    m_tr: int
-    m_val: int
 
-    def sample(
-        self, gen: torch.Generator, n: int, m_tr: int | None = None, m_val: int | None = None
-    ) -> TaskBatch:
-        """n tasks with m_tr support and m_val query points each (defaults: the problem's)."""
-        d = self.w_bar.numel()
-        w = self.w_bar + self.task_std * torch.randn(n, d, generator=gen, dtype=self.w_bar.dtype)
-        support = self._points(gen, w, self.m_tr if m_tr is None else m_tr)
-        query = self._points(gen, w, self.m_val if m_val is None else m_val)
-        return TaskBatch(support=support, query=query)
-
-    def _points(self, gen: torch.Generator, w: torch.Tensor, m: int) -> dict[str, torch.Tensor]:
-        x = torch.randn(w.shape[0], m, w.shape[1], generator=gen, dtype=w.dtype)
-        x = self.radius * x / torch.linalg.vector_norm(x, dim=-1, keepdim=True)
-        clean = (x @ w.unsqueeze(-1)).squeeze(-1)
-        noise = self.noise_std * torch.randn(clean.shape, generator=gen, dtype=w.dtype)
-        outlier = torch.rand(clean.shape, generator=gen, dtype=w.dtype) < self.outlier_prob
-        jump = self.outlier_scale * torch.randn(clean.shape, generator=gen, dtype=w.dtype)
-        delta = torch.full((w.shape[0],), self.delta, dtype=w.dtype)
-        return {"x": x, "y": clean + noise + torch.where(outlier, jump, 0.0), "delta": delta}
+    def targets(
+        self, gen: torch.Generator, x: torch.Tensor, margins: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        noise = self.noise_std * torch.randn(margins.shape, generator=gen, dtype=x.dtype)
+        outlier = torch.rand(margins.shape, generator=gen, dtype=x.dtype) < self.outlier_prob
+        jump = self.outlier_scale * torch.randn(margins.shape, generator=gen, dtype=x.dtype)
+        delta = torch.full((x.shape[0],), self.delta, dtype=x.dtype)
+        return {"x": x, "y": margins + noise + torch.where(outlier, jump, 0.0), "delta": delta}
 
 
 @register_family(FAMILY, SETTINGS)
@@ -126,15 +115,15 @@ def build_h1(seed: int, **settings: Any) -> ProblemInstance:
     s = resolve_settings(FAMILY, SETTINGS, settings)
     w_bar = s["w_norm"] * random_unit_vector(s["d"], generator(seed, FAMILY, "w_bar"))
     distribution = RegressionTaskDistribution(
-        w_bar,
-        float(s["R"]),
-        float(s["delta"]),
-        float(s["task_std"]),
-        float(s["noise_std"]),
-        float(s["outlier_prob"]),
-        float(s["outlier_scale"]),
-        s["m_tr"],
-        s["m_val"],
+        w_bar=w_bar,
+        radius=float(s["R"]),
+        task_std=float(s["task_std"]),
+        m_tr=s["m_tr"],
+        m_val=s["m_val"],
+        delta=float(s["delta"]),
+        noise_std=float(s["noise_std"]),
+        outlier_prob=float(s["outlier_prob"]),
+        outlier_scale=float(s["outlier_scale"]),
     )
     tasks = distribution.sample(generator(seed, FAMILY, "tasks"), s["M"])
     cfg = MetaConfig(method="maml", inner_steps=1, inner_lr=float(s["beta"]))

@@ -34,7 +34,12 @@ from synthetic.problems.base import (
     register_family,
     resolve_settings,
 )
-from synthetic.problems.linear_models import ScalarProfile, linear_model_constants, verify_linear_model
+from synthetic.problems.linear_models import (
+    LinearTaskDistribution,
+    ScalarProfile,
+    linear_model_constants,
+    verify_linear_model,
+)
 
 FAMILY = "L2"
 TYPED_CONSTANTS = ("L", "rho", "G", "L_bar", "Delta", "sigma2")
@@ -105,32 +110,18 @@ def bounded_meta_loss(
     return vmap(per_task)(tasks.support, tasks.query).mean()
 
 
-@dataclass(frozen=True)
-class LogisticTaskDistribution:
-    """The task distribution of L2 (w_bar fixed by the seed); ``sample`` draws fresh tasks."""
+@dataclass(frozen=True, kw_only=True)
+class LogisticTaskDistribution(LinearTaskDistribution):
+    """The task distribution of L2 (w_bar fixed by the seed): labels sign(x^T w), each flipped
+    with probability ``label_noise``."""
 
-    w_bar: torch.Tensor
-    radius: float
-    task_std: float
     label_noise: float
-    m_tr: int
-    m_val: int
 
-    def sample(
-        self, gen: torch.Generator, n: int, m_tr: int | None = None, m_val: int | None = None
-    ) -> TaskBatch:
-        """n tasks with m_tr support and m_val query points each (defaults: the problem's)."""
-        d = self.w_bar.numel()
-        w = self.w_bar + self.task_std * torch.randn(n, d, generator=gen, dtype=self.w_bar.dtype)
-        support = self._points(gen, w, self.m_tr if m_tr is None else m_tr)
-        query = self._points(gen, w, self.m_val if m_val is None else m_val)
-        return TaskBatch(support=support, query=query)
-
-    def _points(self, gen: torch.Generator, w: torch.Tensor, m: int) -> dict[str, torch.Tensor]:
-        x = torch.randn(w.shape[0], m, w.shape[1], generator=gen, dtype=w.dtype)
-        x = self.radius * x / torch.linalg.vector_norm(x, dim=-1, keepdim=True)
-        clean = torch.where((x @ w.unsqueeze(-1)).squeeze(-1) >= 0, 1.0, -1.0).to(w.dtype)
-        flip = torch.rand(clean.shape, generator=gen, dtype=w.dtype) < self.label_noise
+    def targets(
+        self, gen: torch.Generator, x: torch.Tensor, margins: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        clean = torch.where(margins >= 0, 1.0, -1.0).to(x.dtype)
+        flip = torch.rand(clean.shape, generator=gen, dtype=x.dtype) < self.label_noise
         return {"x": x, "y": torch.where(flip, -clean, clean)}
 
 
@@ -145,7 +136,12 @@ def build_l2(seed: int, **settings: Any) -> ProblemInstance:
     s = resolve_settings(FAMILY, SETTINGS, settings)
     w_bar = s["w_norm"] * random_unit_vector(s["d"], generator(seed, FAMILY, "w_bar"))
     distribution = LogisticTaskDistribution(
-        w_bar, float(s["R"]), float(s["task_std"]), float(s["label_noise"]), s["m_tr"], s["m_val"]
+        w_bar=w_bar,
+        radius=float(s["R"]),
+        task_std=float(s["task_std"]),
+        label_noise=float(s["label_noise"]),
+        m_tr=s["m_tr"],
+        m_val=s["m_val"],
     )
     tasks = distribution.sample(generator(seed, FAMILY, "tasks"), s["M"])
     cfg = MetaConfig(method="maml", inner_steps=1, inner_lr=float(s["beta"]))

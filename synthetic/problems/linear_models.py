@@ -15,6 +15,7 @@ gradient norms of the engine's own meta-objective (bounds with slack: docs/famil
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,40 @@ from synthetic.problems.base import ConstantCheck, bound_check, equality_check
 # (0 included) puts an interior maximum within ~1e-8 (relative) of the sup; log-spaced tails to
 # +-1e6 catch a sup approached at infinity (|phi'| of both profiles) to ~1e-7.
 PROFILE_RANGE, PROFILE_POINTS, PROFILE_RTOL = 20.0, 200_001, 1e-6
+
+
+@dataclass(frozen=True, kw_only=True)
+class LinearTaskDistribution(ABC):
+    """Tasks of a linear model (L2, H1): task weights w = w_bar + task_std N(0, I), inputs
+    uniform on the sphere of radius ``radius``; a family's ``targets`` turns the clean margins
+    x^T w into its batch. ``sample`` draws fresh tasks of the same distribution."""
+
+    w_bar: torch.Tensor
+    radius: float
+    task_std: float
+    m_tr: int
+    m_val: int
+
+    def sample(
+        self, gen: torch.Generator, n: int, m_tr: int | None = None, m_val: int | None = None
+    ) -> TaskBatch:
+        """n tasks with m_tr support and m_val query points each (defaults: the problem's)."""
+        d = self.w_bar.numel()
+        w = self.w_bar + self.task_std * torch.randn(n, d, generator=gen, dtype=self.w_bar.dtype)
+        support = self._points(gen, w, self.m_tr if m_tr is None else m_tr)
+        query = self._points(gen, w, self.m_val if m_val is None else m_val)
+        return TaskBatch(support=support, query=query)
+
+    def _points(self, gen: torch.Generator, w: torch.Tensor, m: int) -> dict[str, torch.Tensor]:
+        x = torch.randn(w.shape[0], m, w.shape[1], generator=gen, dtype=w.dtype)
+        x = self.radius * x / torch.linalg.vector_norm(x, dim=-1, keepdim=True)
+        return self.targets(gen, x, (x @ w.unsqueeze(-1)).squeeze(-1))
+
+    @abstractmethod
+    def targets(
+        self, gen: torch.Generator, x: torch.Tensor, margins: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """The batch of inputs ``x`` (tasks, m, d) with clean margins (tasks, m): the family's draw."""
 
 
 def profile_grid() -> torch.Tensor:
