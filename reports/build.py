@@ -579,7 +579,7 @@ def training_cost_table(metrics: pd.DataFrame) -> Table:
     for col in ("preset", "device", "alpha_low", "alpha_up", "seed", "status", "planned_iterations"):
         if col not in last:
             last[col] = np.nan
-    diverged = set(metrics.loc[metrics.get("status", pd.Series(dtype=str)) == "diverged", "run"])
+    diverged = set(metrics.loc[metrics["status"] == "diverged", "run"]) if "status" in metrics else set()
     maml = last[last["method"] == "maml"].groupby(["preset", "device"], dropna=False)["per_it"].mean()
     rows = []
     for r in last.sort_values(["preset", "method", "run"]).to_dict("records"):
@@ -619,14 +619,14 @@ def training_cost_table(metrics: pd.DataFrame) -> Table:
     )
 
 
-def run_status(last_row: dict, diverged: bool) -> str:
+def run_status(last_row: dict, diverged: bool) -> Any:
     """diverged, unfinished (i / N iterations) or done; a table written before the planned
-    iteration count was logged keeps its own status column."""
+    iteration count was logged keeps its own status column (missing when it has none)."""
     planned = last_row["planned_iterations"]
     if diverged:
         return "diverged"
     if pd.isna(planned):
-        return str(last_row["status"])
+        return last_row["status"]
     if int(last_row["iteration"]) < int(planned):
         return f"unfinished ({int(last_row['iteration'])} / {int(planned)} iterations)"
     return "done"

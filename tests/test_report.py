@@ -681,3 +681,7 @@ def test_training_runs_say_whether_they_finished() -> None:
         "nan": "diverged",
         "old": "ok",
     }
+    oldest = metrics[metrics["run"] == "old"].drop(columns=["status", "planned_iterations"])
+    (row,) = training_cost_table(oldest).rows  # a table from before either column: no crash
+    assert row[0].text == "old"
+    assert row[-1].text == training_cost_table(oldest.assign(status=np.nan)).rows[0][-1].text
