@@ -30,6 +30,11 @@ from realdata.sweep.spec import SpecError, gradient_evaluations, load_spec
 from tests.fixtures_datasets import write_small_image_omniglot
 
 ROOT = Path(__file__).resolve().parents[1]
+VARIANT = """
+[variants.low_head]
+method = "sharp_low"
+inner_params = "head"
+"""
 TINY_SPEC = """
 [sweep]
 preset = "ci"
@@ -119,6 +124,8 @@ def test_gradient_evaluations_per_method():
     assert counts == {"maml": 2, "fomaml": 2, "sharp_low": 3, "sharp_up": 4, "sharp_both": 6}
     five_steps = train_config("mini-5w1s", "sharp_both").meta_config()
     assert gradient_evaluations(five_steps) == 2 * (2 * 5 + 1)
+    reused = train_config("ci", "sharp_up", overrides={"ascent_every": 5}).meta_config()
+    assert gradient_evaluations(reused) == pytest.approx(2 * (1 + 1 / 5))  # pass 1 every 5th step
 
 
 # ----------------------------------------------------------------------------- spec
@@ -138,6 +145,61 @@ def test_spec_expands_seed_major_with_maml_at_equal_compute(tmp_path):
     assert maml.train_config.preset.iterations == 30  # 10 x (6 gradients of sharp_both / 2 of MAML)
     assert maml.points == (4, 8, 10, 12, 16, 20, 24, 28, 30) and maml.final_points == (10, 30)
     assert tasks["ci-sharp_both-lo0.05-up0.05-s1"].points == (4, 8, 10)
+
+
+def test_variants_run_beside_their_parent_on_the_same_seeds(tmp_path):
+    extra = VARIANT + '[variants.up_k5]\nmethod = "sharp_up"\nascent_every = 5\nradii = [0.01]\n'
+    path = write_spec(tmp_path, tmp_path, methods=("maml", "sharp_low", "sharp_up"), extra=extra)
+    path.write_text(path.read_text().replace("radii = [0.05]", "radii = [0.05, 0.01]"))
+    spec = load_spec(path)
+    assert [v.label for v in spec.variants] == ["low_head", "up_k5"]
+    tasks = spec.tasks(tmp_path)
+    ids = [t.run_id for t in tasks]
+    assert ids[:8] == [
+        "ci-maml-lo0-up0-s0",
+        "ci-sharp_low-lo0.05-up0-s0",
+        "ci-sharp_low-lo0.01-up0-s0",
+        "ci-sharp_up-lo0-up0.05-s0",
+        "ci-sharp_up-lo0-up0.01-s0",
+        "ci+low_head-sharp_low-lo0.05-up0-s0",
+        "ci+low_head-sharp_low-lo0.01-up0-s0",
+        "ci+up_k5-sharp_up-lo0-up0.01-s0",  # only the radius it asks for
+    ]
+    assert len(ids) == 16 and ids[8] == "ci-maml-lo0-up0-s1"
+    by_id = {t.run_id: t for t in tasks}
+    head = by_id["ci+low_head-sharp_low-lo0.05-up0-s1"]
+    assert head.variant == "low_head" and head.run_dir.endswith("runs/ci+low_head-sharp_low-lo0.05-up0-s1")
+    assert head.train_config.preset.inner_params == "head" and head.train_config.seed == 1
+    parent = by_id["ci-sharp_low-lo0.05-up0-s1"]
+    assert parent.variant == "" and parent.train_config.preset.inner_params == "all"
+    assert head.train_config.hash() != parent.train_config.hash()
+    assert by_id["ci+up_k5-sharp_up-lo0-up0.01-s0"].train_config.meta_config().ascent_every == 5
+
+
+@pytest.mark.parametrize(
+    "variant, expected",
+    [
+        ('[variants.v]\nmethod = "sharp_low"\nascent_evry = 5', "variants.v.ascent_evry: unknown key"),
+        ('[variants.v]\nmethod = "sharp_up"\nascent_every = 5', "variants.v.method: expected the method"),
+        ('[variants.maml]\nmethod = "maml"\ninner_params = "head"', "variants.maml: expected a label"),
+        ('[variants.v]\nmethod = "sharp_low"', "variants.v: sets no engine option"),
+        ('[variants.v]\nmethod = "sharp_low"\nascent_every = 2', "variants.v: invalid engine option"),
+        ('[variants.v]\nmethod = "sharp_low"\ninner_params = "body"', "variants.v: invalid engine option"),
+        (
+            '[variants.v]\nmethod = "sharp_low"\nlower_fraction = 0.5\nradii = [0.1]',
+            "variants.v.radii: [0.1] not among sharp_low's radii",
+        ),
+        ("variants = 3", "[variants]: expected a table"),
+    ],
+)
+def test_bad_variant_exits_4_naming_file_and_key(tmp_path, capsys, variant, expected):
+    spec = write_spec(tmp_path, tmp_path)
+    text = spec.read_text()
+    spec.write_text(variant + "\n" + text if variant.startswith("variants =") else text + variant + "\n")
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "out")]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert str(spec) in err and expected in err
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize(
@@ -214,10 +276,10 @@ def env(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def local_sweep(env):
-    """maml and sharp_low x seeds 0, 1 on the local pool, uninterrupted."""
+    """maml, sharp_low and its head-only variant x seeds 0, 1 on the local pool, uninterrupted."""
     folder = env["folder"] / "local"
     folder.mkdir()
-    spec = write_spec(folder, env["data"])
+    spec = write_spec(folder, env["data"], extra=VARIANT)
     out = folder / "out"
     assert main(["sweep", str(spec), "--out", str(out), "--jobs", "2", "--no-progress", "--summary"]) == 0
     return {"spec": spec, "out": out, "manifest": read_manifest(out).set_index("run_id")}
@@ -231,11 +293,14 @@ def _accuracies(out: Path) -> dict[str, float]:
 def test_local_sweep_runs_every_run_and_records_it(local_sweep):
     m = local_sweep["manifest"]
     assert sorted(m.index) == [
+        "ci+low_head-sharp_low-lo0.05-up0-s0",
+        "ci+low_head-sharp_low-lo0.05-up0-s1",
         "ci-maml-lo0-up0-s0",
         "ci-maml-lo0-up0-s1",
         "ci-sharp_low-lo0.05-up0-s0",
         "ci-sharp_low-lo0.05-up0-s1",
     ]
+    assert m["variant"].tolist().count("low_head") == 2 and m["variant"].tolist().count("") == 4
     assert (m["status"] == DONE).all() and (m["attempts"] == 1).all()
     assert m["job_id"].str.startswith("local:").all()
     assert m["final_accuracy"].between(0, 100).all() and (m["wall_s"] > 0).all()
@@ -251,16 +316,16 @@ def test_rerunning_a_finished_sweep_skips_every_run(local_sweep, capsys):
     assert main(["sweep", str(local_sweep["spec"]), "--out", str(out), "--no-progress"]) == 0
     m = read_manifest(out)
     assert (m["attempts"] == 1).all()  # nothing started again
-    assert "4 done" in capsys.readouterr().out
+    assert "6 done" in capsys.readouterr().out
     assert (out / "manifest.parquet").stat().st_mtime_ns >= before
 
 
 @pytest.mark.slow
 def test_study_tables_pair_each_setting_with_maml(local_sweep):
     study = local_sweep["out"] / "study"
-    paired = pd.read_csv(study / "paired.csv")
+    paired = pd.read_parquet(study / "paired.parquet")
     assert set(paired["eval_inner_loop"]) == {"same", "plain"}
-    row = paired[paired["eval_inner_loop"] == "same"].iloc[0]
+    row = paired[(paired["eval_inner_loop"] == "same") & (paired["variant"] == "")].iloc[0]
     m = local_sweep["manifest"]
     own = [m.loc[f"ci-sharp_low-lo0.05-up0-s{s}", "final_accuracy"] for s in (0, 1)]
     maml = [m.loc[f"ci-maml-lo0-up0-s{s}", "final_accuracy"] for s in (0, 1)]
@@ -268,13 +333,52 @@ def test_study_tables_pair_each_setting_with_maml(local_sweep):
     assert row["diff"] == pytest.approx(expected.mean) and row["diff_ci95"] == pytest.approx(expected.ci95)
     assert row["verdict"] == comparison_verdict(expected) and row["grad_ratio"] == pytest.approx(1.5)
     assert row["time_ratio"] > 0
+    assert row["parent_verdict"] != row["parent_verdict"]  # NaN: a plain method has no parent
     loops = pd.read_parquet(study / "inner_loops.parquet")
-    assert list(loops["method"]) == ["sharp_low"]
+    assert list(loops["method"]) == ["sharp_low", "sharp_low"]
+    assert list(loops["variant"]) == ["", "low_head"]
     curves = pd.read_parquet(study / "curves.parquet")
     assert set(curves["split"]) == {"test", "val"}
     test = curves[(curves["split"] == "test") & (curves["method"] == "maml")].iloc[0]
     assert test["grad_evals"] == 3 * 2 * 2  # iterations x gradients per task x tasks per batch
     assert test["mean"] == pytest.approx(np.mean(maml))
+
+
+@pytest.mark.slow
+def test_study_pairs_a_variant_with_maml_and_with_its_parent(local_sweep):
+    study = local_sweep["out"] / "study"
+    paired = pd.read_parquet(study / "paired.parquet")
+    rows = paired[paired["variant"] == "low_head"]
+    assert sorted(rows["eval_inner_loop"]) == ["plain", "same"]
+    row = rows[rows["eval_inner_loop"] == "same"].iloc[0]
+    m = local_sweep["manifest"]
+    own = [m.loc[f"ci+low_head-sharp_low-lo0.05-up0-s{s}", "final_accuracy"] for s in (0, 1)]
+    maml = [m.loc[f"ci-maml-lo0-up0-s{s}", "final_accuracy"] for s in (0, 1)]
+    parent = [m.loc[f"ci-sharp_low-lo0.05-up0-s{s}", "final_accuracy"] for s in (0, 1)]
+    vs_maml, vs_parent = paired_difference(own, maml), paired_difference(own, parent)
+    assert (row["method"], row["alpha_low"], row["accuracy"]) == (
+        "sharp_low",
+        0.05,
+        pytest.approx(np.mean(own)),
+    )
+    assert row["diff"] == pytest.approx(vs_maml.mean) and row["verdict"] == comparison_verdict(vs_maml)
+    assert row["parent_accuracy"] == pytest.approx(np.mean(parent))
+    assert row["parent_diff"] == pytest.approx(vs_parent.mean)
+    assert row["parent_diff_ci95"] == pytest.approx(vs_parent.ci95)
+    assert row["parent_verdict"] == comparison_verdict(vs_parent) and row["parent_n_pairs"] == 2
+    seconds = m.groupby("variant")["train_s_per_iteration"]
+    head_s = m.loc[[f"ci+low_head-sharp_low-lo0.05-up0-s{s}" for s in (0, 1)], "train_s_per_iteration"].mean()
+    parent_s = m.loc[[f"ci-sharp_low-lo0.05-up0-s{s}" for s in (0, 1)], "train_s_per_iteration"].mean()
+    maml_s = m.loc[[f"ci-maml-lo0-up0-s{s}" for s in (0, 1)], "train_s_per_iteration"].mean()
+    assert seconds.ngroups == 2
+    assert row["parent_time_ratio"] == pytest.approx(head_s / parent_s)
+    assert row["time_ratio"] == pytest.approx(head_s / maml_s) and row["grad_ratio"] == pytest.approx(1.5)
+    acc = pd.read_parquet(study / "accuracy.parquet")
+    assert set(zip(acc["method"], acc["variant"])) == {
+        ("maml", ""),
+        ("sharp_low", ""),
+        ("sharp_low", "low_head"),
+    }
 
 
 def _wait_for(path: Path, process: subprocess.Popen, timeout: float = 600) -> None:

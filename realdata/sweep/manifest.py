@@ -38,6 +38,7 @@ COLUMNS = (
     "run_id",
     "preset",
     "method",
+    "variant",
     "alpha_low",
     "alpha_up",
     "seed",
@@ -94,6 +95,7 @@ def _new_row(task: RunTask) -> dict[str, Any]:
         "run_id": task.run_id,
         "preset": config.preset.name,
         "method": config.method,
+        "variant": task.variant,
         "alpha_low": config.alpha_low,
         "alpha_up": config.alpha_up,
         "seed": config.seed,
@@ -126,7 +128,8 @@ class Manifest:
         path = sweep_dir / MANIFEST
         rows: dict[str, dict[str, Any]] = {}
         if path.exists():
-            rows = {r["run_id"]: r for r in read_table(path).to_dict("records")}
+            # a manifest from before variants has no such column: its runs are plain methods
+            rows = {r["run_id"]: {"variant": "", **r} for r in read_table(path).to_dict("records")}
         for task in tasks:
             new = _new_row(task)
             old = rows.get(task.run_id)

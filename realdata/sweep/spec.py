@@ -1,8 +1,10 @@
 """The sweep spec: a TOML file naming a preset, methods, radii, seeds and the evaluation.
 
 Validated before any compute; every error names the file and the key (``SpecError``, exit 4).
-A spec expands to one ``RunTask`` per (method, radii, seed): the existing ``train`` +
-``evaluate`` of the real-data track with its own run folder. See docs/realdata.md ("Sweeps").
+A spec expands to one ``RunTask`` per (method or variant, radii, seed): the existing ``train`` +
+``evaluate`` of the real-data track with its own run folder. A variant is a method run with
+other engine options (``realdata.presets.CANDIDATE_DEFAULTS``) under a label, so candidate
+readings and the plain methods share one sweep, the same seeds, and one study. See docs/realdata.md ("Sweeps").
 
     [sweep]
     preset = "ci"                      # a name of realdata.presets.PRESETS
@@ -21,6 +23,10 @@ A spec expands to one ``RunTask`` per (method, radii, seed): the existing ``trai
     test_seed = 20220606
     inner_loops = ["same", "plain"]    # test-time inner loops; the first is the primary one
     curve_every = 100                  # also evaluate last.pt every N iterations (0: only at the end)
+    [variants.sharp_up_k5]             # optional: named candidate variants (docs/realdata.md)
+    method = "sharp_up"                # the method it derives from (its parent, in sweep.methods)
+    ascent_every = 5                   # engine options: inner_params, ascent_every, lower_fraction
+    radii = [0.05]                     # optional: a subset of the parent's radii (default: all)
     [data]
     root = "/path/to/data"             # default: $SHARPMAML_DATA or ../shared/data
     [slurm]                            # read by --executor slurm (flags override)
@@ -35,6 +41,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,9 +51,18 @@ from harness.config import METHODS, ConfigError, MetaConfig
 from infra.errors import UsageError
 from infra.seeding import DEFAULT_SEED
 from realdata.datasets.episodes import MIN_TEST_EPISODES
-from realdata.presets import EVAL_INNER_LOOPS, PRESETS, Preset, TrainConfig, train_config
+from realdata.presets import (
+    CANDIDATE_DEFAULTS,
+    EVAL_INNER_LOOPS,
+    PRESETS,
+    Preset,
+    TrainConfig,
+    train_config,
+)
 
-SECTIONS = ("sweep", "preset", "evaluation", "data", "slurm")
+SECTIONS = ("sweep", "preset", "evaluation", "data", "slurm", "variants")
+VARIANT_OPTIONS = tuple(CANDIDATE_DEFAULTS)
+VARIANT_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 SLURM_KEYS = {
     "partition": str,
     "gpus_per_job": int,
@@ -62,17 +78,20 @@ class SpecError(UsageError):
     """The sweep spec is missing or invalid; the message names the file and the key."""
 
 
-def gradient_evaluations(cfg: MetaConfig) -> int:
+def gradient_evaluations(cfg: MetaConfig) -> float:
     """Gradient evaluations of the task loss per task and meta-iteration (docs/realdata.md).
 
     One unit is one forward + backward pass of a task's loss: each inner step costs 1 (2 with
     the lower perturbation: the ascent gradient, then the gradient at the perturbed point), the
     outer backward through the adapted parameters costs 1, and the upper perturbation doubles
-    the whole meta-gradient (SAM's two passes). MAML with K inner steps: K + 1;
-    Sharp-MAML_both: 2 (2K + 1).
+    the whole meta-gradient (SAM's two passes), or adds 1/k of it when its direction is
+    recomputed every k iterations (``ascent_every``). MAML with K inner steps: K + 1;
+    Sharp-MAML_both: 2 (2K + 1). A head-only inner loop counts the same (the unit is a pass of
+    the task loss, whatever it differentiates); ``time_ratio`` measures what it saves.
     """
     inner = cfg.inner_steps * (2 if cfg.uses_lower_perturbation else 1)
-    return (inner + 1) * (2 if cfg.uses_upper_perturbation else 1)
+    upper = 1 + 1 / cfg.ascent_every if cfg.uses_upper_perturbation else 1
+    return (inner + 1) * upper
 
 
 @dataclass(frozen=True)
@@ -92,6 +111,34 @@ class SlurmOptions:
 
 
 @dataclass(frozen=True)
+class Variant:
+    """A named candidate: its parent method run with other engine options (``options``: keys of
+    ``CANDIDATE_DEFAULTS``) at ``radii`` (None: every radius of the parent's grid)."""
+
+    label: str
+    method: str
+    options: dict[str, Any]
+    radii: tuple[float, ...] | None = None
+
+
+@dataclass(frozen=True)
+class SweepRun:
+    """One (variant, config) of a sweep; ``variant`` is '' for a plain method."""
+
+    variant: str
+    config: TrainConfig
+
+    @property
+    def run_id(self) -> str:
+        """The config's run name, with ``+label`` after the preset for a variant."""
+        name = self.config.run_name
+        if not self.variant:
+            return name
+        preset = self.config.preset.name
+        return name.replace(preset, f"{preset}+{self.variant}", 1)
+
+
+@dataclass(frozen=True)
 class RunTask:
     """One run of a sweep: what a worker needs (plain, picklable data)."""
 
@@ -106,6 +153,7 @@ class RunTask:
     data_root: str | None
     threads: int | None = 1  # intra-op CPU threads (None: leave torch's default)
     device: str | None = "cpu"  # None: CUDA when present (realdata.device)
+    variant: str = ""  # the spec's variant label ('' for a plain method)
 
     @property
     def train_config(self) -> TrainConfig:
@@ -131,28 +179,44 @@ class SweepSpec:
     curve_every: int
     data_root: Path | None
     slurm: SlurmOptions = field(default_factory=SlurmOptions)
+    variants: tuple[Variant, ...] = ()
 
-    def configs(self) -> list[TrainConfig]:
-        """One config per (method, radius, seed), seed-major: a sweep stopped early leaves whole
-        seeds (every method) for the paired comparison. Methods without a perturbation get one
-        radius."""
+    def method_grid(self, method: str) -> tuple[float | None, ...]:
+        """The radii a method runs at: (None,) for a method without a perturbation."""
+        probe = MetaConfig(method=method)
+        perturbed = probe.uses_lower_perturbation or probe.uses_upper_perturbation
+        return self.method_radii.get(method, self.radii) if perturbed else (None,)
+
+    def _configs(self, method: str, seed: int, grid: tuple[float | None, ...], options: dict[str, Any]):
+        probe = MetaConfig(method=method)
+        for alpha in grid:
+            config = train_config(
+                self.preset,
+                method,
+                iterations=self.iterations,
+                seed=seed,
+                eval_inner_loop=self.inner_loops[0],
+                overrides=options,
+                **({} if alpha is None else _radii(probe, alpha)),
+            )
+            yield dataclasses.replace(config, executor=self.executor)
+
+    def runs(self) -> list[SweepRun]:
+        """One run per (method, radius, seed) and per (variant, radius, seed), seed-major: a
+        sweep stopped early leaves whole seeds (every method and variant) for the paired
+        comparison. Methods without a perturbation get one radius."""
         out = []
         for seed in self.seeds:
             for method in self.methods:
-                probe = MetaConfig(method=method)
-                perturbed = probe.uses_lower_perturbation or probe.uses_upper_perturbation
-                for alpha in self.method_radii.get(method, self.radii) if perturbed else (None,):
-                    radii = {} if alpha is None else _radii(probe, alpha)
-                    config = train_config(
-                        self.preset,
-                        method,
-                        iterations=self.iterations,
-                        seed=seed,
-                        eval_inner_loop=self.inner_loops[0],
-                        **radii,
-                    )
-                    out.append(dataclasses.replace(config, executor=self.executor))
+                out += [SweepRun("", c) for c in self._configs(method, seed, self.method_grid(method), {})]
+            for v in self.variants:
+                grid = v.radii or self.method_grid(v.method)
+                out += [SweepRun(v.label, c) for c in self._configs(v.method, seed, grid, v.options)]
         return out
+
+    def configs(self) -> list[TrainConfig]:
+        """The config of every run, in the order of ``runs``."""
+        return [run.config for run in self.runs()]
 
     def equal_compute_iterations(self) -> int | None:
         """MAML's iterations at Sharp-MAML_both's gradient budget (None when not asked)."""
@@ -166,22 +230,25 @@ class SweepSpec:
         """The runs of the sweep, each with its run folder under ``sweep_dir/runs``."""
         extended = self.equal_compute_iterations()
         tasks = []
-        for config in self.configs():
-            budget = extended if (extended and config.method == "maml") else self.iterations
+        for run in self.runs():
+            config = run.config
+            plain_maml = config.method == "maml" and not run.variant
+            budget = extended if (extended and plain_maml) else self.iterations
             finals = (self.iterations,) + ((budget,) if budget != self.iterations else ())
             curve = range(self.curve_every, budget, self.curve_every) if self.curve_every else ()
             config = dataclasses.replace(config, preset=config.preset.replace(iterations=budget))
             tasks.append(
                 RunTask(
-                    run_id=config.run_name,
+                    run_id=run.run_id,
                     config=config.to_dict(),
-                    run_dir=str(sweep_dir / "runs" / config.run_name),
+                    run_dir=str(sweep_dir / "runs" / run.run_id),
                     points=tuple(sorted({*curve, *finals})),
                     final_points=finals,
                     inner_loops=self.inner_loops,
                     episodes=self.episodes,
                     test_seed=self.test_seed,
                     data_root=None if self.data_root is None else str(self.data_root),
+                    variant=run.variant,
                 )
             )
         return tasks
@@ -265,6 +332,46 @@ class _Reader:
         return tuple(values)
 
 
+def _variant(r: _Reader, label: str, table: Any, spec: SweepSpec) -> Variant:
+    """One ``[variants.LABEL]`` table, checked against the spec's methods and radii."""
+    key = f"variants.{label}"
+    if not isinstance(table, dict):
+        raise r.error(key, f"expected a table (method and engine options), got {table!r}")
+    if not VARIANT_LABEL.fullmatch(label) or label in METHODS:
+        raise r.error(
+            key, "expected a label of letters, digits, '_', '.', '-' (not a method's name) as the table name"
+        )
+    allowed = ("method", "radii", *VARIANT_OPTIONS)
+    unknown = sorted(set(table) - set(allowed))
+    if unknown:
+        raise r.error(f"{key}.{unknown[0]}", f"unknown key; expected one of {sorted(allowed)}")
+    method = table.get("method")
+    if method not in spec.methods:
+        raise r.error(
+            f"{key}.method",
+            f"expected the method it derives from, one of sweep.methods {list(spec.methods)}, got {method!r}",
+        )
+    options = {k: table[k] for k in VARIANT_OPTIONS if k in table}
+    if all(v == CANDIDATE_DEFAULTS[k] for k, v in options.items()):
+        raise r.error(
+            key, f"sets no engine option away from its default; expected some of {list(VARIANT_OPTIONS)}"
+        )
+    radii = None
+    if "radii" in table:
+        radii = r.radii(f"{key}.radii", table["radii"])
+        outside = sorted(set(radii) - set(a for a in spec.method_grid(method) if a is not None))
+        if outside:
+            raise r.error(
+                f"{key}.radii", f"{outside} not among {method}'s radii {list(spec.method_grid(method))}"
+            )
+    variant = Variant(label, method, options, radii)
+    try:
+        dataclasses.replace(spec, variants=(variant,)).runs()
+    except (ConfigError, TypeError) as exc:
+        raise r.error(key, f"invalid engine option ({exc})") from None
+    return variant
+
+
 def load_spec(path: Path | str) -> SweepSpec:
     """Read and validate a sweep spec; SpecError naming the file and key on any problem."""
     path = Path(path)
@@ -338,4 +445,5 @@ def load_spec(path: Path | str) -> SweepSpec:
         spec.configs()
     except ConfigError as exc:
         raise r.error("sweep", str(exc)) from None
-    return spec
+    variants = tuple(_variant(r, label, table, spec) for label, table in r.table("variants").items())
+    return dataclasses.replace(spec, variants=variants)

@@ -3,13 +3,15 @@
 Reads the sweep folder (``manifest.parquet``, ``spec.toml``, each run's ``evaluations.parquet``
 and ``metrics.parquet``) and writes tidy tables (parquet + csv) into ``SWEEP_DIR/study``:
 
-- ``accuracy``: per (preset, method, radii, test-time inner loop, iteration) the mean test
-  accuracy over seeds with its 95% CI (Student t over seeds);
-- ``paired``: per (method, radii, inner loop) the paired difference to MAML on the same seeds
-  at the sweep's iteration budget, its 95% CI, the smallest detectable difference and the
+- ``accuracy``: per (preset, method, variant, radii, test-time inner loop, iteration) the mean
+  test accuracy over seeds with its 95% CI (Student t over seeds);
+- ``paired``: per (method, variant, radii, inner loop) the paired difference to MAML on the same
+  seeds at the sweep's iteration budget, its 95% CI, the smallest detectable difference and the
   verdict (BETTER / WORSE / NOT DETECTED); the cost (gradient evaluations and measured seconds
-  per iteration relative to MAML); and the same comparison at equal compute, against MAML
-  trained to the same number of gradient evaluations (``equal_compute`` in the spec);
+  per iteration relative to MAML); the same comparison at equal compute, against MAML trained
+  to the same number of gradient evaluations (``equal_compute`` in the spec); and for a variant
+  (a spec's ``[variants.LABEL]``) the paired difference to its parent, the plain method it
+  derives from at the same radii, with the cost relative to it (``parent_*`` columns);
 - ``inner_loops``: per (method, radii) the paired difference of the test-time inner loops
   (plain - same) on the same runs and test episodes (issue #14: which default);
 - ``curves``: mean test and validation accuracy per iteration with the seed band, and the
@@ -48,9 +50,19 @@ from realdata.sweep.spec import gradient_evaluations, load_spec
 from realdata.train import METRICS
 
 BASELINE = "maml"
-KEYS = ["preset", "method", "alpha_low", "alpha_up"]
+KEYS = ["preset", "method", "variant", "alpha_low", "alpha_up"]
+SETTING = ["method", "variant", "alpha_low", "alpha_up"]  # a setting within one sweep
 TABLES = ("accuracy", "paired", "inner_loops", "curves")
 STUDY_DIR = "study"
+
+
+def _done_runs(sweep_dir: Path) -> pd.DataFrame:
+    """The manifest's finished runs; ``variant`` '' for plain methods (also in older manifests)."""
+    manifest = read_manifest(sweep_dir)
+    if "variant" not in manifest.columns:
+        manifest["variant"] = ""
+    manifest["variant"] = manifest["variant"].fillna("")
+    return manifest[manifest["status"] == DONE]
 
 
 def _gathered(sweep_dir: Path, name: str, manifest: pd.DataFrame) -> pd.DataFrame:
@@ -60,6 +72,7 @@ def _gathered(sweep_dir: Path, name: str, manifest: pd.DataFrame) -> pd.DataFram
         if path.exists():
             frame = read_table(path)
             frame["run_id"] = row.run_id
+            frame["variant"] = row.variant
             frames.append(frame)
     if not frames:
         raise UsageError(f"{sweep_dir}: no run has written {name} yet; run the sweep first")
@@ -88,16 +101,21 @@ def accuracy_table(evaluations: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _by_seed(evaluations: pd.DataFrame, method: str, alpha_low: float, alpha_up: float, loop: str, it: int):
-    e = evaluations
-    part = e[
-        (e["method"] == method)
-        & (e["alpha_low"] == alpha_low)
-        & (e["alpha_up"] == alpha_up)
-        & (e["eval_inner_loop"] == loop)
-        & (e["iterations"] == it)
-    ]
+def _select(frame: pd.DataFrame, setting: dict[str, Any]) -> pd.DataFrame:
+    """The rows of ``frame`` whose columns equal every value of ``setting``."""
+    mask = pd.Series(True, index=frame.index)
+    for key, value in setting.items():
+        mask &= frame[key] == value
+    return frame[mask]
+
+
+def _by_seed(evaluations: pd.DataFrame, setting: dict[str, Any], loop: str, it: int) -> pd.Series:
+    """Accuracy per seed of one setting (``SETTING`` keys) with inner loop ``loop`` at ``it``."""
+    part = _select(evaluations, {**setting, "eval_inner_loop": loop, "iterations": it})
     return part.drop_duplicates("seed", keep="last").set_index("seed")["accuracy"]
+
+
+MAML = {"method": BASELINE, "variant": "", "alpha_low": 0.0, "alpha_up": 0.0}
 
 
 def _paired(a: pd.Series, b: pd.Series) -> dict[str, Any]:
@@ -121,32 +139,46 @@ def _paired(a: pd.Series, b: pd.Series) -> dict[str, Any]:
 def paired_table(
     evaluations: pd.DataFrame, manifest: pd.DataFrame, iterations: int, equal_compute: int | None, grad_evals
 ) -> pd.DataFrame:
-    """Each setting against MAML on the same seeds: at equal iterations and at equal compute."""
+    """Each setting against MAML on the same seeds (at equal iterations and at equal compute),
+    and each variant against its parent method at the same radii."""
     done = manifest[manifest["status"] == DONE]
-    seconds = done.groupby(["method", "alpha_low", "alpha_up"])["train_s_per_iteration"].mean()
-    base_seconds = seconds.get((BASELINE, 0.0, 0.0), math.nan)
+    seconds = done.groupby(SETTING)["train_s_per_iteration"].mean()
+
+    def time_of(setting: dict[str, Any]) -> float:
+        return seconds.get(tuple(setting[k] for k in SETTING), math.nan)
+
     rows = []
     settings = evaluations[KEYS].drop_duplicates()
-    for setting in settings.itertuples(index=False):
-        if setting.method == BASELINE:
+    for setting in settings.to_dict("records"):
+        key = {k: setting[k] for k in SETTING}
+        if key == MAML:
             continue
         for loop in evaluations["eval_inner_loop"].unique():
-            own = _by_seed(evaluations, setting.method, setting.alpha_low, setting.alpha_up, loop, iterations)
-            maml = _by_seed(evaluations, BASELINE, 0.0, 0.0, loop, iterations)
+            own = _by_seed(evaluations, key, loop, iterations)
+            maml = _by_seed(evaluations, MAML, loop, iterations)
             row = {
-                **setting._asdict(),
+                **setting,
                 "eval_inner_loop": loop,
                 "iterations": iterations,
                 "accuracy": own.mean(),
                 "maml_accuracy": maml.reindex(own.index).mean(),
                 **_paired(own, maml),
-                "grad_evals_per_iteration": grad_evals(setting.method),
-                "grad_ratio": grad_evals(setting.method) / grad_evals(BASELINE),
-                "time_ratio": seconds.get((setting.method, setting.alpha_low, setting.alpha_up), math.nan)
-                / base_seconds,
+                "grad_evals_per_iteration": grad_evals(key),
+                "grad_ratio": grad_evals(key) / grad_evals(MAML),
+                "time_ratio": time_of(key) / time_of(MAML),
             }
+            if key["variant"]:
+                parent = {**key, "variant": ""}
+                mine = _by_seed(evaluations, parent, loop, iterations)
+                row.update(
+                    {
+                        "parent_accuracy": mine.reindex(own.index).mean(),
+                        **{f"parent_{k}": v for k, v in _paired(own, mine).items()},
+                        "parent_time_ratio": time_of(key) / time_of(parent),
+                    }
+                )
             if equal_compute is not None:
-                maml_eq = _by_seed(evaluations, BASELINE, 0.0, 0.0, loop, equal_compute)
+                maml_eq = _by_seed(evaluations, MAML, loop, equal_compute)
                 eq = _paired(own, maml_eq)
                 row.update(
                     {
@@ -165,16 +197,15 @@ def inner_loop_table(evaluations: pd.DataFrame, iterations: int) -> pd.DataFrame
     loops = set(evaluations["eval_inner_loop"])
     if not {"same", "plain"} <= loops:
         return pd.DataFrame()
-    for setting in evaluations[KEYS].drop_duplicates().itertuples(index=False):
-        if setting.alpha_low == 0:
+    for setting in evaluations[KEYS].drop_duplicates().to_dict("records"):
+        if setting["alpha_low"] == 0:
             continue  # no lower perturbation: both loops are plain MAML adaptation
-        same = _by_seed(evaluations, setting.method, setting.alpha_low, setting.alpha_up, "same", iterations)
-        plain = _by_seed(
-            evaluations, setting.method, setting.alpha_low, setting.alpha_up, "plain", iterations
-        )
+        key = {k: setting[k] for k in SETTING}
+        same = _by_seed(evaluations, key, "same", iterations)
+        plain = _by_seed(evaluations, key, "plain", iterations)
         rows.append(
             {
-                **setting._asdict(),
+                **setting,
                 "iterations": iterations,
                 "same": same.mean(),
                 "plain": plain.mean(),
@@ -202,7 +233,7 @@ def curves_table(
                 {
                     **row,
                     **_seed_band(band),
-                    "grad_evals": int(row["iteration"]) * grad_evals(row["method"]) * meta_batch,
+                    "grad_evals": int(row["iteration"]) * grad_evals(row) * meta_batch,
                 }
             )
     return pd.DataFrame(rows)
@@ -212,16 +243,15 @@ def study_tables(sweep_dir: Path) -> dict[str, pd.DataFrame]:
     """The four tables of a sweep folder (runs not done are left out)."""
     sweep_dir = Path(sweep_dir)
     spec = load_spec(sweep_dir / SPEC_COPY)
-    manifest = read_manifest(sweep_dir)
-    done = manifest[manifest["status"] == DONE]
+    done = _done_runs(sweep_dir)
     if done.empty:
         raise UsageError(f"{sweep_dir}: no finished run; run (or resume) the sweep first")
     evaluations = _gathered(sweep_dir, EVALUATIONS, done)
     metrics = _gathered(sweep_dir, METRICS, done)
+    runs = {(run.config.method, run.variant): run.config.meta_config() for run in spec.runs()}
 
-    def grad_evals(method: str) -> int:
-        probe = next(c for c in spec.configs() if c.method == method)
-        return gradient_evaluations(probe.meta_config())
+    def grad_evals(setting: dict[str, Any]) -> float:
+        return gradient_evaluations(runs[setting["method"], setting["variant"]])
 
     return {
         "accuracy": accuracy_table(evaluations),
@@ -249,32 +279,42 @@ def print_study(tables: dict[str, pd.DataFrame]) -> None:
     """The paired table on the terminal: one line per setting and test-time inner loop."""
     paired = tables["paired"]
     for r in paired.itertuples():
+        name = f"{r.method}+{r.variant}" if r.variant else r.method
         line = (
-            f"{r.method:<11} lo={r.alpha_low:g} up={r.alpha_up:g} [{r.eval_inner_loop}] "
+            f"{name:<11} lo={r.alpha_low:g} up={r.alpha_up:g} [{r.eval_inner_loop}] "
             f"{r.accuracy:6.2f} vs MAML {r.maml_accuracy:6.2f}: {_pm(r.diff, r.diff_ci95)} "
             f"{r.verdict} (detectable >= {r.mdd:.2f}); cost x{r.grad_ratio:.1f} gradients, "
             f"x{r.time_ratio:.2f} time"
         )
         if "eqc_verdict" in paired.columns:
             line += f"; equal compute: {_pm(r.eqc_diff, r.eqc_diff_ci95)} {r.eqc_verdict}"
+        if r.variant:
+            line += (
+                f"; vs {r.method}: {_pm(r.parent_diff, r.parent_diff_ci95)} {r.parent_verdict}, "
+                f"x{r.parent_time_ratio:.2f} its time"
+            )
         print(line)
     for r in tables["inner_loops"].itertuples():
+        name = f"{r.method}+{r.variant}" if r.variant else r.method
         print(
-            f"test-time inner loop, {r.method} lo={r.alpha_low:g}: plain - same = "
+            f"test-time inner loop, {name} lo={r.alpha_low:g}: plain - same = "
             f"{_pm(r.diff, r.diff_ci95)} ({r.verdict})"
         )
 
 
 def baseline_rows(sweep_dir: Path, tables: dict[str, pd.DataFrame], scale: str, loop: str) -> list[Baseline]:
-    """The study's settings as reference rows of the baselines file (scale ``scale``), at the
-    sweep's iterations with the test-time inner loop ``loop``. accuracy: the mean over seeds;
-    ci95: its 95% CI over seeds (Student t); the paired verdicts go into the note."""
+    """The study's plain methods as reference rows of the baselines file (scale ``scale``), at
+    the sweep's iterations with the test-time inner loop ``loop``. accuracy: the mean over seeds;
+    ci95: its 95% CI over seeds (Student t); the paired verdicts go into the note. Variants are
+    not stored (a baselines row is one method and radii; they stay in the study tables)."""
     sweep_dir = Path(sweep_dir)
     spec = load_spec(sweep_dir / SPEC_COPY)
-    manifest = read_manifest(sweep_dir)
-    evaluations = _gathered(sweep_dir, EVALUATIONS, manifest[manifest["status"] == DONE])
+    evaluations = _gathered(sweep_dir, EVALUATIONS, _done_runs(sweep_dir))
+    evaluations = evaluations[evaluations["variant"] == ""]
     acc = tables["accuracy"]
-    acc = acc[(acc["eval_inner_loop"] == loop) & (acc["iterations"] == spec.iterations)]
+    acc = acc[
+        (acc["eval_inner_loop"] == loop) & (acc["iterations"] == spec.iterations) & (acc["variant"] == "")
+    ]
     if acc.empty:
         raise UsageError(f"--loop: no accuracy rows for inner loop {loop!r} at {spec.iterations} iterations")
     paired = tables["paired"]
@@ -297,6 +337,7 @@ def baseline_rows(sweep_dir: Path, tables: dict[str, pd.DataFrame], scale: str, 
         note += f"; executor {spec.executor}; ci95 over seeds (t)"
         match = paired[
             (paired["method"] == r["method"])
+            & (paired["variant"] == "")
             & (paired["alpha_low"] == r["alpha_low"])
             & (paired["alpha_up"] == r["alpha_up"])
             & (paired["eval_inner_loop"] == loop)
