@@ -332,6 +332,7 @@ def outcome_lines(measured: pd.DataFrame, studies: dict[str, pd.DataFrame]) -> l
             continue
         parts = [
             f"{method_label(r['method'])}"
+            + (f" + {r['variant']}" if _text(r.get("variant")) else "")  # a candidate variant's label
             + (f" [{radii_text(r)}]" if radii_text(r) != "—" else "")
             + (f" ({r['eval_inner_loop']} inner loop)" if _text(r.get("eval_inner_loop")) else "")
             + f" {Difference(float(r['diff']), float(r['diff_ci95']), _text(r.get('verdict')) or 'paired').text()}"

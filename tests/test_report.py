@@ -685,3 +685,114 @@ def test_training_runs_say_whether_they_finished() -> None:
     (row,) = training_cost_table(oldest).rows  # a table from before either column: no crash
     assert row[0].text == "old"
     assert row[-1].text == training_cost_table(oldest.assign(status=np.nan)).rows[0][-1].text
+
+
+# ----- the paired study: candidate variants and the cost-vs-gain figure --------------------------
+
+
+def _study_tables(variants: bool) -> dict[str, pd.DataFrame]:
+    """paired and curves tables as `sharpmaml study` writes them: FO-MAML, Sharp-MAML_up and, with
+    ``variants``, its candidate 'up_k5' paired with MAML and with Sharp-MAML_up."""
+    base = {"preset": "ci", "alpha_low": 0.0, "eval_inner_loop": "plain", "iterations": 300, "n_pairs": 4}
+    rows = [
+        {**base, "method": "fomaml", "alpha_up": 0.0, "accuracy": 80.0, "diff": -3.0, "diff_ci95": 1.0},
+        {**base, "method": "sharp_up", "alpha_up": 0.05, "accuracy": 84.0, "diff": 1.0, "diff_ci95": 0.5},
+    ]
+    rows[0] |= {"verdict": "WORSE", "time_ratio": 0.9}
+    rows[1] |= {"verdict": "BETTER", "time_ratio": 2.0}
+    if variants:
+        rows[0] |= {"variant": ""}
+        rows[1] |= {"variant": ""}
+        rows.append(
+            {
+                **base,
+                "method": "sharp_up",
+                "variant": "up_k5",
+                "alpha_up": 0.05,
+                "accuracy": 83.8,
+                "diff": 0.8,
+                "diff_ci95": 0.6,
+                "verdict": "NOT DETECTED",
+                "time_ratio": 1.3,
+                "parent_diff": -0.2,
+                "parent_diff_ci95": 0.3,
+                "parent_verdict": "NOT DETECTED",
+                "parent_time_ratio": 0.65,
+            }
+        )
+    paired = pd.DataFrame(rows).assign(maml_accuracy=83.0, mdd=1.2, grad_ratio=2.0)
+    curves = paired[[c for c in ("preset", "method", "variant", "alpha_low", "alpha_up") if c in paired]]
+    curves = curves.assign(split="val", eval_inner_loop="", iteration=300, mean=paired["accuracy"], ci95=1.0)
+    return {"paired": paired, "curves": curves.assign(n_seeds=4, seed_std=1.0, grad_evals=2400)}
+
+
+def _study_report(tmp_path: Path, variants: bool) -> ReportParser:
+    root = tmp_path / "results"
+    for name, frame in _study_tables(variants).items():
+        path = root / "realdata" / "study" / f"{name}.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_parquet(path)
+    assert build(root, tmp_path / "r.html", tmp_path / "no-baselines.csv") == 0
+    return parse((tmp_path / "r.html").read_text(encoding="utf-8"))
+
+
+def test_study_cost_figure_puts_each_setting_at_its_cost_and_paired_gain(tmp_path) -> None:
+    report = _study_report(tmp_path, variants=True)
+    figure = report.figure("fig-study-cost")
+    assert figure.alt.startswith("Chart (gain over MAML vs cost")
+    assert "x: training time per meta-iteration (x MAML" in figure.alt
+    assert "y: test accuracy - MAML (points)" in figure.alt
+    for series in (
+        "MAML (reference)",
+        "FO-MAML",
+        "Sharp-MAML_up (alpha 0.05)",
+        "Sharp-MAML_up + up_k5 (alpha 0.05)",
+    ):
+        assert series in figure.alt
+    assert "Sharp-MAML_up + up_k5 (alpha 0.05) +0.80 ± 0.60 at x1.30 (NOT DETECTED)" in figure.caption
+    assert "FO-MAML -3.00 ± 1.00 at x0.90 (WORSE)" in figure.caption
+    behind = next(t for t in report.tables if t.headers[:2] == ["setting", "time x MAML"])
+    assert behind.records() == [
+        {
+            "setting": "FO-MAML",
+            "time x MAML": "0.9",
+            "difference to MAML, 95% CI": "-3.00 ± 1.00",
+            "verdict": "WORSE",
+        },
+        {
+            "setting": "Sharp-MAML_up (alpha 0.05)",
+            "time x MAML": "2",
+            "difference to MAML, 95% CI": "+1.00 ± 0.50",
+            "verdict": "BETTER",
+        },
+        {
+            "setting": "Sharp-MAML_up + up_k5 (alpha 0.05)",
+            "time x MAML": "1.3",
+            "difference to MAML, 95% CI": "+0.80 ± 0.60",
+            "verdict": "NOT DETECTED",
+        },
+    ]
+    paired = report.table("Paired difference to MAML (inner loop 'plain')").records()
+    assert [r["verdict vs its method"] for r in paired] == ["", "", "NOT DETECTED"]
+    assert (
+        paired[2]["difference to its method, 95% CI"] == "-0.20 ± 0.30"
+        and paired[2]["time x its method"] == "0.65"
+    )
+
+
+def test_study_tables_from_before_variants_still_give_the_cost_figure(tmp_path) -> None:
+    report = _study_report(tmp_path, variants=False)
+    assert not report.unusable
+    assert (
+        "Sharp-MAML_up (alpha 0.05) +1.00 ± 0.50 at x2.00 (BETTER)" in report.figure("fig-study-cost").caption
+    )
+    assert "verdict vs its method" not in report.table("Paired difference to MAML").headers
+
+
+def test_summary_outcome_names_a_studys_variants() -> None:
+    from reports.accuracy import outcome_lines
+
+    paired = _study_tables(variants=True)["paired"]
+    line = outcome_lines(pd.DataFrame(), {"cpu": paired})[0]
+    assert line.startswith("Real data, study cpu: accuracy minus MAML's on the same seeds")
+    assert line.count("Sharp-MAML_up + up_k5") == 1 and line.count("Sharp-MAML_up [") == 1
