@@ -27,7 +27,6 @@ from reports import figures
 from reports.accuracy import (
     ROW_KEYS,
     aggregate_evaluations,
-    outcome_lines,
     radii_text,
     setting_name,
     setting_tables,
@@ -38,8 +37,9 @@ from reports.findings import FAILING, Finding, group_of, prediction_findings
 from reports.items import Details, Heading, Notice, Section, Text, Track, Unusable, unavailable
 from reports.markdown import Document, slug
 from reports.methods import is_method, method_label, method_rank
+from reports.outcome import outcome_lines
 from reports.store import ResultsReader
-from reports.study import study_section
+from reports.study import STUDY_DIR, study_section
 from reports.tables import (
     MISSING,
     Cell,
@@ -374,6 +374,18 @@ def generalization_section(reader: ResultsReader, tracks: list[Track]) -> Sectio
 
 # ----- real data --------------------------------------------------------------------------------
 
+STUDY_NEEDS = {"method", "alpha_low", "alpha_up", "diff", "diff_ci95", "verdict"}
+
+
+def study_tables(root: Path) -> list[Path]:
+    """The paired tables of the store's studies: ``realdata/study`` (where the study section reads)
+    and each sweep's own ``realdata/sweeps/<name>/study`` (``sharpmaml study``'s default)."""
+    return [
+        root / STUDY_DIR / "paired.parquet",
+        *sorted((root / "realdata" / "sweeps").glob("*/study/paired.parquet")),
+    ]
+
+
 IMPLEMENTATIONS = {
     "reference": "per-task autograd (authors' style)",
     "engine_vmap": "engine, vmap",
@@ -392,9 +404,9 @@ def realdata_section(reader: ResultsReader, tracks: list[Track]) -> Section:
     check = reader.table("baselines/check.csv", {*ROW_KEYS, "verdict"})
     measured = aggregate_evaluations(evaluations) if evaluations is not None else pd.DataFrame()
     studies = {
-        path.parent.parent.name: frame
-        for path in sorted((reader.root / "realdata" / "sweeps").glob("*/study/paired.parquet"))
-        if (frame := reader.read(path)) is not None
+        path.parent.relative_to(reader.root).as_posix(): frame
+        for path in study_tables(reader.root)
+        if (frame := reader.table(path.relative_to(reader.root).as_posix(), STUDY_NEEDS)) is not None
     }
     track.outcome = outcome_lines(measured, studies)
     section.items.append(Heading("Accuracy", "realdata-accuracy"))

@@ -41,6 +41,9 @@ class ResultsReader:
         self.files: list[SourceFile] = []
         self.frames: dict[str, pd.DataFrame] = {}
         self.unusable: dict[str, str] = {}  # a file's name in the report -> why it cannot be used
+        self._parsed: dict[
+            Path, pd.DataFrame | None
+        ] = {}  # each file parsed once, however many sections read it
 
     def display(self, path: Path) -> str:
         """A file's name in the report: relative to the results root, else to the repository."""
@@ -107,7 +110,15 @@ class ResultsReader:
         return rows
 
     def read(self, path: Path) -> pd.DataFrame | None:
-        """A table read from ``path``; None when it is absent or unreadable (then noted)."""
+        """A table read from ``path``; None when it is absent or unreadable (then noted). A file
+        read again (two sections use it) is the same frame, listed once in the provenance."""
+        key = path.resolve()
+        if key not in self._parsed:
+            self._parsed[key] = self._parse(path)
+        frame = self._parsed[key]
+        return None if frame is None else frame.copy()
+
+    def _parse(self, path: Path) -> pd.DataFrame | None:
         data = self._bytes(path)
         if data is None:
             return None

@@ -790,9 +790,12 @@ def test_study_tables_from_before_variants_still_give_the_cost_figure(tmp_path) 
 
 
 def test_summary_outcome_names_a_studys_variants() -> None:
-    from reports.accuracy import outcome_lines
+    from reports.outcome import outcome_lines
 
     paired = _study_tables(variants=True)["paired"]
     line = outcome_lines(pd.DataFrame(), {"cpu": paired})[0]
-    assert line.startswith("Real data, study cpu: accuracy minus MAML's on the same seeds")
-    assert line.count("Sharp-MAML_up + up_k5") == 1 and line.count("Sharp-MAML_up [") == 1
+    assert line.startswith(
+        "Real data, paired study (cpu; preset ci; 4 training seeds per setting; 300 iterations"
+    )
+    assert line.count("Sharp-MAML_up + up_k5 (alpha 0.05) +0.80 ± 0.60") == 1
+    assert line.count("Sharp-MAML_up (alpha 0.05) +1.00 ± 0.50") == 1
