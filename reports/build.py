@@ -119,6 +119,7 @@ PREDICTION_COLUMNS = {
 # Groups whose rows check the engine and the families' constants rather than a claim
 # (docs/theory.md, "Prediction smooth"): shown per family, collapsed, after the predictions.
 SELF_CHECK_GROUPS = ("smooth",)
+SELF_CHECK_STATEMENT = "Self-checks: every family's closed-form constants and the engine's identities"
 
 
 def family_of(prediction_id: str) -> str:
@@ -703,6 +704,10 @@ def summary_section(tracks: list[Track], document: Document | None) -> Section:
         for f in prediction_findings(
             t.predictions, t.name, lambda i, t=t: prediction_anchor(t.name, i), titles, stated_in
         )
+    ]
+    found = [
+        dataclasses.replace(f, statement=SELF_CHECK_STATEMENT) if f.claim in SELF_CHECK_GROUPS else f
+        for f in found
     ]
     found.sort(key=lambda f: verdict_rank(f.word))
     failing = [f for f in found if f.word in FAILING]

@@ -19,11 +19,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from infra.verdicts import FAIL, PASS, VACUOUS
+from infra.verdicts import FAIL, NOT_APPLICABLE, PASS, VACUOUS
 from reports.tables import fmt, is_missing, verdict_rank
 from reports.theory import theory_anchor
 
 FAILING = {"CHANGED", FAIL, "NEW", "FINDING"}  # the words of rows that broke their rule
+# An N/A row's details when a family lacks a capability the check needs (synthetic.checks).
+LACKS = re.compile(r"needs (?P<need>\w+) \((?P<what>.*)\), which (?P<family>\S+) does not provide")
+NOT_APPLICABLE_ANCHOR = "theory-verdict-na"  # docs/theory.md, "Verdict N/A"
 
 
 def claim_of(prediction_id: str) -> str:
@@ -151,6 +154,39 @@ def _short(text: str, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
+def _first_sentence(text: str) -> str:
+    return re.split(r"(?<=\.) (?=[A-Z])", text, maxsplit=1)[0]
+
+
+def not_applicable_reason(rows: pd.DataFrame) -> str:
+    """Why rows are N/A, from their details: 'E2, H1 lack quadratic (a quadratic F's exact
+    Hessian...)' for a family that lacks a capability, else each distinct first sentence."""
+    lacking: dict[tuple[str, str], list[str]] = {}
+    other: list[str] = []
+    for details in rows.get("details", pd.Series(dtype=str)):
+        text = _text(details)
+        match = LACKS.fullmatch(text)
+        if match:
+            families = lacking.setdefault((match["need"], match["what"]), [])
+            families += [match["family"]] if match["family"] not in families else []
+        elif text and _first_sentence(text) not in other:
+            other.append(_first_sentence(text))
+    parts = [
+        f"{_listed(families)} lack{'s' * (len(families) == 1)} {need} ({what})"
+        for (need, what), families in lacking.items()
+    ]
+    return "; ".join(parts + other) or "no reason recorded in the rows' details"
+
+
+def _reason_of_findings(reasons: list[str]) -> str:
+    """The expected file's reason of a finding; of several (one per family or claim), the first up
+    to its first ';' and how many more there are (the theory statement explains them all)."""
+    if len(reasons) == 1:
+        return reasons[0]
+    first = reasons[0].split("; ", 1)[0]
+    return f"{first} (and {len(reasons) - 1} related reason{'s' * (len(reasons) > 2)}: see the statement)"
+
+
 def _finding(
     track: str,
     key: tuple[str, str],
@@ -162,8 +198,10 @@ def _finding(
     kind, name = key
     word = min(part["_word"], key=verdict_rank)
     claims = list(dict.fromkeys(part["id"].map(claim_of)))
+    na = part[part["_word"] == NOT_APPLICABLE]
+    stated = part[part["_word"] != NOT_APPLICABLE] if len(na) < len(part) else part  # N/A rows say little
     statements = list(
-        dict.fromkeys(_text(s) for s in part.get("prediction", pd.Series(dtype=str)) if _text(s))
+        dict.fromkeys(_text(s) for s in stated.get("prediction", pd.Series(dtype=str)) if _text(s))
     )
     theory = ""
     if kind == "section":
@@ -173,7 +211,7 @@ def _finding(
     )
     failing = part[part["_word"].isin(FAILING)]
     if reasons:
-        reason = "; ".join(reasons)
+        reason = _reason_of_findings(reasons)
     elif len(failing):
         rules = list(
             dict.fromkeys(_text(t) for t in failing.get("tolerance", pd.Series(dtype=str)) if _text(t))
@@ -183,14 +221,22 @@ def _finding(
         )
         if len(claims) == 1 and _spans(failing):
             reason += f": {_spans(failing)}"
+    elif len(na) == len(part):
+        reason = "not applicable: " + not_applicable_reason(na)
     else:
         judged = part[part["_word"].isin({PASS, VACUOUS})]
-        reason = _spans(judged if len(judged) else part)
+        reason = _spans(judged if len(judged) else part[part["_word"] != NOT_APPLICABLE])
+        if len(na):
+            reason += f"; {len(na)} of {len(part)} rows N/A: {not_applicable_reason(na)}"
     first = statements[0] if statements else claims[0]
     statement = theory_titles.get(theory) or _short(first, 160 if len(statements) < 2 else 100)
-    if len(statements) > 1 and not theory_titles.get(theory):
+    if len(na) == len(part):  # one row per family the check cannot run on
+        statement = f"the {', '.join(claims)} check{'s' * (len(claims) > 1)} on a family it cannot run on"
+    elif len(statements) > 1 and not theory_titles.get(theory):
         statement += f" (and {len(statements) - 1} related statement{'s' * (len(statements) > 2)})"
-    if not theory:
+    if len(na) == len(part):
+        theory = NOT_APPLICABLE_ANCHOR  # what N/A means and that it is never a failure
+    elif not theory:
         theory = next((theory_of(c) for c in claims if theory_of(c)), "")
     source = ", ".join(dict.fromkeys(_text(s) for s in part.get("source", pd.Series(dtype=str)) if _text(s)))
     return Finding(
