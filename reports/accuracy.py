@@ -26,6 +26,15 @@ from reports.methods import is_method, method_label, method_rank
 from reports.tables import Cell, Table, fmt, fmt_ci, is_missing, make_table, verdict_class, verdict_rank
 
 SETTING_KEYS = ["dataset", "ways", "shots"]
+# What every setting table's columns mean: said once, above the tables.
+SETTING_TABLES_NOTE = (
+    "One table per setting: the papers' rows, the rows measured here (per preset and test-time inner "
+    "loop) and the stored baselines. Δ vs MAML compares rows of the same origin (the same paper, "
+    "preset or stored scale); measured differences are paired over the training seeds both methods "
+    "ran when there are two or more, else unpaired with the CIs combined in quadrature. Paper rows "
+    "have no seeds and, where the paper gives none, no CI. Gate: the regression gate's verdict for "
+    "the row. Citations and caveats are the footnotes under each table."
+)
 ROW_KEYS = SETTING_KEYS + ["method", "alpha_low", "alpha_up"]
 
 
@@ -258,9 +267,6 @@ def setting_table(
         ],
         rows,
         caption=f"{setting}: the paper next to the measurement",
-        note="Δ vs MAML compares rows of the same origin (the same paper, preset or stored scale); "
-        "measured differences are paired over the training seeds both methods ran when there are "
-        "two or more. Paper rows have no seeds and, where the paper gives none, no CI.",
         footnotes=notes.lines(),
     )
 
@@ -296,26 +302,42 @@ def setting_tables(measured: pd.DataFrame, stored: list[Baseline], check: pd.Dat
     ]
 
 
+def setting_key(row: Any) -> tuple[str, int, int]:
+    """Sort key of a setting: dataset, then ways and shots as numbers (5-way before 20-way)."""
+    get = row.get if isinstance(row, dict) else lambda k: getattr(row, k)
+    return (str(get("dataset")), int(get("ways")), int(get("shots")))
+
+
+def radii_pair(record: dict[str, Any]) -> str:
+    """'0.05 / 0' (lower / upper radius) for a perturbing method; '—' for one that perturbs nothing."""
+    return "—" if radii_text(record) == "—" else f"{fmt(record['alpha_low'])} / {fmt(record['alpha_up'])}"
+
+
 def stored_table(stored: list[Baseline]) -> Table:
-    """Every stored row in one compact table; citations and notes as footnotes."""
+    """Every stored row in one compact table: a heading row per setting (in the setting tables'
+    order), one line per row, citations and notes as footnotes."""
     notes = Footnotes()
-    rows = [
-        [
-            setting_name(r),
-            method_label(r.method),
-            r.scale,
-            radii_text(_stored_record(r)),
-            fmt_ci(r.accuracy, r.ci95),
-            fmt(r.n_seeds),
-            fmt(r.iterations),
-            citation(r, notes),
-        ]
-        for r in sorted(
-            stored, key=lambda r: (setting_name(r), not r.is_paper, r.source, method_rank(r.method), r.method)
+    columns = ["method", "scale", "α low / up", "accuracy % ± 95% CI", "seeds", "iterations", "source"]
+    rows: list[list[Any]] = []
+    ordered = sorted(
+        stored, key=lambda r: (setting_key(r), not r.is_paper, r.source, method_rank(r.method), r.method)
+    )
+    for i, r in enumerate(ordered):
+        if i == 0 or setting_name(r) != setting_name(ordered[i - 1]):
+            rows.append([Cell(setting_name(r), "group", span=len(columns))])
+        rows.append(
+            [
+                method_label(r.method),
+                r.scale,
+                radii_pair(_stored_record(r)),
+                fmt_ci(r.accuracy, r.ci95),
+                fmt(r.n_seeds),
+                fmt(r.iterations),
+                citation(r, notes),
+            ]
         )
-    ]
     return make_table(
-        ["setting", "method", "scale", "radii", "accuracy % ± 95% CI", "seeds", "iterations", "source"],
+        columns,
         rows,
         caption="Stored baselines (paper rows and rows measured here)",
         footnotes=notes.lines(),

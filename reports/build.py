@@ -11,6 +11,7 @@ figures, so building twice from the same results gives the same bytes.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,21 +20,24 @@ from typing import Any
 import jinja2
 import numpy as np
 import pandas as pd
+from markupsafe import Markup, escape
 
 from infra.paths import DEFAULT_BASELINES, DEFAULT_RESULTS
-from infra.verdicts import FAIL, PASS
+from infra.verdicts import FAIL, NOT_APPLICABLE, PASS
 from realdata.baselines.format import Baseline
 from reports import figures
 from reports.accuracy import (
     ROW_KEYS,
+    SETTING_TABLES_NOTE,
     aggregate_evaluations,
+    radii_pair,
     radii_text,
     setting_name,
     setting_tables,
     short_source,
     stored_table,
 )
-from reports.findings import FAILING, Finding, group_of, prediction_findings
+from reports.findings import FAILING, Finding, claim_of, group_of, prediction_findings
 from reports.items import Details, Heading, Notice, Section, Text, Track, Unusable, unavailable
 from reports.markdown import Document, slug
 from reports.methods import is_method, method_label, method_rank
@@ -86,6 +90,17 @@ def build_report(
     return Report(render(sections, reader), reader.unusable_lines())
 
 
+# Where a long id or name may break across lines: after '/', '_' or ':', and after a '.' that
+# a letter follows ("rate.bound/H1/sharp_low:quarter/B8"; never inside a number such as 0.00356).
+BREAK_AFTER = re.compile(r"(?<=[/_:])(?=\S)|(?<=[A-Za-z]\.)(?=[A-Za-z])")
+
+
+def breakable(text: Any) -> Markup:
+    """A cell's text, escaped, with a line-break opportunity (<wbr>) where a long id may wrap, so
+    narrow screens and print wrap it instead of cutting or widening the table."""
+    return Markup("<wbr>").join(escape(part) for part in BREAK_AFTER.split(str(text)))
+
+
 def render(sections: list[Section], reader: ResultsReader) -> str:
     """Render the template (autoescaped) with the sections."""
     env = jinja2.Environment(
@@ -96,6 +111,7 @@ def render(sections: list[Section], reader: ResultsReader) -> str:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
+    env.filters["breakable"] = breakable
     return env.get_template("report.html.j2").render(
         sections=sections, results=reader.root.as_posix(), unusable=reader.unusable_lines()
     )
@@ -157,6 +173,47 @@ def prediction_columns(predictions: pd.DataFrame) -> dict[str, str]:
     return columns
 
 
+# What rows of one claim share: stated once in the claim's heading row, not in every row.
+SHARED_COLUMNS = ("prediction", "source", "tolerance")
+
+
+def claim_heading(record: dict[str, Any]) -> str:
+    """'rate.slope: <statement>. Source: paper claim (shape). Rule: slope <= -0.4'; the N/A rows of
+    a claim share one heading (their details say why each does not apply)."""
+    if str(record.get("verdict")) == NOT_APPLICABLE:
+        return f"{record['_claim']}: not applicable to these rows (the details say why)"
+    text = {c: "" if is_missing(record.get(c)) else str(record.get(c)).strip() for c in SHARED_COLUMNS}
+    parts = [f"{record['_claim']}: {text['prediction']}".rstrip(": ")]
+    parts += [
+        f"{label}: {text[c]}"
+        for c, label in (("source", "Source"), ("tolerance", "Rule"))
+        if text[c] not in ("", "-")
+    ]
+    return ". ".join(parts)
+
+
+def prediction_table(part: pd.DataFrame, columns: dict[str, str], caption: str, anchor: str = "") -> Table:
+    """A predictions table with the rows of each claim together (the claim with the most urgent
+    row first, then failing rows first): a heading row states what the claim's rows share
+    (statement, source, rule) once, and each row keeps its id, numbers, verdict and details."""
+    frame = part.assign(_claim=part["id"].map(claim_of))
+    worst = frame.groupby("_claim", sort=False)["_rank"].transform("min")
+    first = frame.groupby("_claim", sort=False)["_order"].transform("min")
+    frame = frame.assign(_worst=worst, _first=first).sort_values(
+        ["_worst", "_first", "_rank", "_order"], kind="stable"
+    )
+    shown = {k: v for k, v in columns.items() if k not in SHARED_COLUMNS}
+    body = frame_table(frame, shown)
+    rows: list[tuple[Cell, ...]] = []
+    heading = None
+    for record, cells in zip(frame.to_dict("records"), body.rows):
+        if claim_heading(record) != heading:
+            heading = claim_heading(record)
+            rows.append((Cell(heading, "group", span=len(shown)),))
+        rows.append(cells)
+    return dataclasses.replace(body, rows=tuple(rows), caption=caption, anchor=anchor)
+
+
 def prediction_tables(predictions: pd.DataFrame, track: Track) -> list[Any]:
     """One table per id group (self-check groups excluded); groups with a failing row first, and
     failing rows first in each group."""
@@ -173,7 +230,7 @@ def prediction_tables(predictions: pd.DataFrame, track: Track) -> list[Any]:
         part = claims[claims["_group"] == group].sort_values(["_rank", "_order"], kind="stable")
         caption = f"Predictions '{group}' ({status_line(part['verdict'])})"
         anchor = prediction_anchor(track.name, str(part["id"].iloc[0]))
-        items.append(frame_table(part, columns, caption=caption, anchor=anchor))
+        items.append(prediction_table(part, columns, caption, anchor))
     return items
 
 
@@ -191,7 +248,7 @@ def self_check_items(predictions: pd.DataFrame, constants: pd.DataFrame | None, 
         tables: list[Any] = []
         summary = [f"Family {family}:"]
         if len(part):
-            tables.append(frame_table(part, prediction_columns(part), caption=f"Self-checks of {family}"))
+            tables.append(prediction_table(part, prediction_columns(part), f"Self-checks of {family}"))
             summary.append(f"{plural(len(part), 'self-check row')} ({status_line(part['verdict'])})")
         if constants is not None and "family" in constants:
             own = constants[constants["family"].astype(str) == family]
@@ -445,6 +502,7 @@ def realdata_section(reader: ResultsReader, tracks: list[Track]) -> Section:
         track.verdicts += check["verdict"].astype(str).tolist()
         track.predictions = gate_predictions(check)
     if not measured.empty or stored is not None or check is not None:
+        section.items.append(Text(SETTING_TABLES_NOTE))
         section.items += setting_tables(measured, stored or [], check)
         entries = accuracy_entries(measured, stored or [])
         guarded([lambda: figures.accuracy_figure(entries)], section.items)
@@ -503,7 +561,8 @@ def accuracy_entries(measured: pd.DataFrame, stored: list[Baseline]) -> pd.DataF
     frame = pd.DataFrame(entries)
     frame["setting"] = [setting_name(r) for r in frame.to_dict("records")]
     frame["_m"] = frame["method"].map(method_rank)
-    frame = frame.sort_values(["setting", "_m", "method", "source", "label"], kind="stable")
+    # settings in the tables' order (5-way before 20-way), not the names' alphabetical one
+    frame = frame.sort_values(["dataset", "ways", "shots", "_m", "method", "source", "label"], kind="stable")
     return frame[["setting", "method", "label", "source", "accuracy", "ci95"]].astype({"ci95": float})
 
 
@@ -521,29 +580,27 @@ def gate_predictions(check: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+GATE_COLUMNS = {  # the gate's columns shown; its row id already names setting, method and scale
+    "row_id": "row",
+    "radii": "α low / up",
+    "stored": "stored %",
+    "measured": "measured %",
+    "delta": "Δ (points)",
+    "tolerance": "tolerance",
+    "verdict": "verdict",
+    "reason": "reason",
+    "n_seeds": "seeds",
+}
+
+
 def gate_table(check: pd.DataFrame, anchor: str) -> Table:
     """The regression gate's rows, failures first."""
     frame = check.assign(_rank=check["verdict"].map(verdict_rank)).sort_values("_rank", kind="stable")
-    columns = [
-        "row_id",
-        "dataset",
-        "ways",
-        "shots",
-        "method",
-        "alpha_low",
-        "alpha_up",
-        "scale",
-        "stored",
-        "measured",
-        "delta",
-        "tolerance",
-        "verdict",
-        "reason",
-        "n_seeds",
-    ]
+    if {"alpha_low", "alpha_up"} <= set(frame.columns):
+        frame = frame.assign(radii=[radii_pair(r) for r in frame.to_dict("records")])
     return frame_table(
         frame,
-        {c: c for c in columns if c in frame},
+        {c: label for c, label in GATE_COLUMNS.items() if c in frame},
         caption="Regression gate (baselines/check.csv): re-run against stored rows",
         anchor=anchor,
     )

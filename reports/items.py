@@ -73,7 +73,8 @@ class Html:
 
 @dataclass(frozen=True)
 class Details:
-    """A collapsed group: ``summary`` is always shown, ``items`` when expanded (and in print)."""
+    """A collapsed group: ``summary`` is always shown, ``items`` when expanded (print shows what
+    the screen shows)."""
 
     summary: str
     items: tuple[Any, ...]

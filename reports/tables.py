@@ -79,6 +79,7 @@ class Cell:
     text: str
     cls: str = ""
     href: str = ""  # an anchor inside the report ("#..."): the cell links there
+    span: int = 0  # columns spanned (a group's heading row is one cell over every column)
 
 
 @dataclass(frozen=True)

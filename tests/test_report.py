@@ -41,6 +41,7 @@ class ParsedTable:
     caption: str = ""
     headers: list[str] = field(default_factory=list)
     rows: list[list[tuple[str, str]]] = field(default_factory=list)  # (text, class) per cell
+    groups: list[str] = field(default_factory=list)  # the texts of heading rows (one cell over every column)
     position: int = 0
 
     def column(self, name: str) -> list[str]:
@@ -131,7 +132,10 @@ class ReportParser(HTMLParser):
                 self._row.append((text, self._cell_class))
             self._text = None
         elif tag == "tr" and self._row:
-            self.tables[-1].rows.append(self._row)
+            if len(self._row) == 1 and "group" in self._row[0][1].split():
+                self.tables[-1].groups.append(self._row[0][0])
+            else:
+                self.tables[-1].rows.append(self._row)
             self._row = None
         elif tag == "figcaption":
             self.figures[-1].caption = " ".join("".join(self._figcaption).split())

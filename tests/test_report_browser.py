@@ -20,6 +20,7 @@ from PIL import Image
 
 from infra.cli import main
 from reports.methods import METHOD_LOOKS
+from tests import cdp
 from tests import report_fixtures as fx
 
 CHROMIUM = shutil.which("chromium")
@@ -93,3 +94,39 @@ def test_console_check_catches_errors_and_blocked_loads(tmp_path) -> None:
     )
     console = " ".join(screenshot(page, tmp_path / "broken.png", tmp_path / "profile", height=600))
     assert "planted" in console and "Content Security Policy" in console
+
+
+# Boxes wider than their own width: the content of such a box is cut in print and scrolls on screen.
+OVERFLOWING = """[...document.querySelectorAll('.table-wrap, pre, figure')]
+  .filter(e => e.scrollWidth > e.clientWidth + 1)
+  .map(e => (e.querySelector('caption') || e).textContent.trim().slice(0, 60))"""
+A4_CONTENT_PX = 688  # 210 mm - 2 x 14 mm margins (report.css @page) at 96 px per inch
+
+
+def test_nothing_is_cut_in_print_and_the_stored_baselines_fit_the_screen(tmp_path) -> None:
+    root = tmp_path / "results"
+    baselines = fx.write_store(root)
+    out = tmp_path / "report.html"
+    assert main(["report", "--results", str(root), "--baselines", str(baselines), "--out", str(out)]) == 0
+    page = cdp.Page(CHROMIUM, tmp_path / "profile", out.resolve().as_uri(), 1280, 800)
+    try:
+        assert page.evaluate(OVERFLOWING) == []  # desktop: no table scrolls sideways
+        stored = page.evaluate(
+            """(() => { const t = [...document.querySelectorAll('table')].find(
+                 t => t.caption && t.caption.textContent.startsWith('Stored baselines'));
+               const rows = [...t.querySelectorAll('tbody tr')].filter(r => !r.querySelector('td.group'));
+               return rows.map(r => r.getBoundingClientRect().height); })()"""
+        )
+        assert stored and max(stored) < 30  # one line per stored row (13.6 px text), none wrapped
+        page.send(
+            "Emulation.setDeviceMetricsOverride",
+            width=A4_CONTENT_PX,
+            height=1040,
+            deviceScaleFactor=1,
+            mobile=False,
+        )
+        page.media("print")
+        assert page.evaluate(OVERFLOWING) == []  # print: every table, code block and figure fits the page
+        assert page.evaluate("document.documentElement.scrollWidth") <= A4_CONTENT_PX
+    finally:
+        page.close()

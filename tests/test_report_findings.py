@@ -13,6 +13,8 @@ from tests import report_fixtures as fx
 from tests.test_report import parse
 
 QUADRATIC = "a quadratic F's exact Hessian, minimiser and top eigenvector (QuadraticObjective)"
+SECTION = "docs/theory.md#finding-rate-slope-pre-asymptotic-on-l2-and-h1"
+THEORY = "theory-finding-rate-slope-pre-asymptotic-on-l2-and-h1"  # its anchor in the report
 R1_NA = "R1 needs a globally L_bar-smooth objective; the lower-perturbed objective is not. The slope check is kept."
 
 
@@ -31,7 +33,7 @@ def findings(rows: list[dict]) -> dict[str, object]:
         pd.DataFrame(rows),
         "synthetic",
         lambda i: "a",
-        {"theory-f": "Finding F", NOT_APPLICABLE_ANCHOR: "Verdict N/A"},
+        {THEORY: "Finding F", NOT_APPLICABLE_ANCHOR: "Verdict N/A"},
     )
     return {f.claim: f for f in lines}
 
@@ -89,14 +91,14 @@ def test_several_reasons_of_one_finding_shorten_to_the_first() -> None:
                 FAIL,
                 outcome="FINDING",
                 expected_reason=r,
-                expected_section="docs/theory.md#f",
+                expected_section=SECTION,
             )
             for f, r in zip(("H1", "L2"), reasons)
         ]
     )
     (line,) = lines.values()
     assert line.reason == "horizon too short on H1 (slope -0.06) (and 1 related reason: see the statement)"
-    assert line.statement == "Finding F" and line.theory == "theory-f"
+    assert line.statement == "Finding F" and line.theory == THEORY
 
 
 def test_the_self_check_line_is_named_as_such(tmp_path) -> None:

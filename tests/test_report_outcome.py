@@ -15,6 +15,7 @@ from infra.store import write_table
 from reports.build import build_report
 from reports.outcome import outcome_lines
 from tests import report_fixtures as fx
+from tests.test_report import parse
 
 
 def paired_study() -> pd.DataFrame:
@@ -89,9 +90,8 @@ def test_a_sweeps_own_study_folder_is_read_too_and_each_file_is_listed_once(tmp_
         "Real data, paired study (realdata/study",
         "Real data, paired study (realdata/sweeps/cpu/study",
     ]
-    html = build_report(root, baselines).html
-    provenance = html[html.index('<section id="provenance"') :]
-    assert provenance.count("<td>realdata/study/paired.parquet</td>") == 1  # read by two sections, once
+    files = parse(build_report(root, baselines).html).table("Results files read").column("file")
+    assert files.count("realdata/study/paired.parquet") == 1  # read by two sections, listed once
 
 
 def test_without_a_study_the_headline_says_so_with_seeds_and_iterations(tmp_path) -> None:
