@@ -268,6 +268,7 @@ def setting_table(
         rows,
         caption=f"{setting}: the paper next to the measurement",
         footnotes=notes.lines(),
+        stack=True,
     )
 
 

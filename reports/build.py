@@ -598,12 +598,13 @@ def gate_table(check: pd.DataFrame, anchor: str) -> Table:
     frame = check.assign(_rank=check["verdict"].map(verdict_rank)).sort_values("_rank", kind="stable")
     if {"alpha_low", "alpha_up"} <= set(frame.columns):
         frame = frame.assign(radii=[radii_pair(r) for r in frame.to_dict("records")])
-    return frame_table(
+    table = frame_table(
         frame,
         {c: label for c, label in GATE_COLUMNS.items() if c in frame},
         caption="Regression gate (baselines/check.csv): re-run against stored rows",
         anchor=anchor,
     )
+    return dataclasses.replace(table, stack=True)
 
 
 def cost_items(reader: ResultsReader) -> list[Any]:
@@ -685,6 +686,7 @@ def training_cost_table(metrics: pd.DataFrame) -> Table:
         ],
         rows,
         caption="Training runs: wall time per meta-iteration",
+        stack=True,
         note="Wall time of the whole run (validation included) divided by its iterations.",
     )
 
@@ -742,6 +744,7 @@ def speed_table(speed: pd.DataFrame, implementations: dict[str, str]) -> Table:
         ],
         rows,
         caption="Speed benchmark: time and memory per meta-iteration",
+        stack=True,
     )
 
 
@@ -818,6 +821,7 @@ def findings_table(found: list[Finding]) -> Table:
         ["track", "claim", "verdict", "reason", "settings", "rows", "table", "theory"],
         rows,
         caption="Findings: one line per claim; rows that fail for one cause are one line",
+        stack=True,
         note="Verdict: the most urgent word of the line's rows (CHANGED, FAIL, NEW, FINDING, then PASS, "
         "N/A, INFO); the Theory section says what each word and column means.",
     )

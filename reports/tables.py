@@ -92,6 +92,7 @@ class Table:
     note: str = ""
     footnotes: tuple[str, ...] = ()
     anchor: str = ""
+    stack: bool = False  # on a narrow screen each row becomes a card of 'column: value' lines
     kind: str = field(default="table", init=False)
 
     def __len__(self) -> int:
@@ -107,8 +108,10 @@ def make_table(
     digits: int = 4,
     footnotes: Sequence[str] = (),
     anchor: str = "",
+    stack: bool = False,
 ) -> Table:
-    """A Table from raw values: numbers right-aligned, verdict columns marked."""
+    """A Table from raw values: numbers right-aligned, verdict columns marked; ``stack``: a card
+    per row on a narrow screen (for wide tables of few rows)."""
     verdict_at = {i for i, c in enumerate(columns) if c in verdict_columns}
     out = []
     for row in rows:
@@ -122,7 +125,7 @@ def make_table(
                 numeric = is_number(value) and not is_missing(value)
                 cells.append(Cell(fmt(value, digits), "num" if numeric else ""))
         out.append(tuple(cells))
-    return Table(tuple(columns), tuple(out), caption, note, tuple(footnotes), anchor)
+    return Table(tuple(columns), tuple(out), caption, note, tuple(footnotes), anchor, stack)
 
 
 def frame_table(

@@ -128,5 +128,17 @@ def test_nothing_is_cut_in_print_and_the_stored_baselines_fit_the_screen(tmp_pat
         page.media("print")
         assert page.evaluate(OVERFLOWING) == []  # print: every table, code block and figure fits the page
         assert page.evaluate("document.documentElement.scrollWidth") <= A4_CONTENT_PX
+        page.media("screen")
+        page.send(
+            "Emulation.setDeviceMetricsOverride", width=390, height=844, deviceScaleFactor=1, mobile=True
+        )
+        stacked = page.evaluate(
+            """[...document.querySelectorAll('table.stack')].map(t => [t.caption.textContent.slice(0, 40),
+                 t.closest('.table-wrap').scrollWidth - t.closest('.table-wrap').clientWidth])"""
+        )
+        # a phone: the findings, setting, gate and cost tables become cards that fit the screen
+        assert {c.split(":")[0].split(" (")[0] for c, _ in stacked} >= {"Findings", "Regression gate"}
+        assert [c for c, excess in stacked if excess > 1] == []
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390  # the page never scrolls sideways
     finally:
         page.close()
