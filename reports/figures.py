@@ -27,7 +27,7 @@ from matplotlib.lines import Line2D
 
 from reports.methods import METHOD_LOOKS, line_style, method_label, method_rank
 from reports.tables import Table, fmt, make_table
-from synthetic.theory import loglog_slope, r1_bound
+from synthetic.theory import NEAR_FRACTION, loglog_slope, r1_bound
 
 QUANTILES = (0.1, 0.9)
 BAND = f"{int(QUANTILES[0] * 100)}–{int(QUANTILES[1] * 100)}% quantile band"
@@ -1001,15 +1001,19 @@ def flat_figure(runs: pd.DataFrame, profiles: pd.DataFrame) -> Figure | None:
                 )
         method = "MAML" if alpha == 0 else "Sharp-MAML_up"
         beyond = int((part["z_end"] > barrier).sum())
+        reached = int((np.abs(part["z_end"] - robust) <= NEAR_FRACTION * (flat_min - sharp)).sum())
         ax.set_title(
-            f"α = {fmt(alpha)} ({method}): {beyond} of {len(part)} runs end beyond the barrier", loc="left"
+            f"α = {fmt(alpha)} ({method}): {reached} of {len(part)} runs end at the α-robust minimiser "
+            f"(z = {fmt(robust, 3)})",
+            loc="left",
         )
         ax.set_ylabel("F(z)")
         ax.margins(x=0.01)
         where = "flat basin" if robust > barrier else "sharp basin"
         findings.append(
             f"α = {fmt(alpha)}: robust minimiser z = {fmt(robust, 3)} ({where}), runs end at z = "
-            f"{span(part['z_end'])} ({beyond} of {len(part)} beyond the barrier)"
+            f"{span(part['z_end'])}: {reached} of {len(part)} at the robust minimiser (within "
+            f"{fmt(NEAR_FRACTION * (flat_min - sharp), 3)}), {beyond} past the barrier"
         )
     axes[-1].set_xlabel("z, the coordinate along the basin axis")
     table = make_table(

@@ -96,3 +96,9 @@ def bootstrap_slope_ci(
         return math.nan, math.nan
     lo, hi = np.nanquantile(slopes, [0.025, 0.975])
     return float(lo), float(hi)
+
+
+# flat.follows_robust: a run reaches the alpha-robust minimiser when it ends within this fraction
+# of the distance between the sharp and the flat minimum (the report's flat-minima figure counts
+# its runs by the same rule).
+NEAR_FRACTION = 0.1

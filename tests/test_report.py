@@ -402,10 +402,12 @@ def test_flat_figure_shows_where_runs_end_against_both_minima_and_the_robust_one
     figure = figures.flat_figure(runs, profiles)
     assert figure.finding.startswith("Sharp minimum z = 0, flat minimum z = 2,")
     assert (
-        "α = 0.3: robust minimiser z = 2 (flat basin), runs end at z = 0.25 (0 of 4 beyond the barrier)"
-        in (figure.finding)
+        "α = 0.3: robust minimiser z = 2 (flat basin), runs end at z = 0.25: 0 of 4 at the robust minimiser "
+        "(within 0.2), 0 past the barrier" in figure.finding
     )
-    assert figure.alt.startswith("2 panels (α = 0 (MAML): 0 of 4 runs end beyond the barrier;")
+    # the panels count the runs that reach the robust minimiser, not those that pass the barrier
+    assert figure.alt.startswith("2 panels (α = 0 (MAML): 4 of 4 runs end at the α-robust minimiser (z = 0);")
+    assert "α = 0.3 (Sharp-MAML_up): 0 of 4 runs end at the α-robust minimiser (z = 2)" in figure.alt
     assert "end of a run, E2-d5" in figure.alt and "α-robust minimiser" in figure.alt
     assert len(figure.table) == 8
     robust = figures.robust_profile(z, f, 0.3)

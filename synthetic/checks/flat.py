@@ -31,10 +31,10 @@ from synthetic.methods import method_config
 from synthetic.problems.base import ProblemInstance, build_problem
 from synthetic.problems.e2_two_basins import TwoBasinGroundTruth
 from synthetic.runs import LaneResults, run_lanes
+from synthetic.theory import NEAR_FRACTION
 
 PROTOTYPE_SWITCH_RADIUS = (0.10, 0.03)
 # "Ends at the robust minimiser": within this fraction of the basin separation of it.
-NEAR_FRACTION = 0.1
 # The objective along the basin axis, as stored for the report's figure: this many points of
 # the ground-truth grid over PROFILE_RANGE (the starts, both basins and the largest stall).
 PROFILE_POINTS = 1601
