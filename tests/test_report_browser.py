@@ -128,6 +128,10 @@ def test_nothing_is_cut_in_print_and_the_stored_baselines_fit_the_screen(tmp_pat
         page.media("print")
         assert page.evaluate(OVERFLOWING) == []  # print: every table, code block and figure fits the page
         assert page.evaluate("document.documentElement.scrollWidth") <= A4_CONTENT_PX
+        # paper is narrower than a tablet but keeps real tables: the phone's cards are for screens only
+        assert (
+            page.evaluate("getComputedStyle(document.querySelector('table.stack tr')).display") == "table-row"
+        )
         page.media("screen")
         page.send(
             "Emulation.setDeviceMetricsOverride", width=390, height=844, deviceScaleFactor=1, mobile=True
