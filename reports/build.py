@@ -787,9 +787,9 @@ def summary_section(tracks: list[Track], document: Document | None) -> Section:
                 + "; ".join(unread)
             )
         )
+    section.items += [Text(line) for t in tracks for line in t.outcome]  # the real-data answer, first
     if found:
         section.items.append(findings_table(found))
-    section.items += [Text(line) for t in tracks for line in t.outcome]
     words = sorted({FAIL, PASS} | {v for t in tracks for v in t.verdicts}, key=lambda v: (verdict_rank(v), v))
     rows = []
     for t in tracks:

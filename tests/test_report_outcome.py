@@ -94,6 +94,14 @@ def test_a_sweeps_own_study_folder_is_read_too_and_each_file_is_listed_once(tmp_
     assert files.count("realdata/study/paired.parquet") == 1  # read by two sections, listed once
 
 
+def test_the_real_data_line_comes_before_the_findings_table(tmp_path) -> None:
+    root = tmp_path / "results"
+    html = build_report(root, fx.write_store(root)).html
+    assert html.index("<p>Real data, omniglot 5-way 1-shot") < html.index(
+        "<caption>Findings: one line per claim"
+    )
+
+
 def test_without_a_study_the_headline_says_so_with_seeds_and_iterations(tmp_path) -> None:
     root = tmp_path / "results"
     baselines = fx.write_store(root)
