@@ -58,16 +58,16 @@ def stamped_sha() -> str | None:
 
 
 def code_fingerprint(root: Path | None = None) -> str:
-    """HEAD's sha plus a hash of the uncommitted diff of tracked files and of every untracked,
-    not-ignored source file (``SOURCE_PATTERNS``, path and content): changes whenever the code
-    does, also for a new module not yet added to git, so caches keyed by it never serve results
-    of code since edited. Results written into the checkout (cells of an unignored ``--out``)
+    """HEAD's sha plus a hash of the uncommitted diff of the tracked source files and of every
+    untracked, not-ignored source file (``SOURCE_PATTERNS``, path and content): changes whenever
+    the code does, also for a new module not yet added to git, so caches keyed by it never serve
+    results of code since edited; an uncommitted edit of a doc leaves it as it is. Results written into the checkout (cells of an unignored ``--out``)
     are not source and never change it. ``root`` defaults to the repository root; 'unknown'
     outside git."""
     root = repo_root() if root is None else root
     try:
         sha = _git(root, "rev-parse", "HEAD").decode().strip()
-        diff = _git(root, "diff", "HEAD")
+        diff = _git(root, "diff", "HEAD", "--", *SOURCE_PATTERNS)
         untracked = sorted(
             p
             for p in _git(

@@ -119,7 +119,7 @@ def run_lanes(
     record_at = {int(s): i for i, s in enumerate(record_steps)}
     curve = np.full((lanes, len(record_steps)), np.nan)
     loss = problem.loss
-    exact_grad = vmap(problem.meta_grad)
+    exact_grad = problem.lane_meta_grad
 
     def lane_meta_gradient(p: Params, support, query, a_low, a_up) -> tuple[Params, torch.Tensor]:
         step = meta_gradient(loss, p, TaskBatch(support, query), cfg, Radii(a_low, a_up))

@@ -199,7 +199,8 @@ def test_cell_cache_reuses_only_the_same_seed_and_code(tmp_path, monkeypatch) ->
 
 
 def test_code_fingerprint_covers_untracked_source_files_but_not_results(tmp_path) -> None:
-    """An edited, not-yet-added module changes the cell key; a results file in the tree does not."""
+    """An edited, not-yet-added module changes the cell key; a results file in the tree and an
+    uncommitted doc edit do not."""
     import subprocess
 
     from infra.provenance import code_fingerprint
@@ -209,13 +210,16 @@ def test_code_fingerprint_covers_untracked_source_files_but_not_results(tmp_path
 
     git("init", "-q")
     (tmp_path / "core.py").write_text("A = 1\n")
-    git("add", "core.py")
+    (tmp_path / "notes.md").write_text("# notes\n")
+    git("add", "core.py", "notes.md")
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
     clean = code_fingerprint(tmp_path)
     assert len(clean) == 40  # HEAD's sha alone
     (tmp_path / "cells").mkdir()
     (tmp_path / "cells" / "rate-1.pkl").write_bytes(b"results")
     assert code_fingerprint(tmp_path) == clean
+    (tmp_path / "notes.md").write_text("# notes, edited\n")
+    assert code_fingerprint(tmp_path) == clean  # a doc edit keeps every cached cell
     family = tmp_path / "new_family.py"
     family.write_text("L = 1.0\n")
     first = code_fingerprint(tmp_path)

@@ -111,10 +111,45 @@ def test_meta_grad_is_vmappable_and_matches_the_engine(problems, name: str) -> N
         3, theta0.numel(), generator=torch.Generator().manual_seed(0), dtype=theta0.dtype
     )
     batched = torch.func.vmap(problem.meta_grad)({"theta": thetas})["theta"]
+    lanes = problem.lane_meta_grad({"theta": thetas})["theta"]  # closed forms take leading dims
     cfg = problem.meta_config.replace(executor="loop")
     for i, theta in enumerate(thetas):
         engine = plain_meta_gradient(problem.loss, {"theta": theta}, problem.tasks, cfg).grad["theta"]
         assert relative_error(batched[i], engine) <= EXACT
+        assert relative_error(lanes[i], engine) <= EXACT
+
+
+@pytest.mark.parametrize("name", ["L2", "H1"])
+def test_linear_models_have_a_verified_closed_form_gradient(problems, name: str) -> None:
+    """L2 and H1 give grad F in closed form (the rate check's per-step exact gradient); the
+    verification compares it with the engine, and a closed form off by 1e-6 fails those rows."""
+    problem = problems[name]
+    assert problem.exact_gradient is not None
+    rows = [c for c in problem.checks if c.name.startswith("closed-form grad F")]
+    assert len(rows) == 2 and all(c.holds for c in rows)
+    exact = problem.exact_gradient
+
+    def wrong(params):
+        return {"theta": exact(params)["theta"] * (1 + 1e-6)}
+
+    profile = {"L2": l2_logistic.LOGISTIC_PROFILE, "H1": h1_pseudo_huber.pseudo_huber_profile(1.0)}[name]
+    constants = every_constant(problem)
+    args = (
+        profile,
+        constants,
+        problem.loss,
+        problem.tasks,
+        problem.meta_config,
+        problem.init_params["theta"],
+    )
+    checks, _ = linear_models.verify_linear_model(
+        *args, problem.settings, torch.Generator().manual_seed(1), wrong
+    )
+    failing = {c.name for c in checks if not c.holds}
+    assert failing == {
+        "closed-form grad F = engine meta-gradient at theta0",
+        "closed-form grad F = engine meta-gradient at a random point",
+    }
 
 
 @pytest.mark.parametrize(
@@ -357,6 +392,7 @@ def test_l2_verification_catches_a_wrong_bound(l2: ProblemInstance) -> None:
         l2.init_params["theta"],
         settings,
         torch.Generator().manual_seed(10),
+        l2.exact_gradient,
     )
     assert not next(c for c in checks if c.name == "||Hess F(theta0)|| <= L_bar").holds
 

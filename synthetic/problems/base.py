@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from torch.func import vmap
 
 from harness.config import ConfigError, MetaConfig, NumberRule
 from harness.meta import LossFn, plain_meta_gradient, task_meta_loss
@@ -97,7 +98,9 @@ class ProblemInstance:
     truth, ``synthetic.problems.e2_two_basins.TwoBasins``), ``task_distribution`` (fresh tasks of
     the same distribution). ``reported`` holds every other closed-form number of the family for
     the constants table (read by no check); ``details`` a family-specific typed object for its
-    own tests and users (docs/families.md). A check declares which of these it needs
+    own tests and users (docs/families.md). ``exact_objective`` / ``exact_gradient``: F and
+    grad F in closed form where the family has them, taking parameters with any leading batch
+    dimensions (verified against the engine by the family's own check rows). A check declares which of these it needs
     (``NEEDS``, names from ``CAPABILITIES``); ``provided_capabilities`` says which a problem has.
     """
 
@@ -136,6 +139,14 @@ class ProblemInstance:
         cfg = self.meta_config.replace(method="maml", alpha_low=0.0, alpha_up=0.0)
         values = [task_meta_loss(self.loss, params, *self.tasks.task(i), cfg) for i in range(self.num_tasks)]
         return torch.stack(values).mean()
+
+    def lane_meta_grad(self, params: Params) -> Params:
+        """grad F at lane-batched parameters (a leading lane dimension): the closed form takes
+        leading dimensions directly (one batched product instead of one call per lane), the
+        autodiff path is vmapped."""
+        if self.exact_gradient is not None:
+            return self.exact_gradient(params)
+        return vmap(self.meta_grad)(params)
 
     def meta_grad(self, params: Params) -> Params:
         """grad F(theta), exact: closed form, else torch.func over all M tasks."""

@@ -40,6 +40,7 @@ from synthetic.problems.base import (
 from synthetic.problems.linear_models import (
     LinearTaskDistribution,
     ScalarProfile,
+    linear_meta_gradient,
     linear_model_constants,
     verify_linear_model,
 )
@@ -99,6 +100,9 @@ class RegressionTaskDistribution(LinearTaskDistribution):
     outlier_prob: float
     outlier_scale: float
 
+    def affine_margin(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.ones_like(batch["y"]), batch["y"]
+
     def targets(
         self, gen: torch.Generator, x: torch.Tensor, margins: torch.Tensor
     ) -> dict[str, torch.Tensor]:
@@ -132,17 +136,27 @@ def build_h1(seed: int, **settings: Any) -> ProblemInstance:
     constants = linear_model_constants(profile, float(s["R"]), float(s["beta"]))
     constants["F_theta0"] = float(meta_objective_fn(pseudo_huber_loss, tasks, cfg)(theta0))
     constants["Delta"] = constants["F_theta0"]  # the loss is >= 0, so inf F >= 0
+    exact_gradient = linear_meta_gradient(profile, distribution, tasks, float(s["beta"]))
     checks: list[ConstantCheck] = []
     measured: dict[str, float] = {}
     if s["verify"]:
         checks, measured = verify_linear_model(
-            profile, constants, pseudo_huber_loss, tasks, cfg, theta0, s, generator(seed, FAMILY, "verify")
+            profile,
+            constants,
+            pseudo_huber_loss,
+            tasks,
+            cfg,
+            theta0,
+            s,
+            generator(seed, FAMILY, "verify"),
+            exact_gradient,
         )
     return ProblemInstance(
         family=FAMILY,
         loss=pseudo_huber_loss,
         tasks=tasks,
         init_params={"theta": theta0},
+        exact_gradient=exact_gradient,
         meta_config=cfg,
         constants=Constants(**{k: constants[k] for k in TYPED_CONSTANTS}),
         checks=checks,

@@ -37,6 +37,7 @@ from synthetic.problems.base import (
 from synthetic.problems.linear_models import (
     LinearTaskDistribution,
     ScalarProfile,
+    linear_meta_gradient,
     linear_model_constants,
     verify_linear_model,
 )
@@ -117,6 +118,9 @@ class LogisticTaskDistribution(LinearTaskDistribution):
 
     label_noise: float
 
+    def affine_margin(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        return batch["y"], torch.zeros_like(batch["y"])
+
     def targets(
         self, gen: torch.Generator, x: torch.Tensor, margins: torch.Tensor
     ) -> dict[str, torch.Tensor]:
@@ -149,6 +153,7 @@ def build_l2(seed: int, **settings: Any) -> ProblemInstance:
     constants = logistic_constants(float(s["R"]), float(s["beta"]))
     constants["F_theta0"] = float(meta_objective_fn(logistic_loss, tasks, cfg)(theta0))
     constants["Delta"] = constants["F_theta0"]  # the loss is >= 0, so inf F >= 0
+    exact_gradient = linear_meta_gradient(LOGISTIC_PROFILE, distribution, tasks, float(s["beta"]))
     checks: list[ConstantCheck] = []
     measured: dict[str, float] = {}
     if s["verify"]:
@@ -161,12 +166,14 @@ def build_l2(seed: int, **settings: Any) -> ProblemInstance:
             theta0,
             s,
             generator(seed, FAMILY, "verify"),
+            exact_gradient,
         )
     return ProblemInstance(
         family=FAMILY,
         loss=logistic_loss,
         tasks=tasks,
         init_params={"theta": theta0},
+        exact_gradient=exact_gradient,
         meta_config=cfg,
         constants=Constants(**{k: constants[k] for k in TYPED_CONSTANTS}),
         checks=checks,
