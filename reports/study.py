@@ -76,8 +76,8 @@ def _line(
     """A method's look; a smaller radius hollow and dotted; a variant dashed with its own marker."""
     st = line_style(method)
     if variant:
-        marker = VARIANT_MARKERS[variants.index(variant) % len(VARIANT_MARKERS)]
-        st = {**st, "linestyle": "--", "marker": marker}
+        markers = [m for m in VARIANT_MARKERS if m != st["marker"]]  # never its parent's marker
+        st = {**st, "linestyle": "--", "marker": markers[variants.index(variant) % len(markers)]}
     return st if radius >= largest else {**st, "linestyle": ":", "markerfacecolor": "white"}
 
 

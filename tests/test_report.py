@@ -786,6 +786,16 @@ def test_study_cost_figure_puts_each_setting_at_its_cost_and_paired_gain(tmp_pat
     )
 
 
+def test_a_variant_keeps_its_methods_colour_with_another_marker() -> None:
+    from reports.study import _line
+
+    for method in ("sharp_low", "sharp_up", "sharp_both"):
+        plain = _line(method, 0.05, 0.05)
+        looks = [_line(method, 0.05, 0.05, v, ("a", "b")) for v in ("a", "b")]
+        assert all(look["color"] == plain["color"] for look in looks)
+        assert len({plain["marker"], *(look["marker"] for look in looks)}) == 3
+
+
 def test_study_tables_from_before_variants_still_give_the_cost_figure(tmp_path) -> None:
     report = _study_report(tmp_path, variants=False)
     assert not report.unusable

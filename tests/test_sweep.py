@@ -27,6 +27,7 @@ from realdata.presets import train_config
 from realdata.stats import comparison_verdict, paired_difference, seed_mean_ci, t_quantile
 from realdata.sweep.manifest import DONE, INTERRUPTED, SweepLockedError, read_manifest, sweep_lock
 from realdata.sweep.spec import SpecError, gradient_evaluations, load_spec
+from realdata.sweep.study import baseline_rows, study_tables
 from tests.fixtures_datasets import write_small_image_omniglot
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -379,6 +380,12 @@ def test_study_pairs_a_variant_with_maml_and_with_its_parent(local_sweep):
         ("sharp_low", ""),
         ("sharp_low", "low_head"),
     }
+    stored = baseline_rows(local_sweep["out"], study_tables(local_sweep["out"]), "tiny", "same")
+    assert [r.row_id for r in stored] == [
+        "tiny:omniglot-5w1s-maml-lo0-up0",
+        "tiny:omniglot-5w1s-sharp_low-lo0.05-up0",
+    ]
+    assert stored[1].accuracy == pytest.approx(np.mean(parent))  # the plain method's runs only
 
 
 def _wait_for(path: Path, process: subprocess.Popen, timeout: float = 600) -> None:
@@ -461,7 +468,8 @@ def test_the_report_shows_the_study_section(local_sweep, tmp_path):
     assert main(["study", str(local_sweep["out"]), "--out", str(results / "realdata" / "study")]) == 0
     html = build_report(results).html
     assert "Paired study: Sharp-MAML vs MAML" in html
-    assert "fig-study-curves" in html and "fig-study-compute" in html
+    assert "fig-study-curves" in html and "fig-study-compute" in html and "fig-study-cost" in html
+    assert "Sharp-MAML_low + low_head (alpha 0.05)" in html  # the variant, apart from its parent
     assert "Paired difference to MAML (inner loop &#39;plain&#39;)" in html
 
 
