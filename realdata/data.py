@@ -14,6 +14,7 @@ from realdata.datasets import (
     ensure_omniglot,
     load_miniimagenet,
     load_omniglot,
+    miniimagenet_layout,
     require_miniimagenet_root,
 )
 from realdata.splits import DATASET_SPLITS, DEFAULT_SPLITS
@@ -50,6 +51,27 @@ DATASET_LOADERS: dict[str, Callable[[DataOptions, str], DatasetSplits]] = {
     "omniglot": _load_omniglot,
     "miniimagenet": _load_miniimagenet,
 }
+
+
+def _locate_miniimagenet(data_root: Path | None) -> Path:
+    folder = require_miniimagenet_root(data_root)
+    miniimagenet_layout(folder)
+    return folder
+
+
+# Dataset name -> the folder holding its source files under a data root (None: the default one),
+# found from the file names alone: nothing is read, decoded or downloaded.
+DATASET_LOCATORS: dict[str, Callable[[Path | None], Path]] = {
+    "omniglot": ensure_omniglot,
+    "miniimagenet": _locate_miniimagenet,
+}
+
+
+def locate_dataset(name: str, data_root: Path | None = None) -> Path:
+    """The folder of dataset ``name`` under ``data_root`` when its source files are all there
+    (for a machine that checks where others will read the data); DatasetError saying where to
+    put them otherwise."""
+    return DATASET_LOCATORS[name](data_root)
 
 
 def load_dataset(name: str, options: DataOptions = DataOptions(), split: str | None = None) -> DatasetSplits:

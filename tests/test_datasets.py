@@ -456,6 +456,23 @@ def test_mini_pickle_requires_allow_pickle_and_reads(tmp_path):
     assert not splits.from_cache
 
 
+def test_locating_a_dataset_checks_its_file_names_and_reads_nothing(tmp_path):
+    from realdata.data import locate_dataset
+
+    mini = tmp_path / "miniimagenet"
+    mini.mkdir()
+    for split in ("train", "val"):
+        (mini / f"mini-imagenet-cache-{split}.pkl").write_bytes(b"")  # placeholders: never unpickled
+    with pytest.raises(
+        DatasetError, match=r"no complete Mini-ImageNet found \(present: \['mini-imagenet-cache-"
+    ):
+        locate_dataset("miniimagenet", tmp_path)
+    (mini / "mini-imagenet-cache-test.pkl").write_bytes(b"")
+    assert locate_dataset("miniimagenet", tmp_path) == mini
+    with pytest.raises(DatasetError, match=f"{tmp_path / 'omniglot'}: Omniglot folder not found"):
+        locate_dataset("omniglot", tmp_path)
+
+
 def test_mini_pickle_other_sizes_are_resized(tmp_path):
     make_mini_pickles(tmp_path, size=40)
     classes = read_miniimagenet_pickle(tmp_path / "mini-imagenet-cache-val.pkl", allow_pickle=True)

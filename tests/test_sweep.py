@@ -21,11 +21,12 @@ import pandas as pd
 import pytest
 
 from infra.cli import main
-from infra.errors import EXIT_INTERRUPTED, EXIT_USAGE
+from infra.errors import EXIT_INTERRUPTED, EXIT_USAGE, UsageError
 from infra.verdicts import BETTER, NOT_DETECTED, WORSE
 from realdata.presets import train_config
 from realdata.stats import comparison_verdict, paired_difference, seed_mean_ci, t_quantile
-from realdata.sweep.manifest import DONE, INTERRUPTED, SweepLockedError, read_manifest, sweep_lock
+from realdata.sweep.driver import require_data
+from realdata.sweep.manifest import DONE, INTERRUPTED, Manifest, SweepLockedError, read_manifest, sweep_lock
 from realdata.sweep.spec import SpecError, gradient_evaluations, load_spec
 from realdata.sweep.study import baseline_rows, study_tables
 from tests.fixtures_datasets import write_small_image_omniglot
@@ -245,7 +246,10 @@ def test_equal_compute_needs_maml(tmp_path):
         load_spec(spec)
 
 
-def test_a_second_sweep_into_a_locked_folder_is_refused(tmp_path, capsys):
+def test_a_second_sweep_into_a_locked_folder_is_refused(tmp_path, capsys, monkeypatch):
+    import realdata.sweep.driver
+
+    monkeypatch.setattr(realdata.sweep.driver, "require_data", lambda *a, **k: None)  # no data here
     spec = write_spec(tmp_path, tmp_path)
     out = tmp_path / "out"
     with sweep_lock(out):
@@ -256,6 +260,78 @@ def test_a_second_sweep_into_a_locked_folder_is_refused(tmp_path, capsys):
         assert "another sweep" in capsys.readouterr().err
     with sweep_lock(out):  # released
         pass
+
+
+# ----------------------------------------------------------------------------- data check
+
+
+@pytest.fixture
+def no_run(monkeypatch):
+    """Any run started fails the test: the data check must stop the sweep before run_sweep."""
+    import realdata.sweep.driver
+
+    monkeypatch.setattr(realdata.sweep.driver, "run_sweep", lambda *a, **k: pytest.fail("ran a sweep"))
+
+
+@pytest.mark.parametrize("executor", [[], ["--executor", "slurm", "--cluster", "local"]])
+def test_a_sweep_without_its_data_exits_4_before_any_run_keeping_the_manifest(
+    tmp_path, capsys, no_run, executor
+):
+    missing = tmp_path / "no-data"
+    spec = write_spec(tmp_path, missing)
+    out = tmp_path / "out"
+    Manifest.open(out, load_spec(spec).tasks(out))  # an earlier call's manifest, runs pending
+    stored, files = (out / "manifest.parquet").read_bytes(), sorted(out.rglob("*"))
+    assert main(["sweep", str(spec), "--out", str(out), "--no-progress", *executor]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert (
+        f"sweep {spec}: dataset omniglot of preset 'ci' is not available under the data root "
+        f"{missing} ([data] root in {spec}); no run was started. {missing / 'omniglot'}: Omniglot "
+        "folder not found" in err
+    )
+    assert (
+        'with --data-root PATH, with root = "PATH" under [data] in the spec, or with $SHARPMAML_DATA' in err
+    )
+    assert (out / "manifest.parquet").read_bytes() == stored and sorted(out.rglob("*")) == files
+
+
+def test_the_data_error_names_where_the_root_came_from(tmp_path, capsys, no_run, monkeypatch):
+    import realdata.datasets.locate
+
+    spec = write_spec(tmp_path, tmp_path / "spec-root")
+    unrooted = tmp_path / "unrooted.toml"  # no [data] root: $SHARPMAML_DATA, else the default
+    unrooted.write_text(spec.read_text().split("[data]")[0])
+    clone = tmp_path / "clone"  # a checkout without ../shared/data next to it
+    monkeypatch.setattr(realdata.datasets.locate, "repo_root", lambda: clone)
+    monkeypatch.delenv("SHARPMAML_DATA", raising=False)
+    cases = [
+        (spec, ["--data-root", str(tmp_path / "flag-root")], f"{tmp_path / 'flag-root'} (--data-root)"),
+        (unrooted, [], f"{tmp_path / 'shared' / 'data'} (the default: $SHARPMAML_DATA is unset)"),
+    ]
+    for path, flags, expected in cases:
+        assert main(["sweep", str(path), "--out", str(tmp_path / "out"), *flags]) == EXIT_USAGE
+        assert f"under the data root {expected}; no run was started" in capsys.readouterr().err
+    monkeypatch.setenv("SHARPMAML_DATA", str(tmp_path / "env-root"))
+    assert main(["sweep", str(unrooted), "--out", str(tmp_path / "out")]) == EXIT_USAGE
+    assert f"under the data root {tmp_path / 'env-root'} ($SHARPMAML_DATA)" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_slurm_finds_the_data_files_without_reading_them_local_reads_them(tmp_path, monkeypatch):
+    import realdata.data
+
+    root = tmp_path / "data"
+    (root / "omniglot").mkdir(parents=True)
+    for name in ("images_background.npz", "images_evaluation.npz"):
+        (root / "omniglot" / name).write_bytes(b"")  # the names the jobs look for; not npz files
+    spec = load_spec(write_spec(tmp_path, root))
+    with pytest.raises(UsageError, match="images_background.npz: not a readable npz file"):
+        require_data(spec, "test", read=True)  # the local executor: loaded as its workers will
+    monkeypatch.setattr(realdata.data, "load_dataset", lambda *a, **k: pytest.fail("read the data"))
+    require_data(spec, "test", read=False)  # the submitting machine: found by name, nothing read
+    (root / "omniglot" / "images_evaluation.npz").unlink()
+    with pytest.raises(UsageError, match="no Omniglot 'images_evaluation' found"):
+        require_data(spec, "test", read=False)
 
 
 # ----------------------------------------------------------------------------- end to end

@@ -31,6 +31,7 @@ from realdata.datasets.locate import (
 )
 from realdata.datasets.miniimagenet import (
     load_miniimagenet,
+    miniimagenet_layout,
     read_miniimagenet_csv,
     read_miniimagenet_pickle,
 )
@@ -60,6 +61,7 @@ __all__ = [
     "fixed_test_episodes",
     "load_miniimagenet",
     "load_omniglot",
+    "miniimagenet_layout",
     "omniglot_class_images",
     "preprocess_image",
     "read_episode_folder",

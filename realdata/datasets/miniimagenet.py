@@ -40,6 +40,7 @@ from realdata.datasets.preprocess import rgb_image
 IMAGE_SIZE = 84
 PICKLE_NAME = "mini-imagenet-cache-{}.pkl"
 CSV_COLUMNS = ("filename", "label")
+CSV_LAYOUT, PICKLE_LAYOUT = "csv", "pickle"  # images/ + CSVs, or the three pickles
 
 
 def _equal_counts(source: Path, counts: dict[str, int]) -> int:
@@ -193,19 +194,30 @@ def load_miniimagenet(
     which need ``allow_pickle=True``.
     """
     folder = Path(folder) if folder is not None else require_miniimagenet_root()
-    csvs = {s: folder / f"{s}.csv" for s in SPLITS}
-    pickles = {s: folder / PICKLE_NAME.format(s) for s in SPLITS}
+    if miniimagenet_layout(folder) == CSV_LAYOUT:
+        csvs = {s: folder / f"{s}.csv" for s in SPLITS}
+        return _load_csv(folder, csvs, folder / "images", image_size, use_cache, cache_folder)
+    splits = {
+        s: read_miniimagenet_pickle(
+            folder / PICKLE_NAME.format(s), allow_pickle=allow_pickle, image_size=image_size
+        )
+        for s in SPLITS
+    }
+    _check_disjoint(folder, splits)
+    return DatasetSplits(**splits, from_cache=False, cache_path=None)
+
+
+def miniimagenet_layout(folder: Path) -> str:
+    """Which complete distribution ``folder`` holds, ``CSV_LAYOUT`` (preferred) or ``PICKLE_LAYOUT``,
+    from the file names alone (nothing is read); DatasetError naming what is there if neither."""
+    csvs = [folder / f"{s}.csv" for s in SPLITS]
+    pickles = [folder / PICKLE_NAME.format(s) for s in SPLITS]
     images_dir = folder / "images"
-    if images_dir.is_dir() and all(p.is_file() for p in csvs.values()):
-        return _load_csv(folder, csvs, images_dir, image_size, use_cache, cache_folder)
-    if all(p.is_file() for p in pickles.values()):
-        splits = {
-            s: read_miniimagenet_pickle(p, allow_pickle=allow_pickle, image_size=image_size)
-            for s, p in pickles.items()
-        }
-        _check_disjoint(folder, splits)
-        return DatasetSplits(**splits, from_cache=False, cache_path=None)
-    present = sorted(p.name for p in [images_dir, *csvs.values(), *pickles.values()] if p.exists())
+    if images_dir.is_dir() and all(p.is_file() for p in csvs):
+        return CSV_LAYOUT
+    if all(p.is_file() for p in pickles):
+        return PICKLE_LAYOUT
+    present = sorted(p.name for p in [images_dir, *csvs, *pickles] if p.exists())
     raise DatasetError(
         f"{folder}: no complete Mini-ImageNet found (present: {present or 'nothing'}); expected "
         "either images/ with train.csv, val.csv, test.csv, or mini-imagenet-cache-train.pkl, "

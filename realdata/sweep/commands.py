@@ -8,6 +8,8 @@ failed or diverged run exits 1; an interrupted one exits 2 with the command that
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
 from pathlib import Path
 
 from realdata.defaults import SWEEPS_ROOT
@@ -37,6 +39,13 @@ def register_sweep(subparsers: argparse._SubParsersAction) -> None:
     )
     sw.add_argument(
         "--retries", type=int, default=1, metavar="N", help="restarts of a failed run per call (default 1)"
+    )
+    sw.add_argument(
+        "--data-root",
+        type=Path,
+        metavar="PATH",
+        help="folder holding the preset's dataset (default: the spec's [data] root, else "
+        "$SHARPMAML_DATA, else ../shared/data)",
     )
     sw.add_argument("--summary", action="store_true", help="write the study tables when the sweep ends")
     sw.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -89,16 +98,32 @@ def _resume_hint(args: argparse.Namespace) -> str:
     return f"finished runs are kept; resume with: sharpmaml sweep {args.spec} --out {out} (same flags)"
 
 
+def _data_root_origin(args: argparse.Namespace, spec_root: Path | None) -> str:
+    """Where the sweep's data root comes from, for messages (the first of these that is set)."""
+    from realdata.datasets.locate import DATA_ENV
+
+    if args.data_root is not None:
+        return "--data-root"
+    if spec_root is not None:
+        return f"[data] root in {args.spec}"
+    if os.environ.get(DATA_ENV):
+        return f"${DATA_ENV}"
+    return f"the default: ${DATA_ENV} is unset"
+
+
 def run_sweep_command(args: argparse.Namespace) -> int:
     """Handler of ``sharpmaml sweep``."""
     from infra.errors import UsageError
     from infra.store import require_writable
-    from realdata.sweep.driver import run_sweep, summary_line
+    from realdata.sweep.driver import require_data, run_sweep, summary_line
     from realdata.sweep.executors import LocalExecutor, SubmititExecutor
     from realdata.sweep.manifest import DONE
     from realdata.sweep.spec import load_spec
 
     spec = load_spec(args.spec)
+    origin = _data_root_origin(args, spec.data_root)
+    if args.data_root is not None:
+        spec = dataclasses.replace(spec, data_root=args.data_root.resolve())
     out = args.out or default_sweep_dir(args.spec)
     require_writable(out, "--out", folder=True)
     flags = {
@@ -117,9 +142,13 @@ def run_sweep_command(args: argparse.Namespace) -> int:
         if used:
             raise UsageError(f"{used[0]}: only used with --executor slurm")
         executor = LocalExecutor(args.jobs)
-    else:
-        if args.jobs is not None:
-            raise UsageError("--jobs: only used with --executor local (SLURM: --array-parallelism)")
+    elif args.jobs is not None:
+        raise UsageError("--jobs: only used with --executor local (SLURM: --array-parallelism)")
+    # Local workers read the data on this machine: load it once now. SLURM jobs read it on their
+    # nodes at the same path (a shared filesystem, as submitit's job folders need): check here,
+    # before submitit creates its folders, that the files are there, without reading them.
+    require_data(spec, origin, read=args.executor == "local")
+    if args.executor == "slurm":
         executor = SubmititExecutor(out / "jobs", spec.slurm.merged(**flags))
     tasks = spec.tasks(out)
     print(f"sweep {args.spec}: {len(tasks)} runs into {out} ({args.executor} executor)", flush=True)

@@ -30,6 +30,31 @@ def _keep_spec(spec: SweepSpec, sweep_dir: Path) -> None:
         shutil.copyfile(spec.path, copy)
 
 
+def require_data(spec: SweepSpec, origin: str, *, read: bool) -> None:
+    """Stop before any run (exit 4) when the preset's dataset is not under ``spec.data_root``
+    (None: the default root); ``origin`` says where that root came from, for the message.
+    ``read``: load it as each worker will (every file checked, and the preprocessing cache filled
+    once for the workers); otherwise only find its files by name (a submitting machine reads nothing)."""
+    from realdata.data import DataOptions, load_dataset, locate_dataset
+    from realdata.datasets.errors import DatasetError
+    from realdata.datasets.locate import DATA_ENV, default_data_root
+
+    name = spec.preset.dataset
+    try:
+        if read:
+            load_dataset(name, DataOptions(data_root=spec.data_root), spec.preset.split)
+        else:
+            locate_dataset(name, spec.data_root)
+    except DatasetError as exc:
+        root = spec.data_root if spec.data_root is not None else default_data_root()
+        raise UsageError(
+            f"sweep {spec.path}: dataset {name} of preset {spec.preset.name!r} is not available "
+            f"under the data root {root} ({origin}); no run was started. {exc}. To read it from "
+            f"elsewhere, give the folder that holds {name}/ with --data-root PATH, with "
+            f'root = "PATH" under [data] in the spec, or with ${DATA_ENV} (used when neither is given)'
+        ) from None
+
+
 def run_sweep(
     spec: SweepSpec, sweep_dir: Path, executor: Executor, *, retries: int = 1, progress: bool = True
 ) -> Manifest:
