@@ -566,3 +566,17 @@ def test_a_non_finite_family_is_refused_naming_the_quantity(monkeypatch) -> None
     )
     with pytest.raises(NonFiniteFamilyError, match="problem family H1: task loss at theta0"):
         build_problem("H1", 0)
+
+
+@pytest.mark.parametrize("name", ["L2", "H1"])
+def test_a_wrong_closed_form_derivative_fails_its_profile_row(problems, name: str) -> None:
+    """phi' and phi'' in closed form feed the exact grad F; each has a grid row against autodiff."""
+    problem = problems[name]
+    profile = {"L2": l2_logistic.LOGISTIC_PROFILE, "H1": h1_pseudo_huber.pseudo_huber_profile(1.0)}[name]
+    constants, R = every_constant(problem), float(problem.settings["R"])
+    assert all(c.holds for c in linear_models.profile_checks(profile, constants, R))
+    for k, field in ((1, "d1"), (2, "d2")):
+        right = getattr(profile, field)
+        wrong = dataclasses.replace(profile, **{field: lambda z, f=right: 1.001 * f(z)})
+        failing = {c.name for c in linear_models.profile_checks(wrong, constants, R) if not c.holds}
+        assert failing == {f"closed-form d^{k} {profile.name} = autodiff on the grid"}

@@ -79,6 +79,8 @@ def pseudo_huber_profile(delta: float) -> ScalarProfile:
     return ScalarProfile(
         f"pseudo-Huber(delta={delta:g})",
         lambda r: pseudo_huber(r, delta),
+        d1=lambda r: r / torch.sqrt(1 + (r / delta) ** 2),
+        d2=lambda r: (1 + (r / delta) ** 2) ** -1.5,
         sup_d1=delta,
         sup_d2=1.0,
         sup_d3=THIRD_DERIVATIVE_FACTOR / delta,

@@ -64,6 +64,8 @@ SETTINGS = {
 LOGISTIC_PROFILE = ScalarProfile(
     "softplus(-z)",
     lambda z: nnf.softplus(-z),
+    d1=lambda z: -torch.sigmoid(-z),
+    d2=lambda z: torch.sigmoid(z) * torch.sigmoid(-z),
     sup_d1=1.0,
     sup_d2=0.25,
     sup_d3=1 / (6 * math.sqrt(3)),
