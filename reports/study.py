@@ -34,9 +34,13 @@ PAIRED_NEEDS = {
     "alpha_up",
     "eval_inner_loop",
     "accuracy",
+    "maml_accuracy",
     "diff",
     "diff_ci95",
     "verdict",
+    "mdd",
+    "grad_ratio",
+    "time_ratio",
 }
 
 

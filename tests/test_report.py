@@ -796,6 +796,18 @@ def test_a_variant_keeps_its_methods_colour_with_another_marker() -> None:
         assert len({plain["marker"], *(look["marker"] for look in looks)}) == 3
 
 
+def test_a_paired_table_lacking_a_column_the_section_reads_is_named_not_a_crash(tmp_path) -> None:
+    root = tmp_path / "results"
+    path = root / "realdata" / "study" / "paired.parquet"
+    path.parent.mkdir(parents=True)
+    _study_tables(variants=True)["paired"].drop(columns=["mdd"]).to_parquet(path)
+    assert build(root, tmp_path / "r.html", tmp_path / "no-baselines.csv") == 4
+    report = parse((tmp_path / "r.html").read_text(encoding="utf-8"))
+    assert any(
+        line.startswith("realdata/study/paired.parquet: lacks the columns mdd") for line in report.banner
+    )
+
+
 def test_study_tables_from_before_variants_still_give_the_cost_figure(tmp_path) -> None:
     report = _study_report(tmp_path, variants=False)
     assert not report.unusable
