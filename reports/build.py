@@ -544,6 +544,7 @@ def accuracy_entries(measured: pd.DataFrame, stored: list[Baseline]) -> pd.DataF
         if not is_method(b.method):
             continue
         detail = f"paper ({short_source(b.source)})" if b.is_paper else f"stored baseline ({b.scale})"
+        radii = "—" if b.is_paper else radii_text({"alpha_low": b.alpha_low, "alpha_up": b.alpha_up})
         entries.append(
             {
                 "dataset": b.dataset,
@@ -553,7 +554,7 @@ def accuracy_entries(measured: pd.DataFrame, stored: list[Baseline]) -> pd.DataF
                 "source": "paper" if b.is_paper else "stored baseline",
                 "accuracy": b.accuracy,
                 "ci95": np.nan if b.ci95 is None else b.ci95,
-                "label": f"{method_label(b.method)} {detail}",
+                "label": f"{method_label(b.method)}" + (f" [{radii}]" if radii != "—" else "") + f" {detail}",
             }
         )
     if not entries:

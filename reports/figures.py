@@ -810,6 +810,7 @@ def accuracy_figure(entries: pd.DataFrame) -> Figure | None:
         ax.set_yticks(range(len(labels)), labels)
         ax.set_ylim(len(labels) - 0.5, -0.5)
         ax.set(xlabel="test accuracy (%), 95% CI", title=setting)
+        ax.tick_params(labelbottom=True)  # every panel readable on its own, not only the last
     handles = [
         Line2D([], [], marker=m, color="0.3", linestyle="", markerfacecolor="0.3" if f else "white", label=k)
         for k, (m, f) in ENTRY_MARKERS.items()

@@ -77,6 +77,32 @@ def test_the_accuracy_figure_orders_settings_as_the_tables_do() -> None:
     assert list(dict.fromkeys(entries["setting"])) == ["omniglot 5-way 1-shot", "omniglot 20-way 1-shot"]
 
 
+def test_stored_rows_of_one_method_at_two_radii_get_two_lines_of_the_accuracy_figure() -> None:
+    row = next(b for b in fx.BASELINES if not b.is_paper)
+    rows = [dataclasses.replace(row, method="sharp_both", alpha_low=a, alpha_up=a) for a in (0.05, 0.01)]
+    entries = accuracy_entries(fx.evaluations().iloc[0:0], rows)
+    assert sorted(entries["label"]) == [
+        f"Sharp-MAML_both [alpha_low = 0.01, alpha_up = 0.01] stored baseline ({row.scale})",
+        f"Sharp-MAML_both [alpha_low = 0.05, alpha_up = 0.05] stored baseline ({row.scale})",
+    ]
+
+
+def test_every_accuracy_panel_shows_its_accuracy_ticks(monkeypatch) -> None:
+    """The panels share one x-range; each keeps its tick labels (a tall figure read from the top)."""
+    from reports import figures
+
+    drawn = []
+    monkeypatch.setattr(figures, "finish", lambda fig, *args, **kwargs: drawn.append(fig))
+    twenty = dataclasses.replace(fx.BASELINES[0], row_id="paper:finn-20w", ways=20)
+    figures.accuracy_figure(accuracy_entries(fx.evaluations().iloc[0:0], [twenty, *fx.BASELINES]))
+    (fig,) = drawn
+    fig.canvas.draw()
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert len(panels) == 2
+    for ax in panels:
+        assert [t.get_text() for t in ax.get_xticklabels() if t.get_visible() and t.get_text()]
+
+
 def test_the_setting_tables_columns_are_explained_once_above_them(html) -> None:
     page = unescape(html)
     assert page.count(SETTING_TABLES_NOTE) == 1 and page.count("Δ vs MAML compares rows") == 1
