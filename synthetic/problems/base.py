@@ -100,8 +100,9 @@ class ProblemInstance:
     the constants table (read by no check); ``details`` a family-specific typed object for its
     own tests and users (docs/families.md). ``exact_objective`` / ``exact_gradient``: F and
     grad F in closed form where the family has them, taking parameters with any leading batch
-    dimensions (verified against the engine by the family's own check rows). A check declares which of these it needs
-    (``NEEDS``, names from ``CAPABILITIES``); ``provided_capabilities`` says which a problem has.
+    dimensions (verified against the engine by the family's own check rows). A check declares
+    which of these it needs (``NEEDS``, names from ``CAPABILITIES``); ``provided_capabilities``
+    says which a problem has.
     """
 
     family: str
@@ -324,6 +325,10 @@ def bound_check(
     relation = "measured <= closed_form" + (f" * (1 + {rtol:g})" if rtol else "")
     relation += f" + {atol:g}" if atol else ""
     return ConstantCheck(name, bound, value, method, value <= bound * (1 + rtol) + atol, relation)
+
+
+# A closed form and the engine's autodiff of the same quantity agree to rounding (float64).
+EXACT_RTOL = 1e-10
 
 
 def equality_check(name: str, closed_form: float, measured: float, method: str, rtol: float) -> ConstantCheck:

@@ -26,6 +26,7 @@ from harness.tree import Params
 from infra.seeding import generator
 from synthetic.linalg import hessian_ritz, meta_objective_fn, random_rotation
 from synthetic.problems.base import (
+    EXACT_RTOL,
     ConstantCheck,
     Constants,
     ProblemInstance,
@@ -44,7 +45,6 @@ TYPED_CONSTANTS = ("L", "rho", "G", "L_bar", "Delta")
 SHARP_HEIGHT, SHARP_WIDTH, SHARP_SPREAD = 1.0, 0.1, 0.02
 FLAT_HEIGHT, FLAT_WIDTH, FLAT_CENTER, FLAT_SPREAD = 0.9, 1.0, 2.0, 0.2
 GRID_RANGE = (-1.0, 4.0)
-EXACT_RTOL = 1e-10
 # max_u |u^3 - 3u| exp(-u^2/2), attained at u^2 = 3 - sqrt(6): the third-derivative factor.
 THIRD_DERIVATIVE_FACTOR = math.sqrt(6 * (3 - math.sqrt(6))) * math.exp(-(3 - math.sqrt(6)) / 2)
 SETTINGS = {

@@ -28,14 +28,18 @@ from harness.meta import LossFn, plain_meta_gradient
 from harness.tasks import TaskBatch
 from harness.tree import Params
 from synthetic.linalg import hessian_ritz, meta_gradient_variance, meta_objective_fn, task_objective_fn
-from synthetic.problems.base import ConstantCheck, bound_check, equality_check, vector_equality_check
+from synthetic.problems.base import (
+    EXACT_RTOL,
+    ConstantCheck,
+    bound_check,
+    equality_check,
+    vector_equality_check,
+)
 
 # Grid of the scalar profile's derivative maxima: spacing 2e-4 on [-PROFILE_RANGE, PROFILE_RANGE]
 # (0 included) puts an interior maximum within ~1e-8 (relative) of the sup; log-spaced tails to
 # +-1e6 catch a sup approached at infinity (|phi'| of both profiles) to ~1e-7.
 PROFILE_RANGE, PROFILE_POINTS, PROFILE_RTOL = 20.0, 200_001, 1e-6
-# The closed-form grad F and the engine's agree to rounding (float64).
-EXACT_RTOL = 1e-10
 # phi' and phi'' in closed form against autodiff of phi on the profile grid: autodiff loses
 # about 1e-10 (relative) in the logistic tails (1 - sigmoid close to 1); a wrong closed form is
 # off by O(1).

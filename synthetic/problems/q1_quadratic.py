@@ -30,6 +30,7 @@ from synthetic.linalg import (
     task_objective_fn,
 )
 from synthetic.problems.base import (
+    EXACT_RTOL,
     ConstantCheck,
     Constants,
     ProblemInstance,
@@ -45,7 +46,6 @@ from synthetic.problems.base import (
 )
 
 FAMILY = "Q1"
-EXACT_RTOL = 1e-10
 CERTIFICATE_RTOL = 1e-6
 SIGMA2_ROUNDING = 1e-20  # absolute floor: sigma^2 = 0 (M = 1) is evaluated as ~1e-32
 SETTINGS = {
