@@ -224,6 +224,22 @@ class MetaConfig:
         """True for the methods that run the two-pass SAM meta-step."""
         return self.method in ("sharp_up", "sharp_both")
 
+    @property
+    def gradient_evaluations(self) -> float:
+        """Gradient evaluations of the task loss per task and meta-iteration: the method's cost
+        unit, shared by the real-data study (equal compute) and the synthetic suite (ordering
+        its cells). One unit is one forward + backward pass of a task's loss: each inner step
+        costs 1 (2 with the lower perturbation: the ascent gradient, then the gradient at the
+        perturbed point), the outer backward through the adapted parameters costs 1, and the
+        upper perturbation doubles the whole meta-gradient (SAM's two passes), or adds 1/k of it
+        when its direction is recomputed every k iterations (``ascent_every``). MAML with K
+        inner steps: K + 1; Sharp-MAML_both: 2 (2K + 1). A head-only inner loop counts the same
+        (the unit is a pass of the task loss, whatever it differentiates).
+        """
+        inner = self.inner_steps * (2 if self.uses_lower_perturbation else 1)
+        upper = 1 + 1 / self.ascent_every if self.uses_upper_perturbation else 1
+        return (inner + 1) * upper
+
     def replace(self, **changes: Any) -> MetaConfig:
         """A validated copy with some fields changed (e.g. a decayed radius)."""
         return dataclasses.replace(self, **changes)

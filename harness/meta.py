@@ -41,10 +41,17 @@ class Radii(NamedTuple):
 
     ``None`` passed to the engine means the radii of the config. Which perturbations are
     active is always decided by the config's method.
+
+    ``second_order`` is the weight of the inner loop's Jacobian in the meta-gradient, per call:
+    1 keeps it (the config's method), 0 drops it (FO-MAML's meta-gradient, as
+    ``cfg.first_order``). As a tensor of 0s and 1s it lets one batched run hold second- and
+    first-order lanes; each lane's values are exactly those of its own method, since
+    w g + (1 - w) stop_grad(g) is g bit for bit when w is 0 or 1. Other values are no method.
     """
 
     alpha_low: Radius
     alpha_up: Radius
+    second_order: float | torch.Tensor = 1.0
 
     @classmethod
     def of(cls, cfg: MetaConfig, radii: Radii | None) -> Radii:
@@ -103,7 +110,8 @@ def inner_gradient(
     then grad L(theta + eps_m; D_m), with g and eps_m restricted to the perturbed tensors
     (``perturbed_names``: all adapted ones unless ``cfg.lower_tensors``).
     ``cfg.diff_through_perturbation`` decides whether eps_m carries its graph into the
-    meta-gradient; ``cfg.first_order`` drops the graph of the whole direction.
+    meta-gradient; ``cfg.first_order`` (or a ``second_order`` weight of 0 in ``radii``) drops
+    the graph of the whole direction.
     """
     names = adapted_names(params, cfg)
 
@@ -118,6 +126,11 @@ def inner_gradient(
         eps = tree_normalized(direction, Radii.of(cfg, radii).alpha_low, cfg.eps)
         g = grad(adapted_loss)(tree_add_on(adapted, eps), support)
     if cfg.first_order:
+        return tree_detach(g)
+    weight = Radii.of(cfg, radii).second_order
+    if isinstance(weight, torch.Tensor):
+        g = {k: weight * v + (1 - weight) * v.detach() for k, v in g.items()}
+    elif weight != 1:
         g = tree_detach(g)
     return g
 

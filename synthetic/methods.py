@@ -1,4 +1,4 @@
-"""Each method on a synthetic problem: its MetaConfig and its per-lane radii."""
+"""Each method on a synthetic problem: its MetaConfig and its per-lane radii and order."""
 
 from __future__ import annotations
 
@@ -23,3 +23,9 @@ def lane_radii(methods: list[str], alpha: np.ndarray) -> tuple[torch.Tensor, tor
     low = [a if cfg.uses_lower_perturbation else 0.0 for cfg, a in zip(configs, alpha, strict=True)]
     up = [a if cfg.uses_upper_perturbation else 0.0 for cfg, a in zip(configs, alpha, strict=True)]
     return lanes(low), lanes(up)
+
+
+def lane_second_order(methods: list[str]) -> torch.Tensor:
+    """The ``Radii.second_order`` lane tensor: 0 where lane i's method is first order (FO-MAML's
+    meta-gradient inside a second-order run), else 1."""
+    return lanes([0.0 if MetaConfig(method=m).first_order else 1.0 for m in methods])

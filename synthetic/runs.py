@@ -98,6 +98,7 @@ def run_lanes(
     draw_rows: np.ndarray | None = None,
     record_steps: np.ndarray | None = None,
     init: Params | None = None,
+    second_order: torch.Tensor | None = None,
 ) -> LaneResults:
     """Run ``len(eta)`` lanes of ``cfg.method``; lane i makes ``steps[i]`` SGD steps.
 
@@ -106,7 +107,8 @@ def run_lanes(
     (default: its own row), so lanes that differ only in step size or radius can share
     their task sequence (common random numbers). ``init`` gives lane-batched starting
     points, else every lane starts at problem.init_params. A lane is frozen after its
-    steps; curve entries past them are NaN.
+    steps; curve entries past them are NaN. ``second_order`` (lane tensor of 0s and 1s,
+    ``Radii.second_order``) makes the lanes with 0 first order inside a second-order ``cfg``.
     """
     lanes = eta.shape[0]
     lane_steps = torch.as_tensor(np.broadcast_to(np.asarray(steps), (lanes,)).copy())
@@ -121,8 +123,8 @@ def run_lanes(
     loss = problem.loss
     exact_grad = problem.lane_meta_grad
 
-    def lane_meta_gradient(p: Params, support, query, a_low, a_up) -> tuple[Params, torch.Tensor]:
-        step = meta_gradient(loss, p, TaskBatch(support, query), cfg, Radii(a_low, a_up))
+    def lane_meta_gradient(p: Params, support, query, *settings) -> tuple[Params, torch.Tensor]:
+        step = meta_gradient(loss, p, TaskBatch(support, query), cfg, Radii(*settings))
         return step.grad, step.loss
 
     batched_meta_gradient = vmap(lane_meta_gradient)
@@ -137,7 +139,8 @@ def run_lanes(
     at_step = torch.full((lanes,), -1, dtype=torch.long)
     before_last = torch.zeros(lanes, dtype=dtype)
     eta_b = eta.to(dtype)
-    a_low, a_up = alpha_low.to(dtype), alpha_up.to(dtype)
+    settings = [alpha_low.to(dtype), alpha_up.to(dtype)]
+    settings += [] if second_order is None else [second_order.to(dtype)]
     for t in range(horizon + 1):
         g2 = _squared_norm(exact_grad(theta))
         active = t < lane_steps
@@ -153,7 +156,7 @@ def run_lanes(
         else:
             index = torch.randint(0, full.num_tasks, (n_rows, batch_size), generator=generator)
             support, query = _select_tasks(full, index[draw_rows])
-        g, meta_loss = batched_meta_gradient(theta, support, query, a_low, a_up)
+        g, meta_loss = batched_meta_gradient(theta, support, query, *settings)
         step = torch.where(active, eta_b, 0.0)
         theta = {k: v - step.view(-1, *[1] * (v.dim() - 1)) * g[k] for k, v in theta.items()}
         causes = torch.stack(

@@ -152,3 +152,24 @@ def test_radii_override_can_be_batched_by_vmap() -> None:
     for i, alpha in enumerate(alphas.tolist()):
         single = meta_gradient(loss, params, tasks, cfg.replace(alpha_low=alpha, alpha_up=2 * alpha)).grad
         assert relative_error({k: v[i] for k, v in batched.items()}, single) <= 1e-12
+
+
+@pytest.mark.parametrize("workload", sorted(WORKLOADS))
+def test_second_order_weight_selects_the_method_per_call_bit_for_bit(workload: str) -> None:
+    """``Radii.second_order``: a float 0 gives FO-MAML's meta-gradient, and a vmapped tensor of
+    weights (1, 0) gives MAML's and FO-MAML's exactly, lane by lane (the rate check's layout)."""
+    loss, params, tasks = WORKLOADS[workload]()
+    maml_cfg, fo_cfg = config("maml", 2), config("fomaml", 2)
+    maml = meta_gradient(loss, params, tasks, maml_cfg).grad
+    fo = meta_gradient(loss, params, tasks, fo_cfg).grad
+    dropped = meta_gradient(loss, params, tasks, maml_cfg, Radii(0.0, 0.0, 0.0)).grad
+    assert all(torch.equal(dropped[k], fo[k]) for k in params)
+
+    def with_weight(weight: torch.Tensor) -> Params:
+        return meta_gradient(loss, params, tasks, maml_cfg, Radii(0.0, 0.0, weight)).grad
+
+    batched = torch.func.vmap(with_weight)(torch.tensor([1.0, 0.0], dtype=torch.float64))
+    for lane, expected in enumerate((maml, fo)):
+        for k in params:
+            torch.testing.assert_close(batched[k][lane], expected[k], rtol=1e-14, atol=1e-15)
+    assert relative_error(maml, fo) > 1e-6, "the workload must tell the two methods apart"

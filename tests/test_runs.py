@@ -9,7 +9,7 @@ import torch
 
 from harness.meta import plain_meta_gradient
 from synthetic.checks.common import filled, lane_status, lanes
-from synthetic.methods import lane_radii, method_config
+from synthetic.methods import lane_radii, lane_second_order, method_config
 from synthetic.problems.base import ProblemInstance, build_problem
 from synthetic.runs import run_lanes
 
@@ -70,6 +70,48 @@ def test_lanes_sharing_a_draw_row_see_the_same_tasks(q1) -> None:
         draw_rows=np.asarray([0, 1]),
     )
     assert np.array_equal(maml.final_params["theta"][0], result.final_params["theta"][0])
+
+
+def test_first_order_lanes_in_a_second_order_run_are_fo_maml_bit_for_bit(q1) -> None:
+    """The rate check runs FO-MAML as lanes of its Sharp-MAML_both run (``Radii.second_order`` 0):
+    those lanes give exactly the numbers of an FO-MAML run, and the second-order lanes exactly
+    those of a MAML run, on the same task draws."""
+    methods = ["maml", "fomaml", "maml", "fomaml"]
+    draws = np.asarray([0, 0, 1, 1])
+
+    def run(method: str, lane_methods: list[str], rows: np.ndarray, order: bool):
+        low, up = lane_radii(lane_methods, np.zeros(len(lane_methods)))
+        return run_lanes(
+            q1,
+            method_config(q1, method),
+            filled(len(lane_methods), 0.3),
+            low,
+            up,
+            12,
+            2,
+            torch.Generator().manual_seed(3),
+            draw_rows=rows,
+            second_order=lane_second_order(lane_methods) if order else None,
+        )
+
+    mixed = run("sharp_both", methods, draws, order=True)
+    for method, lanes_of_method in (("maml", [0, 2]), ("fomaml", [1, 3])):
+        alone = run(method, [method, method], np.asarray([0, 1]), order=False)
+        assert np.array_equal(mixed.final_params["theta"][lanes_of_method], alone.final_params["theta"])
+        assert np.array_equal(mixed.grad_norm2_avg[lanes_of_method], alone.grad_norm2_avg)
+    assert not np.array_equal(mixed.final_params["theta"][0], mixed.final_params["theta"][1])
+
+
+def test_run_cost_orders_runs_by_method_before_lanes() -> None:
+    """The suite's schedule (largest first): a 4-lane Sharp-MAML_up run costs more than an 8-lane
+    FO-MAML run of as many steps (measured 12 vs 4 ms a step on Q1), and a step's lanes add little."""
+    from harness.config import MetaConfig
+    from synthetic.checks.common import run_cost
+
+    up, fo = MetaConfig(method="sharp_up"), MetaConfig(method="fomaml")
+    assert run_cost(up, 1000, 4) > 1.5 * run_cost(fo, 1000, 8)
+    assert run_cost(up, 1000, 56) < 2 * run_cost(up, 1000, 4)
+    assert run_cost(up, 2000, 4) == 2 * run_cost(up, 1000, 4)
 
 
 def test_a_diverging_lane_is_recorded_with_its_cause(q1) -> None:

@@ -27,7 +27,7 @@ from realdata.presets import train_config
 from realdata.stats import comparison_verdict, paired_difference, seed_mean_ci, t_quantile
 from realdata.sweep.driver import require_data
 from realdata.sweep.manifest import DONE, INTERRUPTED, Manifest, SweepLockedError, read_manifest, sweep_lock
-from realdata.sweep.spec import SpecError, gradient_evaluations, load_spec
+from realdata.sweep.spec import SpecError, load_spec
 from realdata.sweep.study import baseline_rows, study_tables
 from tests.fixtures_datasets import write_small_image_omniglot
 
@@ -118,16 +118,16 @@ def test_seed_mean_ci_uses_student_t():
 
 
 def test_gradient_evaluations_per_method():
-    counts = {m: gradient_evaluations(train_config("ci", m).meta_config()) for m in ("maml", "fomaml")}
+    counts = {m: train_config("ci", m).meta_config().gradient_evaluations for m in ("maml", "fomaml")}
     counts |= {
-        m: gradient_evaluations(train_config("ci", m).meta_config())
+        m: train_config("ci", m).meta_config().gradient_evaluations
         for m in ("sharp_low", "sharp_up", "sharp_both")
     }
     assert counts == {"maml": 2, "fomaml": 2, "sharp_low": 3, "sharp_up": 4, "sharp_both": 6}
     five_steps = train_config("mini-5w1s", "sharp_both").meta_config()
-    assert gradient_evaluations(five_steps) == 2 * (2 * 5 + 1)
+    assert five_steps.gradient_evaluations == 2 * (2 * 5 + 1)
     reused = train_config("ci", "sharp_up", overrides={"ascent_every": 5}).meta_config()
-    assert gradient_evaluations(reused) == pytest.approx(2 * (1 + 1 / 5))  # pass 1 every 5th step
+    assert reused.gradient_evaluations == pytest.approx(2 * (1 + 1 / 5))  # pass 1 every 5th step
 
 
 # ----------------------------------------------------------------------------- spec

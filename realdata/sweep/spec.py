@@ -78,22 +78,6 @@ class SpecError(UsageError):
     """The sweep spec is missing or invalid; the message names the file and the key."""
 
 
-def gradient_evaluations(cfg: MetaConfig) -> float:
-    """Gradient evaluations of the task loss per task and meta-iteration (docs/realdata.md).
-
-    One unit is one forward + backward pass of a task's loss: each inner step costs 1 (2 with
-    the lower perturbation: the ascent gradient, then the gradient at the perturbed point), the
-    outer backward through the adapted parameters costs 1, and the upper perturbation doubles
-    the whole meta-gradient (SAM's two passes), or adds 1/k of it when its direction is
-    recomputed every k iterations (``ascent_every``). MAML with K inner steps: K + 1;
-    Sharp-MAML_both: 2 (2K + 1). A head-only inner loop counts the same (the unit is a pass of
-    the task loss, whatever it differentiates); ``time_ratio`` measures what it saves.
-    """
-    inner = cfg.inner_steps * (2 if cfg.uses_lower_perturbation else 1)
-    upper = 1 + 1 / cfg.ascent_every if cfg.uses_upper_perturbation else 1
-    return (inner + 1) * upper
-
-
 @dataclass(frozen=True)
 class SlurmOptions:
     """Resources of one SLURM job (None: submitit's / the cluster's default)."""
@@ -224,7 +208,7 @@ class SweepSpec:
             return None
         base = train_config(self.preset, "maml").meta_config()
         both = train_config(self.preset, "sharp_both").meta_config()
-        return math.ceil(self.iterations * gradient_evaluations(both) / gradient_evaluations(base))
+        return math.ceil(self.iterations * both.gradient_evaluations / base.gradient_evaluations)
 
     def tasks(self, sweep_dir: Path) -> list[RunTask]:
         """The runs of the sweep, each with its run folder under ``sweep_dir/runs``."""

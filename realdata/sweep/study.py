@@ -46,7 +46,7 @@ from realdata.stats import comparison_verdict, paired_difference, seed_mean_ci
 from realdata.sweep.driver import SPEC_COPY
 from realdata.sweep.manifest import DONE, read_manifest
 from realdata.sweep.runner import EVALUATIONS
-from realdata.sweep.spec import gradient_evaluations, load_spec
+from realdata.sweep.spec import load_spec
 from realdata.train import METRICS
 
 BASELINE = "maml"
@@ -251,7 +251,7 @@ def study_tables(sweep_dir: Path) -> dict[str, pd.DataFrame]:
     runs = {(run.config.method, run.variant): run.config.meta_config() for run in spec.runs()}
 
     def grad_evals(setting: dict[str, Any]) -> float:
-        return gradient_evaluations(runs[setting["method"], setting["variant"]])
+        return runs[setting["method"], setting["variant"]].gradient_evaluations
 
     return {
         "accuracy": accuracy_table(evaluations),

@@ -17,7 +17,16 @@ import torch
 from harness.config import MetaConfig
 from harness.meta import Radii, plain_meta_gradient
 from infra.verdicts import DERIVED, Prediction, verdict
-from synthetic.checks.common import Cell, CheckOutput, CheckRun, curve_frame, filled, lane_status, lanes
+from synthetic.checks.common import (
+    Cell,
+    CheckOutput,
+    CheckRun,
+    curve_frame,
+    filled,
+    lane_status,
+    lanes,
+    run_cost,
+)
 from synthetic.methods import method_config
 from synthetic.problems.base import ProblemInstance
 from synthetic.runs import run_lanes
@@ -72,7 +81,7 @@ def run_bias_check(problem: ProblemInstance, grid: BiasGrid, global_seed: int) -
         torch.Generator(),
         init={"theta": theta_star.expand(n, -1).clone()},
     )
-    (result,) = yield [Cell(run_id, key, compute, float(n * grid.steps))]
+    (result,) = yield [Cell(run_id, key, compute, run_cost(cfg, grid.steps, n))]
     out.curves.append(curve_frame(run_id, result.curve_steps, result.curve))
     fixed = torch.as_tensor(result.final_params["theta"])
     shift = torch.linalg.vector_norm(fixed - theta_star, dim=1).numpy()

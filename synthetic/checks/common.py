@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from harness.config import MetaConfig
 from infra.verdicts import Prediction
 from synthetic.problems.base import ProblemInstance
 from synthetic.runs import LaneResults
@@ -19,7 +20,7 @@ from synthetic.runs import LaneResults
 @dataclass(frozen=True)
 class Cell:
     """One unit of compute a check asks for: ``compute()`` (a batched run) under a cache name
-    and key. ``cost`` (lane-steps) orders the work across processes, largest first."""
+    and key. ``cost`` (``run_cost``) orders the work across processes, largest first."""
 
     name: str
     key: dict[str, Any]
@@ -45,6 +46,20 @@ class CheckOutput:
         self.curves += other.curves
         self.instances += other.instances
         self.profiles += other.profiles
+
+
+# What one more lane adds to a step, relative to the step's fixed cost (the torch.func
+# transforms' dispatch): measured on the 2-core CPU, Sharp-MAML_both steps of 28 and 56 lanes cost
+# 11 and 15.8 ms on Q1, 8.2 and 8.7 ms on L2 (docs/convergence.md, "Time").
+LANES_PER_STEP_COST = 100
+
+
+def run_cost(cfg: MetaConfig, steps: int, lanes: int) -> float:
+    """A batched run's CPU cost in arbitrary units, to schedule cells largest first: a step
+    costs about the method's gradient evaluations of the task loss, barely more with more
+    lanes. (Lanes x steps, the earlier estimate, put a 4-lane Sharp-MAML_up run of 1000 steps
+    taking 9 s behind runs of 2 s, last on its worker.)"""
+    return steps * cfg.gradient_evaluations * (1 + lanes / LANES_PER_STEP_COST)
 
 
 # A running check: it yields the cells it needs (all at once, so the suite can compute them in

@@ -26,7 +26,16 @@ import pandas as pd
 import torch
 
 from infra.verdicts import INFO, LITERATURE, PAPER_SHAPE, Prediction, verdict
-from synthetic.checks.common import Cell, CheckOutput, CheckRun, curve_frame, filled, lane_status, lanes
+from synthetic.checks.common import (
+    Cell,
+    CheckOutput,
+    CheckRun,
+    curve_frame,
+    filled,
+    lane_status,
+    lanes,
+    run_cost,
+)
 from synthetic.methods import method_config
 from synthetic.problems.base import ProblemInstance, build_problem
 from synthetic.problems.e2_two_basins import TwoBasinGroundTruth
@@ -133,7 +142,7 @@ def flat_cell(problem: ProblemInstance, grid: FlatGrid) -> tuple[Cell, Callable[
         init=init,
     )
     judge = functools.partial(judge_flat, problem, grid, run_id, lane_alpha, lane_start, eta)
-    return Cell(run_id, key, compute, float(n * grid.steps)), judge
+    return Cell(run_id, key, compute, run_cost(cfg, grid.steps, n)), judge
 
 
 def judge_flat(

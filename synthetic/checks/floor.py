@@ -21,7 +21,16 @@ import torch
 
 from harness.meta import plain_meta_gradient
 from infra.verdicts import DERIVED, Prediction, verdict
-from synthetic.checks.common import Cell, CheckOutput, CheckRun, curve_frame, filled, lane_status, lanes
+from synthetic.checks.common import (
+    Cell,
+    CheckOutput,
+    CheckRun,
+    curve_frame,
+    filled,
+    lane_status,
+    lanes,
+    run_cost,
+)
 from synthetic.methods import method_config
 from synthetic.problems.base import ProblemInstance
 from synthetic.runs import LaneResults, run_lanes
@@ -74,7 +83,7 @@ def run_floor_check(problem: ProblemInstance, grid: FloorGrid, global_seed: int)
     )
     run_id = f"floor/{label}/sharp_up"
     fo_cell, fo_judge = first_order_cell(problem, grid)
-    result, fo_result = yield [Cell(run_id, key, compute, float(len(layout) * grid.steps)), fo_cell]
+    result, fo_result = yield [Cell(run_id, key, compute, run_cost(cfg, grid.steps, len(layout))), fo_cell]
     out.curves.append(curve_frame(run_id, result.curve_steps, result.curve))
     grads = torch.func.vmap(problem.meta_grad)(
         {k: torch.as_tensor(v) for k, v in result.final_params.items()}
@@ -169,7 +178,7 @@ def first_order_cell(
         None,
         torch.Generator(),
     )
-    return Cell(run_id, key, compute, float(grid.fo_steps)), functools.partial(
+    return Cell(run_id, key, compute, run_cost(cfg, grid.fo_steps, 1)), functools.partial(
         judge_first_order, problem, grid, run_id, theta_fo, floor
     )
 

@@ -17,8 +17,8 @@ import numpy as np
 from harness.config import METHODS, MetaConfig
 from infra.seeding import derive_seed, generator
 from infra.verdicts import DERIVED, INFO, LITERATURE, NOT_APPLICABLE, PAPER_SHAPE, Prediction, verdict
-from synthetic.checks.common import Cell, CheckOutput, CheckRun, curve_frame, filled, lane_status
-from synthetic.methods import lane_radii, method_config
+from synthetic.checks.common import Cell, CheckOutput, CheckRun, curve_frame, filled, lane_status, run_cost
+from synthetic.methods import lane_radii, lane_second_order, method_config
 from synthetic.problems.base import ProblemInstance
 from synthetic.runs import run_lanes
 from synthetic.theory import bootstrap_slope_ci, loglog_slope, r1_bound, rate_radius, rate_step_size
@@ -45,29 +45,27 @@ class RateGrid:
     step_scale: float = 0.25
 
 
-def rate_groups() -> list[tuple[str, tuple[str, ...]]]:
-    """(runner, members): the methods of ``harness.config.METHODS`` grouped by whether they are
-    first order; each group runs as lanes of one run of the member that perturbs the most (a
-    zero radius makes a perturbation exactly 0, so a member's lanes compute exactly that
-    member). One run per group: a step's cost is mostly fixed overhead, so more lanes in
-    fewer runs is the cheaper layout."""
-    groups: dict[bool, list[str]] = {}
-    for method in METHODS:
-        groups.setdefault(MetaConfig(method=method).first_order, []).append(method)
+def rate_runner() -> str:
+    """The method whose run holds every method of ``harness.config.METHODS`` as lanes: the
+    second-order method that perturbs the most. A zero radius makes a perturbation exactly 0,
+    and a ``second_order`` weight of 0 makes a lane first order (``Radii``), so each lane
+    computes exactly its own method. One run per (B, T): a step's cost is mostly the fixed
+    overhead of the torch.func transforms, so more lanes in fewer runs is the cheaper layout."""
+    second_order = [m for m in METHODS if not MetaConfig(method=m).first_order]
 
     def perturbations(method: str) -> int:
         cfg = MetaConfig(method=method)
         return int(cfg.uses_lower_perturbation) + int(cfg.uses_upper_perturbation)
 
-    return [(max(members, key=perturbations), tuple(members)) for members in groups.values()]
+    return max(second_order, key=perturbations)
 
 
-def rate_lanes(members: tuple[str, ...], n_seeds: int) -> list[tuple[str, str, int]]:
-    """(method, schedule, seed index) of the lanes of one cell: each member under each radius
+def rate_lanes(n_seeds: int) -> list[tuple[str, str, int]]:
+    """(method, schedule, seed index) of the lanes of one cell: each method under each radius
     schedule where it perturbs (no schedule where not), every seed."""
     return [
         (method, schedule, s)
-        for method in members
+        for method in METHODS
         for schedule in (SCHEDULES if _perturbs(method) else ("",))
         for s in range(n_seeds)
     ]
@@ -79,50 +77,53 @@ def _perturbs(method: str) -> bool:
 
 
 def run_rate_check(problem: ProblemInstance, grid: RateGrid, global_seed: int) -> CheckRun:
-    """One batched run per (B, T, method group) over (method, schedule, seed) lanes, then the rows.
+    """One batched run per (B, T) over (method, schedule, seed) lanes, then the rows.
 
-    The groups (``rate_groups``): the second-order methods (run as Sharp-MAML_both), FO-MAML.
-    All lanes at the same (B, T, seed) see the same task draws (draw row = seed), so ratios
-    compare like with like; each (B, T) has its own task stream.
+    Every method is a lane group of one Sharp-MAML_both run (``rate_runner``). All lanes at the
+    same (B, T, seed) see the same task draws (draw row = seed), so ratios compare like with
+    like; each (B, T) has its own task stream.
     """
     label = problem.label
+    runner = rate_runner()
+    layout = rate_lanes(grid.n_seeds)
+    methods = [m for m, _, _ in layout]
+    cfg = method_config(problem, runner)
     cells, plans = [], []
     for batch in grid.batch_sizes:
         for T in grid.horizons:
             gen_seed = derive_seed(global_seed, "rate", batch, T)
             eta = rate_step_size(T, problem.constants.L_bar, grid.step_scale)
-            for runner, members in rate_groups():
-                layout = rate_lanes(members, grid.n_seeds)
-                alpha = np.asarray(
-                    [rate_radius(T, sch, grid.radius_scale) if sch else 0.0 for _, sch, _ in layout]
-                )
-                low, up = lane_radii([m for m, _, _ in layout], alpha)
-                key = {
-                    "check": "rate",
-                    "family": problem.family,
-                    "method": runner,
-                    "batch": batch,
-                    "T": int(T),
-                    "lanes": layout,
-                    "eta": eta,
-                    "alpha": alpha.tolist(),
-                    "problem": problem.settings,
-                }
-                compute = functools.partial(
-                    run_lanes,
-                    problem,
-                    method_config(problem, runner),
-                    filled(len(layout), eta),
-                    low,
-                    up,
-                    int(T),
-                    batch,
-                    generator(gen_seed, "tasks"),
-                    draw_rows=np.asarray([s for _, _, s in layout]),
-                )
-                name = f"rate/{label}/{runner}/B{batch}/T{T}"
-                cells.append(Cell(name, key, compute, float(len(layout) * T)))
-                plans.append((batch, int(T), gen_seed, layout, eta, alpha))
+            alpha = np.asarray(
+                [rate_radius(T, sch, grid.radius_scale) if sch else 0.0 for _, sch, _ in layout]
+            )
+            low, up = lane_radii(methods, alpha)
+            key = {
+                "check": "rate",
+                "family": problem.family,
+                "method": runner,
+                "batch": batch,
+                "T": int(T),
+                "lanes": layout,
+                "eta": eta,
+                "alpha": alpha.tolist(),
+                "problem": problem.settings,
+            }
+            compute = functools.partial(
+                run_lanes,
+                problem,
+                cfg,
+                filled(len(layout), eta),
+                low,
+                up,
+                int(T),
+                batch,
+                generator(gen_seed, "tasks"),
+                draw_rows=np.asarray([s for _, _, s in layout]),
+                second_order=lane_second_order(methods),
+            )
+            name = f"rate/{label}/{runner}/B{batch}/T{T}"
+            cells.append(Cell(name, key, compute, run_cost(cfg, int(T), len(layout))))
+            plans.append((batch, int(T), gen_seed, layout, eta, alpha))
     results = yield cells
     out = CheckOutput()
     g_avg: dict[tuple[str, int], np.ndarray] = {}
