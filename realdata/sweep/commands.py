@@ -68,7 +68,7 @@ def register_study(subparsers: argparse._SubParsersAction) -> None:
     st = subparsers.add_parser(
         "study",
         help="paired Sharp-MAML vs MAML statistics of a finished sweep (tables + verdicts)",
-        description="Per (preset, method, radii): mean test accuracy over seeds with a 95%% CI, the "
+        description="Per (preset, method, radii): mean test accuracy over seeds with a 95% CI, the "
         "paired difference to MAML on the same seeds, a verdict (BETTER / WORSE / NOT DETECTED) "
         "with the smallest detectable difference, and the cost (docs/realdata.md, 'Study').",
     )
