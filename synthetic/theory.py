@@ -72,8 +72,15 @@ def r3_bias_bound(beta: float, alpha_low: float, L: float) -> float:
 
 def loglog_slope(x: np.ndarray, y: np.ndarray) -> float:
     """Least-squares slope of log y against log x."""
-    lx, ly = np.log(np.asarray(x, float)), np.log(np.asarray(y, float))
-    return float(np.polyfit(lx, ly, 1)[0])
+    return float(loglog_slopes(x, np.asarray(y, float)))
+
+
+def loglog_slopes(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Least-squares slopes of log y against log x for every row of ``y`` (..., len(x)) at once:
+    sum((lx - mean lx) log y) / sum((lx - mean lx)^2)."""
+    centred = np.log(np.asarray(x, float))
+    centred = centred - centred.mean()
+    return np.log(y) @ centred / (centred @ centred)
 
 
 def bootstrap_slope_ci(
@@ -83,18 +90,14 @@ def bootstrap_slope_ci(
 
     A resample whose mean is not positive at some x has no log-log slope and is left out
     (noisy differences such as a generalization gap); with positive data none is. NaN when
-    no resample has a slope.
+    no resample has a slope. All resamples are drawn and fitted in one vectorised pass.
     """
     n_seeds = per_seed_y.shape[0]
-    slopes = np.full(n_boot, np.nan)
-    for b in range(n_boot):
-        pick = rng.integers(0, n_seeds, n_seeds)
-        mean = per_seed_y[pick].mean(axis=0)
-        if np.all(mean > 0):
-            slopes[b] = loglog_slope(x, mean)
-    if np.isnan(slopes).all():
+    means = per_seed_y[rng.integers(0, n_seeds, (n_boot, n_seeds))].mean(axis=1)
+    positive = np.all(means > 0, axis=1)
+    if not positive.any():
         return math.nan, math.nan
-    lo, hi = np.nanquantile(slopes, [0.025, 0.975])
+    lo, hi = np.quantile(loglog_slopes(x, means[positive]), [0.025, 0.975])
     return float(lo), float(hi)
 
 

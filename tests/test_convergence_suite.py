@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -30,6 +31,29 @@ def test_r1_r2_r3_against_hand_computed_values() -> None:
             id="x", prediction="", source="", predicted=None, measured=1.0, tolerance="", verdict="N/A"
         ).ratio
         or math.nan
+    )
+
+
+def test_bootstrap_slope_ci_is_the_resample_by_resample_fit_in_one_pass() -> None:
+    """The vectorised bootstrap draws the same resamples as one draw per resample and fits each
+    by least squares (np.polyfit), leaving out resamples with a non-positive mean."""
+    x = np.array([1.0, 3.0, 10.0, 30.0])
+    rows = np.random.default_rng(0).normal(0.4, 1.0, (7, 4))  # some resample means <= 0
+    stream = np.random.default_rng(11)
+    slopes = []
+    for _ in range(500):
+        mean = rows[stream.integers(0, 7, 7)].mean(axis=0)
+        if np.all(mean > 0):
+            slopes.append(np.polyfit(np.log(x), np.log(mean), 1)[0])
+    assert 0 < len(slopes) < 500
+    expected = np.quantile(slopes, [0.025, 0.975])
+    got = theory.bootstrap_slope_ci(x, rows, np.random.default_rng(11), n_boot=500)
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+    power_law = np.array([[1.0], [2.0], [5.0]]) * x**-0.5
+    np.testing.assert_allclose(theory.bootstrap_slope_ci(x, power_law, np.random.default_rng(1)), -0.5)
+    assert all(math.isnan(v) for v in theory.bootstrap_slope_ci(x, -power_law, np.random.default_rng(1)))
+    np.testing.assert_allclose(
+        theory.loglog_slopes(x, rows[:3] ** 2), [np.polyfit(np.log(x), np.log(r**2), 1)[0] for r in rows[:3]]
     )
 
 
