@@ -59,10 +59,16 @@ SETTINGS = {
 }
 
 
+def bump(z: torch.Tensor, center: torch.Tensor, height: float, width: float) -> torch.Tensor:
+    """-h exp(-u^2/2), u = (z - c)/w: one basin of a task loss."""
+    u = (z - center) / width
+    return -(height * torch.exp(-0.5 * u * u))
+
+
 def bump_derivatives(
     z: torch.Tensor, center: torch.Tensor, height: float, width: float
 ) -> list[torch.Tensor]:
-    """-h exp(-u^2/2), u = (z - c)/w, and its first three derivatives in z."""
+    """``bump`` and its first three derivatives in z."""
     u = (z - center) / width
     e = height * torch.exp(-0.5 * u * u)
     return [-e, u * e / width, (1 - u * u) * e / width**2, (u**3 - 3 * u) * e / width**3]
@@ -73,8 +79,8 @@ def two_basin_loss(params: Params, batch: dict[str, torch.Tensor]) -> torch.Tens
     theta, u = params["theta"], batch["u"]
     z = theta @ u
     perp = theta - z * u
-    sharp = bump_derivatives(z, batch["p"], SHARP_HEIGHT, SHARP_WIDTH)[0]
-    flat = bump_derivatives(z, batch["q"], FLAT_HEIGHT, FLAT_WIDTH)[0]
+    sharp = bump(z, batch["p"], SHARP_HEIGHT, SHARP_WIDTH)
+    flat = bump(z, batch["q"], FLAT_HEIGHT, FLAT_WIDTH)
     return sharp + flat + 0.5 * batch["stiffness"] * (perp @ perp)
 
 
