@@ -2,7 +2,7 @@
 
 import sys
 
-from infra.cli import main
+from infra.cli import run
 
 if __name__ == "__main__":  # not when a spawned worker process re-imports the main module
-    sys.exit(main())
+    sys.exit(run())

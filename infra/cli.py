@@ -12,6 +12,7 @@ arguments, and each handler imports what it needs (tests/test_cli_startup.py che
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import re
 import signal
@@ -173,8 +174,19 @@ def _report(
     return code
 
 
+def run() -> int:
+    """The ``sharpmaml`` process: ``main`` on the command line, then ``gc.freeze()``, since the
+    process ends next. Every object alive then stays in memory until exit, which skips the
+    interpreter's final collection of a heap that holds torch and torch._dynamo (about 1 s of
+    every command). Only here: ``main`` also runs in-process, e.g. from the tests."""
+    code = main()
+    gc.freeze()
+    return code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the console script and of ``python -m infra``."""
+    """The command: parse ``argv`` (default the command line), run the handler, map any
+    exception to the exit-code contract."""
     args: argparse.Namespace | None = None
     parser: argparse.ArgumentParser | None = None
     words = list(sys.argv[1:] if argv is None else argv)

@@ -56,15 +56,15 @@ class SuiteScale:
 CONVERGENCE_GRIDS: dict[str, SuiteScale] = {
     "quick": SuiteScale(
         rate.RateGrid(horizons=(100, 316, 1000), n_seeds=4, batch_sizes=(8,), slope_from=316),
-        floor.FloorGrid(etas=(2.0, 4.0), steps=1500, fo_steps=1500),
-        bias.BiasGrid(alphas=(0.005, 0.02, 0.05, 0.2), steps=400),
-        flat.FlatGrid(alphas=(0.0, 0.05, 0.15, 0.3), starts=(-0.15, 0.1, 0.28), steps=800, dims=(1,)),
+        floor.FloorGrid(etas=(2.0, 4.0), steps=600, fo_steps=1000),
+        bias.BiasGrid(alphas=(0.005, 0.02, 0.05, 0.2), steps=200),
+        flat.FlatGrid(alphas=(0.0, 0.05, 0.15, 0.3), starts=(-0.15, 0.1, 0.28), steps=400, dims=(1,)),
     ),
     "default": SuiteScale(
-        rate.RateGrid(horizons=(100, 316, 1000), n_seeds=8, batch_sizes=(8,), slope_from=316),
-        floor.FloorGrid(etas=(2.0, 4.0), steps=1000, fo_steps=1500),
-        bias.BiasGrid(steps=400),
-        flat.FlatGrid(steps=800),
+        rate.RateGrid(horizons=(100, 316, 1000), n_seeds=4, batch_sizes=(8,), slope_from=316),
+        floor.FloorGrid(etas=(2.0, 4.0), steps=600, fo_steps=1000),
+        bias.BiasGrid(steps=200),
+        flat.FlatGrid(steps=400),
     ),
     "full": SuiteScale(
         rate.RateGrid(horizons=(100, 316, 1000, 3162, 10000, 31623), n_seeds=20, batch_sizes=(1, 8)),
