@@ -9,6 +9,7 @@ little more than one. The exact grad F of the problem is evaluated at every iter
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -86,6 +87,39 @@ def _select_tasks(tasks: TaskBatch, index: torch.Tensor) -> tuple:
     )
 
 
+def _lanes_where(mask: torch.Tensor) -> torch.Tensor | None:
+    """The indices of the lanes where ``mask`` holds; None when it holds on every lane (the
+    batched calls then take the full tensors, with no gather or scatter)."""
+    return None if bool(mask.all()) else mask.nonzero().squeeze(1)
+
+
+def _rows(tree: Any, index: torch.Tensor | None) -> Any:
+    """The lanes ``index`` of every tensor in a pytree (all of them when index is None)."""
+    return tree if index is None else torch.utils._pytree.tree_map(lambda x: x[index], tree)
+
+
+def _scattered(
+    values: torch.Tensor, index: torch.Tensor | None, lanes: int, fill: float | bool
+) -> torch.Tensor:
+    """Per-lane values computed on the lanes ``index``, placed in a lane vector, ``fill`` elsewhere."""
+    if index is None:
+        return values
+    out = torch.full((lanes,), fill, dtype=values.dtype)
+    out[index] = values
+    return out
+
+
+def _stepped(theta: Params, g: Params, step: torch.Tensor, index: torch.Tensor | None) -> Params:
+    """theta - step * g on the lanes ``index`` (g holds only those lanes); the others unchanged."""
+    scale = lambda v: step.view(-1, *[1] * (v.dim() - 1))  # noqa: E731
+    if index is None:
+        return {k: v - scale(v) * g[k] for k, v in theta.items()}
+    out = {k: v.clone() for k, v in theta.items()}
+    for k, v in out.items():
+        v[index] = v[index] - scale(v)[index] * g[k]
+    return out
+
+
 def run_lanes(
     problem: ProblemInstance,
     cfg: MetaConfig,
@@ -142,7 +176,8 @@ def run_lanes(
     settings = [alpha_low.to(dtype), alpha_up.to(dtype)]
     settings += [] if second_order is None else [second_order.to(dtype)]
     for t in range(horizon + 1):
-        g2 = _squared_norm(exact_grad(theta))
+        live = _lanes_where(t <= lane_steps)
+        g2 = _scattered(_squared_norm(exact_grad(_rows(theta, live))), live, lanes, float("nan"))
         active = t < lane_steps
         if t in record_at:
             curve[:, record_at[t]] = torch.where(t <= lane_steps, g2, torch.nan).numpy()
@@ -151,18 +186,19 @@ def run_lanes(
             break
         total += torch.where(active, g2, 0.0)
         minimum = torch.where(active, torch.minimum(minimum, g2), minimum)
+        running = _lanes_where(active)
         if batch_size is None:
-            support, query = full_support, full_query
+            support, query = _rows(full_support, running), _rows(full_query, running)
         else:
             index = torch.randint(0, full.num_tasks, (n_rows, batch_size), generator=generator)
-            support, query = _select_tasks(full, index[draw_rows])
-        g, meta_loss = batched_meta_gradient(theta, support, query, *settings)
+            support, query = _select_tasks(full, index[_rows(draw_rows, running)])
+        g, meta_loss = batched_meta_gradient(_rows(theta, running), support, query, *_rows(settings, running))
         step = torch.where(active, eta_b, 0.0)
-        theta = {k: v - step.view(-1, *[1] * (v.dim() - 1)) * g[k] for k, v in theta.items()}
+        theta = _stepped(theta, g, step, running)
         causes = torch.stack(
             [
-                ~torch.isfinite(meta_loss),
-                ~torch.isfinite(_squared_norm(g)),
+                _scattered(~torch.isfinite(meta_loss), running, lanes, False),
+                _scattered(~torch.isfinite(_squared_norm(g)), running, lanes, False),
                 ~torch.isfinite(g2),
                 _squared_norm(theta).sqrt() > DIVERGENCE_NORM,
             ]

@@ -102,6 +102,47 @@ def test_first_order_lanes_in_a_second_order_run_are_fo_maml_bit_for_bit(q1) -> 
     assert not np.array_equal(mixed.final_params["theta"][0], mixed.final_params["theta"][1])
 
 
+def test_lanes_of_different_lengths_equal_separate_runs_and_leave_the_batch_when_done(q1) -> None:
+    """The rate check runs every horizon T as lanes of one run: a lane that has made its steps
+    leaves the batched calls (the others go on without it), and every lane's numbers are exactly
+    those of a run of its own length on the same task draws."""
+    import dataclasses
+
+    seen: list[int] = []
+
+    def recording(params):
+        seen.append(params["theta"].shape[0])
+        return q1.exact_gradient(params)
+
+    problem = dataclasses.replace(q1, exact_gradient=recording)
+    methods = ["sharp_both", "sharp_both", "fomaml"]
+
+    def run(steps: list[int], rows: list[int], eta: list[float], alpha: list[float], lane_methods: list[str]):
+        low, up = lane_radii(lane_methods, np.asarray(alpha))
+        return run_lanes(
+            problem,
+            method_config(q1, "sharp_both"),
+            lanes(eta),
+            low,
+            up,
+            np.asarray(steps),
+            2,
+            torch.Generator().manual_seed(5),
+            draw_rows=np.asarray(rows),
+            second_order=lane_second_order(lane_methods),
+        )
+
+    merged = run([5, 12, 12], [0, 1, 0], [0.3, 0.2, 0.25], [0.05, 0.02, 0.0], methods)
+    assert seen == [3] * 6 + [2] * 7 + [3]  # lane 0 leaves after step 5 (then the final grad F of all)
+    short = run([5, 5], [0, 1], [0.3, 0.2], [0.05, 0.02], methods[:2])  # two draw rows, as in the merged run
+    long = run([12, 12], [1, 0], [0.2, 0.25], [0.02, 0.0], methods[1:])
+    for field in ("final_params", "grad_norm2_avg", "grad_norm2_min", "final_grad_norm"):
+        pick = lambda r, i: r.final_params["theta"][i] if field == "final_params" else getattr(r, field)[i]  # noqa: E731
+        assert np.array_equal(pick(merged, 0), pick(short, 0))
+        assert np.array_equal(pick(merged, [1, 2]), pick(long, [0, 1]))
+    assert np.isnan(merged.curve[0, merged.curve_steps > 5]).all()
+
+
 def test_run_cost_orders_runs_by_method_before_lanes() -> None:
     """The suite's schedule (largest first): a 4-lane Sharp-MAML_up run costs more than an 8-lane
     FO-MAML run of as many steps (measured 12 vs 4 ms a step on Q1), and a step's lanes add little."""

@@ -17,10 +17,10 @@ import numpy as np
 from harness.config import METHODS, MetaConfig
 from infra.seeding import derive_seed, generator
 from infra.verdicts import DERIVED, INFO, LITERATURE, NOT_APPLICABLE, PAPER_SHAPE, Prediction, verdict
-from synthetic.checks.common import Cell, CheckOutput, CheckRun, curve_frame, filled, lane_status, run_cost
+from synthetic.checks.common import Cell, CheckOutput, CheckRun, curve_frame, lane_status, lanes, run_cost
 from synthetic.methods import lane_radii, lane_second_order, method_config
 from synthetic.problems.base import ProblemInstance
-from synthetic.runs import run_lanes
+from synthetic.runs import log_spaced_steps, run_lanes
 from synthetic.theory import bootstrap_slope_ci, loglog_slope, r1_bound, rate_radius, rate_step_size
 
 SLOPE_LIMIT = -0.40
@@ -77,60 +77,61 @@ def _perturbs(method: str) -> bool:
 
 
 def run_rate_check(problem: ProblemInstance, grid: RateGrid, global_seed: int) -> CheckRun:
-    """One batched run per (B, T) over (method, schedule, seed) lanes, then the rows.
+    """One batched run per batch size B over (T, method, schedule, seed) lanes, then the rows.
 
-    Every method is a lane group of one Sharp-MAML_both run (``rate_runner``). All lanes at the
-    same (B, T, seed) see the same task draws (draw row = seed), so ratios compare like with
-    like; each (B, T) has its own task stream.
+    Every method is a lane group of one Sharp-MAML_both run (``rate_runner``), and every horizon
+    T too: a lane makes its T steps with its T's step size and radius, then leaves the batch
+    (``run_lanes``). All lanes at the same (B, T, seed) see the same task draws (draw row =
+    (T, seed)), so ratios compare like with like; each (T, seed) has its own task stream.
     """
     label = problem.label
     runner = rate_runner()
-    layout = rate_lanes(grid.n_seeds)
-    methods = [m for m, _, _ in layout]
+    per_horizon = rate_lanes(grid.n_seeds)
+    layout = [(int(T), method, sch, s) for T in grid.horizons for method, sch, s in per_horizon]
+    methods = [m for _, m, _, _ in layout]
+    second_order = lane_second_order(methods)
     cfg = method_config(problem, runner)
-    cells, plans = [], []
+    steps = np.asarray([T for T, _, _, _ in layout])
+    eta = np.asarray([rate_step_size(T, problem.constants.L_bar, grid.step_scale) for T in steps])
+    alpha = np.asarray([rate_radius(T, sch, grid.radius_scale) if sch else 0.0 for T, _, sch, _ in layout])
+    draw_rows = np.asarray([grid.horizons.index(T) * grid.n_seeds + s for T, _, _, s in layout])
+    record_steps = np.unique(np.concatenate([log_spaced_steps(int(T)) for T in grid.horizons]))
+    low, up = lane_radii(methods, alpha)
+    cells = []
     for batch in grid.batch_sizes:
-        for T in grid.horizons:
-            gen_seed = derive_seed(global_seed, "rate", batch, T)
-            eta = rate_step_size(T, problem.constants.L_bar, grid.step_scale)
-            alpha = np.asarray(
-                [rate_radius(T, sch, grid.radius_scale) if sch else 0.0 for _, sch, _ in layout]
-            )
-            low, up = lane_radii(methods, alpha)
-            key = {
-                "check": "rate",
-                "family": problem.family,
-                "method": runner,
-                "batch": batch,
-                "T": int(T),
-                "lanes": layout,
-                "eta": eta,
-                "alpha": alpha.tolist(),
-                "problem": problem.settings,
-            }
-            compute = functools.partial(
-                run_lanes,
-                problem,
-                cfg,
-                filled(len(layout), eta),
-                low,
-                up,
-                int(T),
-                batch,
-                generator(gen_seed, "tasks"),
-                draw_rows=np.asarray([s for _, _, s in layout]),
-                second_order=lane_second_order(methods),
-            )
-            name = f"rate/{label}/{runner}/B{batch}/T{T}"
-            cells.append(Cell(name, key, compute, run_cost(cfg, int(T), len(layout))))
-            plans.append((batch, int(T), gen_seed, layout, eta, alpha))
+        gen_seed = derive_seed(global_seed, "rate", batch)
+        key = {
+            "check": "rate",
+            "family": problem.family,
+            "method": runner,
+            "batch": batch,
+            "lanes": layout,
+            "eta": eta.tolist(),
+            "alpha": alpha.tolist(),
+            "problem": problem.settings,
+        }
+        compute = functools.partial(
+            run_lanes,
+            problem,
+            cfg,
+            lanes(eta),
+            low,
+            up,
+            steps,
+            batch,
+            generator(gen_seed, "tasks"),
+            draw_rows=draw_rows,
+            record_steps=record_steps,
+            second_order=second_order,
+        )
+        name = f"rate/{label}/{runner}/B{batch}"
+        cells.append(Cell(name, key, compute, run_cost(cfg, int(steps.max()), len(layout))))
     results = yield cells
     out = CheckOutput()
     g_avg: dict[tuple[str, int], np.ndarray] = {}
-    for cell, result, (batch, T, gen_seed, layout, eta, alpha) in zip(cells, results, plans, strict=True):
+    for cell, result, batch in zip(cells, results, grid.batch_sizes, strict=True):
         out.curves.append(curve_frame(cell.name, result.curve_steps, result.curve))
-        column = list(grid.horizons).index(T)
-        for lane, (method, sch, s) in enumerate(layout):
+        for lane, (T, method, sch, s) in enumerate(layout):
             out.runs.append(
                 {
                     "check": "rate",
@@ -142,8 +143,8 @@ def run_rate_check(problem: ProblemInstance, grid: RateGrid, global_seed: int) -
                     "T": T,
                     "lane": lane,
                     "seed_index": s,
-                    "task_seed": gen_seed,
-                    "eta": eta,
+                    "task_seed": derive_seed(global_seed, "rate", batch),
+                    "eta": float(eta[lane]),
                     "alpha": float(alpha[lane]),
                     "grad_norm2_avg": result.grad_norm2_avg[lane],
                     "grad_norm2_min": result.grad_norm2_min[lane],
@@ -152,7 +153,7 @@ def run_rate_check(problem: ProblemInstance, grid: RateGrid, global_seed: int) -
             )
             name = f"{method}:{sch}" if sch else method
             g_avg.setdefault((name, batch), np.full((grid.n_seeds, len(grid.horizons)), np.nan))
-            g_avg[(name, batch)][s, column] = result.grad_norm2_avg[lane]
+            g_avg[(name, batch)][s, grid.horizons.index(T)] = result.grad_norm2_avg[lane]
     for batch in grid.batch_sizes:
         out.predictions += _predictions_for_batch(problem, grid, g_avg, batch, global_seed)
     return out
