@@ -225,6 +225,11 @@ class MetaConfig:
         return self.method in ("sharp_up", "sharp_both")
 
     @property
+    def perturbed_levels(self) -> int:
+        """How many levels the method perturbs: 0 (MAML, FO-MAML), 1 (_low, _up), 2 (_both)."""
+        return int(self.uses_lower_perturbation) + int(self.uses_upper_perturbation)
+
+    @property
     def gradient_evaluations(self) -> float:
         """Gradient evaluations of the task loss per task and meta-iteration: the method's cost
         unit, shared by the real-data study (equal compute) and the synthetic suite (ordering

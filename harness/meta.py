@@ -119,15 +119,16 @@ def inner_gradient(
         return loss({**params, **adapted}, batch)
 
     adapted = {k: params[k] for k in names}
+    settings = Radii.of(cfg, radii)
     g = grad(adapted_loss)(adapted, support)
     if cfg.uses_lower_perturbation:
         direction = {k: g[k] for k in perturbed_names(names, cfg)}
         direction = direction if cfg.diff_through_perturbation else tree_detach(direction)
-        eps = tree_normalized(direction, Radii.of(cfg, radii).alpha_low, cfg.eps)
+        eps = tree_normalized(direction, settings.alpha_low, cfg.eps)
         g = grad(adapted_loss)(tree_add_on(adapted, eps), support)
     if cfg.first_order:
         return tree_detach(g)
-    weight = Radii.of(cfg, radii).second_order
+    weight = settings.second_order
     if isinstance(weight, torch.Tensor):
         g = {k: weight * v + (1 - weight) * v.detach() for k, v in g.items()}
     elif weight != 1:

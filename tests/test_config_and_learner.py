@@ -45,6 +45,14 @@ def test_fomaml_implies_first_order_and_replace_revalidates() -> None:
         cfg.replace(alpha_up=-1.0)
 
 
+def test_perturbed_levels_count_where_each_method_perturbs() -> None:
+    levels = {
+        m: MetaConfig(method=m).perturbed_levels
+        for m in ("maml", "fomaml", "sharp_low", "sharp_up", "sharp_both")
+    }
+    assert levels == {"maml": 0, "fomaml": 0, "sharp_low": 1, "sharp_up": 1, "sharp_both": 2}
+
+
 def test_mismatched_task_batch_shapes_are_rejected() -> None:
     x = torch.zeros(4, 6, 3)
     y = torch.zeros(4, 6, dtype=torch.long)

@@ -167,8 +167,7 @@ class SweepSpec:
 
     def method_grid(self, method: str) -> tuple[float | None, ...]:
         """The radii a method runs at: (None,) for a method without a perturbation."""
-        probe = MetaConfig(method=method)
-        perturbed = probe.uses_lower_perturbation or probe.uses_upper_perturbation
+        perturbed = MetaConfig(method=method).perturbed_levels > 0
         return self.method_radii.get(method, self.radii) if perturbed else (None,)
 
     def _configs(self, method: str, seed: int, grid: tuple[float | None, ...], options: dict[str, Any]):

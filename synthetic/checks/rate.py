@@ -51,13 +51,7 @@ def rate_runner() -> str:
     and a ``second_order`` weight of 0 makes a lane first order (``Radii``), so each lane
     computes exactly its own method. One run per (B, T): a step's cost is mostly the fixed
     overhead of the torch.func transforms, so more lanes in fewer runs is the cheaper layout."""
-    second_order = [m for m in METHODS if not MetaConfig(method=m).first_order]
-
-    def perturbations(method: str) -> int:
-        cfg = MetaConfig(method=method)
-        return int(cfg.uses_lower_perturbation) + int(cfg.uses_upper_perturbation)
-
-    return max(second_order, key=perturbations)
+    return max(SECOND_ORDER, key=lambda m: MetaConfig(method=m).perturbed_levels)
 
 
 def rate_lanes(n_seeds: int) -> list[tuple[str, str, int]]:
@@ -72,8 +66,7 @@ def rate_lanes(n_seeds: int) -> list[tuple[str, str, int]]:
 
 
 def _perturbs(method: str) -> bool:
-    cfg = MetaConfig(method=method)
-    return cfg.uses_lower_perturbation or cfg.uses_upper_perturbation
+    return MetaConfig(method=method).perturbed_levels > 0
 
 
 def run_rate_check(problem: ProblemInstance, grid: RateGrid, global_seed: int) -> CheckRun:
@@ -98,8 +91,8 @@ def run_rate_check(problem: ProblemInstance, grid: RateGrid, global_seed: int) -
     record_steps = np.unique(np.concatenate([log_spaced_steps(int(T)) for T in grid.horizons]))
     low, up = lane_radii(methods, alpha)
     cells = []
-    for batch in grid.batch_sizes:
-        gen_seed = derive_seed(global_seed, "rate", batch)
+    gen_seeds = {batch: derive_seed(global_seed, "rate", batch) for batch in grid.batch_sizes}
+    for batch, gen_seed in gen_seeds.items():
         key = {
             "check": "rate",
             "family": problem.family,
@@ -143,7 +136,7 @@ def run_rate_check(problem: ProblemInstance, grid: RateGrid, global_seed: int) -
                     "T": T,
                     "lane": lane,
                     "seed_index": s,
-                    "task_seed": derive_seed(global_seed, "rate", batch),
+                    "task_seed": gen_seeds[batch],
                     "eta": float(eta[lane]),
                     "alpha": float(alpha[lane]),
                     "grad_norm2_avg": result.grad_norm2_avg[lane],
