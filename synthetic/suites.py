@@ -55,7 +55,7 @@ class SuiteScale:
 
 CONVERGENCE_GRIDS: dict[str, SuiteScale] = {
     "quick": SuiteScale(
-        rate.RateGrid(horizons=(100, 316, 1000), n_seeds=4, batch_sizes=(8,), slope_from=316),
+        rate.RateGrid(horizons=(100, 316, 1000), n_seeds=2, batch_sizes=(8,), slope_from=316),
         floor.FloorGrid(etas=(2.0, 4.0), steps=600, fo_steps=1000),
         bias.BiasGrid(alphas=(0.005, 0.02, 0.05, 0.2), steps=200),
         flat.FlatGrid(alphas=(0.0, 0.05, 0.15, 0.3), starts=(-0.15, 0.1, 0.28), steps=400, dims=(1,)),

@@ -12,6 +12,7 @@ from infra.cli import main
 from infra.errors import EXIT_USAGE
 from infra.verdicts import FAIL, Prediction
 from synthetic import theory
+from synthetic.suites import CONVERGENCE_GRIDS
 
 
 def test_r1_r2_r3_against_hand_computed_values() -> None:
@@ -96,8 +97,11 @@ def test_quick_suite_end_to_end(quick_run, capsys) -> None:
     runs = pd.read_parquet(out / "runs.parquet")
     assert {"git_sha", "versions", "device", "seed", "config_hash", "status"} <= set(runs.columns)
     rate_runs = runs[runs["check"] == "rate"]
-    for family in ("Q1", "H1"):  # seeds x T x (maml, fo, 3 sharp x 2 schedules)
-        assert (rate_runs["family"] == family).sum() == 4 * 3 * (2 + 3 * 2)
+    grid = CONVERGENCE_GRIDS["quick"].rate
+    for family in ("Q1", "H1"):  # seeds x T x (maml, fo, 3 sharp x 2 schedules), one run per B
+        of_family = rate_runs[rate_runs["family"] == family]
+        assert len(of_family) == grid.n_seeds * len(grid.horizons) * (2 + 3 * 2)
+        assert sorted(of_family["T"].unique()) == list(grid.horizons) and of_family["run_id"].nunique() == 1
     assert set(rate_runs["status"]) == {"ok"}
     assert pd.read_parquet(out / "curves.parquet")["grad_norm2"].notna().any()
 

@@ -49,7 +49,7 @@ def rate_runner() -> str:
     """The method whose run holds every method of ``harness.config.METHODS`` as lanes: the
     second-order method that perturbs the most. A zero radius makes a perturbation exactly 0,
     and a ``second_order`` weight of 0 makes a lane first order (``Radii``), so each lane
-    computes exactly its own method. One run per (B, T): a step's cost is mostly the fixed
+    computes exactly its own method. One run per B (every T as lanes too): a step's cost is mostly the fixed
     overhead of the torch.func transforms, so more lanes in fewer runs is the cheaper layout."""
     return max(SECOND_ORDER, key=lambda m: MetaConfig(method=m).perturbed_levels)
 
